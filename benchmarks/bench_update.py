@@ -1,0 +1,119 @@
+"""TD3-PopSAN update throughput, FLOPs per update and fraction of the CPU's matmul peak.
+
+Prints one JSON line. Hopper sizes (obs 11, act 3), hidden 256x256, PopSAN defaults; one
+compiled call runs ``--updates`` updates (a ``lax.scan``), as training does.
+
+    python benchmarks/bench_update.py [--updates 50] [--repeats 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import machine, matmul_peak_flops, median_time
+
+from spikerl_jax.config import CriticConfig, PopSANConfig, TD3Config
+from spikerl_jax.networks import make_networks
+from spikerl_jax.replay import (
+    Transition,
+    normalizer_init,
+    normalizer_update,
+    replay_add,
+    replay_init,
+    sample_normalized,
+)
+from spikerl_jax.td3 import make_td3
+
+OBS_DIM, ACT_DIM = 11, 3
+
+
+def matmul_flops_per_update(
+    obs_dim: int, act_dim: int, actor: PopSANConfig, critic: CriticConfig, td3: TD3Config
+) -> float:
+    """Matmul FLOPs of one TD3 update, averaged over the policy delay.
+
+    Forward passes: ``F_a`` (actor, all T timesteps) and ``F_q`` (one Q head). A critic step
+    runs the target actor (F_a), both target heads (2 F_q) and both online heads forward and
+    backward (3 x 2 F_q: weights and inputs). An actor step runs the actor forward and backward
+    (3 F_a) and Q1 forward and backward to its input only (2 F_q).
+    """
+    b = td3.batch_size
+    sizes = [obs_dim * actor.pop_in, *actor.hidden_sizes, act_dim * actor.pop_out]
+    f_a = 2 * actor.timesteps * b * sum(m * n for m, n in itertools.pairwise(sizes))
+    q_sizes = [obs_dim + act_dim, *critic.critic_hidden_sizes, 1]
+    f_q = 2 * b * sum(m * n for m, n in itertools.pairwise(q_sizes))
+    critic_step = f_a + 2 * f_q + 6 * f_q
+    actor_step = 3 * f_a + 2 * f_q
+    return critic_step + actor_step / td3.policy_delay
+
+
+def updates_per_second(batch_size: int, hidden: tuple[int, ...], updates: int, repeats: int):
+    actor_cfg = PopSANConfig(hidden_sizes=hidden)
+    critic_cfg = CriticConfig()
+    td3_cfg = TD3Config(batch_size=batch_size)
+    td3 = make_td3(make_networks(ACT_DIM, 1.0, actor_cfg, critic_cfg), td3_cfg)
+    key = jax.random.key(0)
+    state = td3.init(key, OBS_DIM)
+    n = 10_000
+    k1, k2, k3 = jax.random.split(key, 3)
+    data = Transition(
+        obs=jax.random.normal(k1, (n, OBS_DIM)),
+        action=jax.random.uniform(k2, (n, ACT_DIM), minval=-1, maxval=1),
+        reward=jax.random.normal(k3, (n,)),
+        next_obs=jax.random.normal(k1, (n, OBS_DIM)) + 0.1,
+        terminated=jnp.zeros(n),
+    )
+    buffer = replay_add(replay_init(n, OBS_DIM, ACT_DIM), data)
+    norm = normalizer_update(normalizer_init(OBS_DIM), data.obs)
+
+    @jax.jit
+    def run(state, key):
+        def sample(k):
+            return sample_normalized(buffer, norm, k, batch_size, 3.0)
+
+        return td3.update(state, sample, key, updates // td3_cfg.policy_delay)
+
+    holder = {"state": state}
+
+    def call():
+        holder["state"], metrics = run(holder["state"], key)
+        jax.block_until_ready(metrics)
+
+    seconds = median_time(call, repeats)
+    flops = matmul_flops_per_update(OBS_DIM, ACT_DIM, actor_cfg, critic_cfg, td3_cfg)
+    return updates / seconds, flops
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--updates", type=int, default=50)
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args()
+    peak = matmul_peak_flops()
+    result = {"benchmark": "td3_update", "machine": machine(), "matmul_peak_gflops": peak / 1e9}
+    for name, batch, hidden in [
+        ("b100_h256", 100, (256, 256)),
+        ("b1024_h256", 1024, (256, 256)),
+        ("b100_h100", 100, (100, 100)),
+    ]:
+        ups, flops = updates_per_second(batch, hidden, args.updates, args.repeats)
+        result[name] = {
+            "updates_per_s": ups,
+            "mflop_per_update": flops / 1e6,
+            "gflops": ups * flops / 1e9,
+            "fraction_of_peak": ups * flops / peak,
+        }
+    result["peak_after_gflops"] = matmul_peak_flops() / 1e9  # drift check on a noisy host
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

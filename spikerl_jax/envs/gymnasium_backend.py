@@ -1,0 +1,86 @@
+"""The host backend: Gymnasium's MuJoCo tasks on native MuJoCo, stepped from Python."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import warnings
+
+import gymnasium as gym
+import numpy as np
+
+FAMILIES = (
+    "Hopper",
+    "HalfCheetah",
+    "Walker2d",
+    "Ant",
+    "Humanoid",
+    "InvertedPendulum",
+    "InvertedDoublePendulum",
+    "Swimmer",
+    "Reacher",
+)
+SUPPORTED_ENVS = frozenset(f"{family}-v{v}" for family in FAMILIES for v in (4, 5))
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvSpec:
+    """What the networks need to know of a task."""
+
+    obs_dim: int
+    action_dim: int
+    action_limit: float
+    max_episode_steps: int
+
+
+def _quiet_make(env_id: str, **kwargs) -> gym.Env:
+    # v4 ids are deprecated in Gymnasium 1.x but are the paper's tasks; their warning (and
+    # MuJoCo's XML deprecation notes) would otherwise be printed once per environment.
+    gym_logger = logging.getLogger("gymnasium")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        level = gym_logger.level
+        gym_logger.setLevel(logging.ERROR)
+        try:
+            return gym.make(env_id, **kwargs)
+        finally:
+            gym_logger.setLevel(level)
+
+
+def env_spec(env_id: str) -> EnvSpec:
+    """Reads the observation/action sizes and the (symmetric) action limit of ``env_id``."""
+    env = _quiet_make(env_id)
+    low, high = env.action_space.low, env.action_space.high
+    if not (np.allclose(low, -high) and np.allclose(high, high[0])):
+        raise ValueError(f"{env_id}: PopSAN's decoder needs equal symmetric action bounds")
+    spec = EnvSpec(
+        obs_dim=int(np.prod(env.observation_space.shape)),
+        action_dim=int(np.prod(env.action_space.shape)),
+        action_limit=float(high[0]),
+        max_episode_steps=int(env.spec.max_episode_steps),
+    )
+    env.close()
+    return spec
+
+
+def make_vector_env(env_id: str, num_envs: int, seed: int) -> gym.vector.SyncVectorEnv:
+    """``num_envs`` copies of ``env_id`` stepping together, reset with ``seed``.
+
+    Auto-reset happens in the same step (``SAME_STEP``): a finished env returns its next
+    episode's first observation, and the true last one in ``info["final_obs"]``, so every
+    transition stored is ``(obs, action, reward, final or next obs)`` of one episode.
+    """
+    envs = gym.vector.SyncVectorEnv(
+        [lambda: _quiet_make(env_id) for _ in range(num_envs)],
+        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
+    )
+    envs.reset(seed=seed)
+    return envs
+
+
+def make_eval_envs(env_id: str, count: int, seed: int) -> list[gym.Env]:
+    """``count`` independent envs for evaluation, seeded once; later resets continue their RNG."""
+    envs = [_quiet_make(env_id) for _ in range(count)]
+    for i, env in enumerate(envs):
+        env.reset(seed=seed + i)
+    return envs

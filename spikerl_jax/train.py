@@ -1,0 +1,315 @@
+"""Training: ``make_learner`` (the compiled pieces) and ``train`` (the host-env loop).
+
+The host backend steps Gymnasium environments from Python; everything else is compiled:
+one jitted call per round inserts the round's transitions into the on-device replay buffer,
+updates the observation normalizer and runs all of the round's TD3 updates in a ``lax.scan``.
+
+    from spikerl_jax import TrainConfig
+    from spikerl_jax.train import train
+    summary = train(TrainConfig(env="InvertedPendulum-v4", total_steps=20_000))
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from typing import NamedTuple
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from spikerl_jax.config import ConfigError, TrainConfig
+from spikerl_jax.envs.gymnasium_backend import EnvSpec, env_spec, make_eval_envs, make_vector_env
+from spikerl_jax.networks import make_networks
+from spikerl_jax.replay import (
+    Normalizer,
+    ReplayBuffer,
+    Transition,
+    normalize,
+    normalizer_init,
+    normalizer_update,
+    replay_add,
+    replay_init,
+    sample_normalized,
+)
+from spikerl_jax.td3 import TD3State, make_td3
+
+METRICS_COLUMNS = (
+    "step",
+    "eval_return",
+    "eval_return_std",
+    "eval_length",
+    "train_return",
+    "wall_s",
+    "env_steps_per_s",
+    "updates_per_s",
+    "critic_loss",
+    "actor_loss",
+    "q",
+)
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. non-finite losses); the message says why and what to try."""
+
+
+@flax.struct.dataclass
+class TrainState:
+    """The whole learner on device."""
+
+    td3: TD3State
+    buffer: ReplayBuffer
+    normalizer: Normalizer
+    key: jax.Array  # for update rounds: batch sampling, smoothing noise, encoder spikes
+
+
+class Learner(NamedTuple):
+    """Compiled functions of one run; the host loop calls only these."""
+
+    init: Callable[[jax.Array], TrainState]
+    policy: Callable  # (actor_params, normalizer, obs_BD, key) -> deterministic action (B, A)
+    explore: Callable  # (actor_params, normalizer, obs_BD, key, step) -> noisy action (B, A)
+    ingest: Callable  # (TrainState, Transition) -> TrainState
+    ingest_and_update: Callable  # (TrainState, Transition) -> (TrainState, metrics)
+
+
+def make_learner(cfg: TrainConfig, spec: EnvSpec) -> Learner:
+    """Builds the jitted init, policies and round functions for ``cfg`` on a task of ``spec``."""
+    networks = make_networks(spec.action_dim, spec.action_limit, cfg.actor, cfg.critic)
+    td3 = make_td3(networks, cfg.td3)
+    num_blocks = cfg.updates_per_round // cfg.td3.policy_delay
+    limit = spec.action_limit
+
+    def init(key: jax.Array) -> TrainState:
+        key_td3, key_update = jax.random.split(key)
+        return TrainState(
+            td3=td3.init(key_td3, spec.obs_dim),
+            buffer=replay_init(cfg.replay_size, spec.obs_dim, spec.action_dim),
+            normalizer=normalizer_init(spec.obs_dim),
+            key=key_update,
+        )
+
+    def policy(actor_params, norm: Normalizer, obs_BD: jax.Array, key: jax.Array):
+        return networks.actor.apply(actor_params, normalize(norm, obs_BD, cfg.obs_clip), key)
+
+    def explore(actor_params, norm: Normalizer, obs_BD: jax.Array, key: jax.Array, step):
+        key_noise, key_encoder = jax.random.split(jax.random.fold_in(key, step))
+        action = policy(actor_params, norm, obs_BD, key_encoder)
+        noise = cfg.exploration_noise * jax.random.normal(key_noise, action.shape)
+        return jnp.clip(action + noise, -limit, limit)
+
+    def ingest(state: TrainState, chunk: Transition) -> TrainState:
+        return state.replace(
+            buffer=replay_add(state.buffer, chunk),
+            normalizer=normalizer_update(state.normalizer, chunk.obs),
+        )
+
+    def ingest_and_update(state: TrainState, chunk: Transition):
+        state = ingest(state, chunk)
+        key, key_update = jax.random.split(state.key)
+
+        def sample(k):
+            return sample_normalized(
+                state.buffer, state.normalizer, k, cfg.td3.batch_size, cfg.obs_clip
+            )
+
+        td3_state, metrics = td3.update(state.td3, sample, key_update, num_blocks)
+        return state.replace(td3=td3_state, key=key), metrics
+
+    return Learner(
+        init=jax.jit(init),
+        policy=jax.jit(policy),
+        explore=jax.jit(explore),
+        ingest=jax.jit(ingest, donate_argnums=0),
+        ingest_and_update=jax.jit(ingest_and_update, donate_argnums=0),
+    )
+
+
+def evaluate(
+    learner: Learner, state: TrainState, envs, key: jax.Array
+) -> tuple[float, float, float]:
+    """One deterministic episode per env, the actor batched over the envs still running.
+
+    Returns:
+      Mean return, std of returns, mean episode length.
+    """
+    obs = np.stack([env.reset()[0] for env in envs])
+    returns, lengths = np.zeros(len(envs)), np.zeros(len(envs), dtype=np.int64)
+    running = np.ones(len(envs), dtype=bool)
+    while running.any():
+        action = np.asarray(learner.policy(state.td3.actor_params, state.normalizer, obs, key))
+        for i in np.flatnonzero(running):
+            obs[i], reward, terminated, truncated, _ = envs[i].step(action[i])
+            returns[i] += reward
+            lengths[i] += 1
+            running[i] = not (terminated or truncated)
+    return float(returns.mean()), float(returns.std()), float(lengths.mean())
+
+
+class _Recorder:
+    """Writes config.json, metrics.csv (one row per evaluation) and summary.json."""
+
+    def __init__(self, run_dir: str, cfg: TrainConfig):
+        self.run_dir = run_dir
+        metrics_path = os.path.join(run_dir, "metrics.csv")
+        if os.path.exists(metrics_path):
+            raise ConfigError(f"{run_dir} already holds a run (metrics.csv); choose another --out")
+        try:
+            os.makedirs(run_dir, exist_ok=True)
+            with open(os.path.join(run_dir, "config.json"), "w") as f:
+                json.dump(dataclasses.asdict(cfg), f, indent=2)
+            self._file = open(metrics_path, "w", newline="")  # noqa: SIM115
+        except OSError as e:
+            raise ConfigError(
+                f"cannot write the run directory --out {run_dir}: {e.strerror}"
+            ) from e
+        self._writer = csv.DictWriter(self._file, METRICS_COLUMNS)
+        self._writer.writeheader()
+        self.rows: list[dict] = []
+
+    def row(self, row: dict) -> None:
+        self._writer.writerow(row)
+        self._file.flush()  # a crash or kill keeps every finished evaluation
+        self.rows.append(row)
+
+    def summary(self, summary: dict) -> None:
+        self._file.close()
+        with open(os.path.join(self.run_dir, "summary.json"), "w") as f:
+            json.dump(summary, f, indent=2)
+
+
+def train(cfg: TrainConfig, console=None) -> dict:
+    """Trains PopSAN-TD3 on a Gymnasium task with the paper's schedule; returns the summary.
+
+    Writes ``config.json``, ``metrics.csv`` and ``summary.json`` into ``cfg.run_dir()``.
+
+    Raises:
+      ConfigError: a bad configuration value (validated before anything is written).
+      TrainingError: the losses became non-finite.
+    """
+    from spikerl_jax.progress import TrainProgress
+
+    cfg.validate()
+    spec = env_spec(cfg.env)
+    run_dir = cfg.run_dir()
+    recorder = _Recorder(run_dir, cfg)
+    learner = make_learner(cfg, spec)
+
+    key = jax.random.key(cfg.seed)
+    key_init, key_explore, key_eval = jax.random.split(key, 3)
+    state = learner.init(key_init)
+    rng = np.random.default_rng(cfg.seed)  # uniform random actions of the first phase
+    envs = make_vector_env(cfg.env, cfg.num_envs, cfg.seed)
+    eval_envs = make_eval_envs(cfg.env, cfg.eval_episodes, cfg.seed + 1_000_003)
+    obs, _ = envs.reset(seed=cfg.seed)
+
+    n, round_len = cfg.num_envs, cfg.update_every
+    stage = {
+        "obs": np.zeros((round_len, spec.obs_dim), np.float32),
+        "action": np.zeros((round_len, spec.action_dim), np.float32),
+        "reward": np.zeros(round_len, np.float32),
+        "next_obs": np.zeros((round_len, spec.obs_dim), np.float32),
+        "terminated": np.zeros(round_len, np.float32),
+    }
+    episode_return, finished_returns = np.zeros(n), []
+    metrics: dict = {}
+    step, updates, next_eval, update_s_total = 0, 0, cfg.eval_every, 0.0
+    t_start = time.perf_counter()
+    mark = {"t": t_start, "step": 0, "updates": 0, "update_s": 0.0}
+    best = -math.inf
+    last_eval = None
+
+    with TrainProgress(cfg.total_steps, enabled=cfg.progress, console=console) as progress:
+        while step < cfg.total_steps:
+            fill = min(round_len, (cfg.total_steps - step) // n * n) or n
+            for i in range(0, fill, n):
+                if step < cfg.start_steps:
+                    action = rng.uniform(
+                        -spec.action_limit, spec.action_limit, (n, spec.action_dim)
+                    )
+                else:
+                    action = np.asarray(
+                        learner.explore(
+                            state.td3.actor_params, state.normalizer, obs, key_explore, step
+                        )
+                    )
+                next_obs, reward, terminated, truncated, info = envs.step(action)
+                done = terminated | truncated
+                final_obs = next_obs.copy()
+                for j in np.flatnonzero(done):
+                    final_obs[j] = info["final_obs"][j]
+                sl = slice(i, i + n)
+                stage["obs"][sl], stage["action"][sl], stage["reward"][sl] = obs, action, reward
+                stage["next_obs"][sl], stage["terminated"][sl] = final_obs, terminated
+                episode_return += reward
+                finished_returns.extend(episode_return[done].tolist())
+                episode_return[done] = 0.0
+                obs = next_obs
+                step += n
+            chunk = Transition(**{k: jnp.asarray(v[:fill]) for k, v in stage.items()})
+            if step >= cfg.update_after and fill == round_len:
+                t0 = time.perf_counter()
+                state, metrics = learner.ingest_and_update(state, chunk)
+                metrics = jax.device_get(metrics)
+                mark["update_s"] += time.perf_counter() - t0
+                update_s_total += time.perf_counter() - t0
+                updates += cfg.updates_per_round
+                if not all(np.isfinite(v) for v in metrics.values()):
+                    raise TrainingError(
+                        f"non-finite losses at step {step} ({metrics}); lower --critic-lr / "
+                        "--actor-lr or check the environment's observations"
+                    )
+            else:
+                state = learner.ingest(state, chunk)
+            progress.advance(fill)
+
+            if step >= next_eval or step >= cfg.total_steps:
+                next_eval += cfg.eval_every * math.ceil((step - next_eval + 1) / cfg.eval_every)
+                eval_key = jax.random.fold_in(key_eval, step)
+                ret, ret_std, length = evaluate(learner, state, eval_envs, eval_key)
+                now = time.perf_counter()
+                row = {
+                    "step": step,
+                    "eval_return": ret,
+                    "eval_return_std": ret_std,
+                    "eval_length": length,
+                    "train_return": float(np.mean(finished_returns)) if finished_returns else "",
+                    "wall_s": now - t_start,
+                    "env_steps_per_s": (step - mark["step"]) / (now - mark["t"]),
+                    "updates_per_s": (updates - mark["updates"]) / mark["update_s"]
+                    if mark["update_s"]
+                    else "",
+                    **{
+                        k: float(metrics.get(k, np.nan)) for k in ("critic_loss", "actor_loss", "q")
+                    },
+                }
+                recorder.row(row)
+                progress.report(row)
+                best = max(best, ret)
+                last_eval = ret
+                finished_returns.clear()
+                mark.update(t=now, step=step, updates=updates, update_s=0.0)
+
+    wall = time.perf_counter() - t_start
+    summary = {
+        "env": cfg.env,
+        "seed": cfg.seed,
+        "total_steps": step,
+        "final_eval_return": last_eval,
+        "best_eval_return": best,
+        "wall_s": wall,
+        "env_steps_per_s": step / wall,
+        "updates": updates,
+        "updates_per_s": updates / update_s_total if update_s_total else None,
+        "run_dir": run_dir,
+    }
+    recorder.summary(summary)
+    envs.close()
+    return summary

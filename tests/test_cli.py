@@ -1,0 +1,85 @@
+"""The command line: outputs of a short real run, --help, and one clear line per bad input."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+
+from spikerl_jax.cli import main
+
+TINY = [
+    "--env", "InvertedPendulum-v4", "--total-steps", "600", "--start-steps", "200",
+    "--update-after", "100", "--eval-every", "300", "--eval-episodes", "2",
+    "--hidden-sizes", "16", "16", "--critic-hidden-sizes", "16", "16", "--replay-size", "1000",
+    "--no-progress",
+]  # fmt: skip
+
+
+def run_cli(*args):
+    proc = subprocess.run(
+        [sys.executable, "-m", "spikerl_jax.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def test_short_run_writes_config_metrics_and_summary(tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", *TINY, "--out", str(out)]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["env"] == "InvertedPendulum-v4" and config["actor"]["hidden_sizes"] == [16, 16]
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    assert [int(r["step"]) for r in rows] == [300, 600]
+    for column in ("eval_return", "eval_return_std", "wall_s", "env_steps_per_s", "updates_per_s"):
+        assert rows[-1][column] != ""
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["total_steps"] == 600 and summary["updates"] == 500  # rounds ending 150..600
+    assert summary["final_eval_return"] == float(rows[-1]["eval_return"])
+    assert summary["best_eval_return"] == max(float(r["eval_return"]) for r in rows)
+    # Nothing is overwritten: the same --out again is refused.
+    assert main(["train", *TINY, "--out", str(out)]) == 2
+
+
+def test_help_documents_every_option():
+    code, out, _ = run_cli("train", "--env", "Hopper-v4", "--help")
+    assert code == 0
+    for flag in ("--env", "--total-steps", "--seed", "--out", "--eval-every", "--eval-episodes",
+                 "--batch-size", "--actor-lr", "--critic-lr", "--gamma", "--polyak",
+                 "--policy-delay", "--target-noise", "--exploration-noise", "--start-steps",
+                 "--hidden-sizes", "--timesteps"):  # fmt: skip
+        assert flag in out, flag
+    assert "Transitions per gradient step" in out
+    assert "1000000" in out  # Hopper's preset: the paper's 1M steps
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--env", "Hoper-v4"], "unknown env 'Hoper-v4'; supported: Ant-v4"),
+        (["--total-steps", "0"], "--total-steps must be positive"),
+        (["--batch-size", "-5"], "--batch-size must be positive"),
+        (["--updates-per-round", "3"], "must be a multiple of --policy-delay"),
+    ],
+)
+def test_bad_input_gives_one_clear_line(args, message, tmp_path):
+    code, _out, err = run_cli("train", *args, "--out", str(tmp_path / "run"))
+    assert code == 2
+    assert message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()  # nothing written for a bad config
+
+
+def test_unwritable_out_dir(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    code, _, err = run_cli("train", "--out", str(blocker / "run"), "--total-steps", "100")
+    assert code == 2 and "cannot write the run directory" in err and "Traceback" not in err
+
+
+def test_unknown_command():
+    code, _, err = run_cli("fly")
+    assert code == 2 and "unknown command 'fly'" in err

@@ -21,7 +21,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from common import machine, median_time
 
-from spikerl_jax.config import TrainConfig
+from spikerl_jax.config import PopSANConfig, TrainConfig
 from spikerl_jax.envs.gymnasium_backend import EnvSpec
 from spikerl_jax.networks import PopSAN
 from spikerl_jax.train import make_learner
@@ -30,7 +30,7 @@ OBS_DIM, ACT_DIM = 11, 3
 
 
 def actor_timings(layerwise: bool, repeats: int) -> dict:
-    actor = PopSAN(ACT_DIM, 1.0, layerwise=layerwise)
+    actor = PopSAN(ACT_DIM, 1.0, PopSANConfig(layer_by_layer=layerwise))
     params = actor.init(jax.random.key(0), jnp.zeros((1, OBS_DIM)))
     forward = jax.jit(actor.apply)
     with_counts = jax.jit(lambda p, o: actor.apply(p, o, return_spike_counts=True))

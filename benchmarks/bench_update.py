@@ -55,8 +55,10 @@ def matmul_flops_per_update(
     return critic_step + actor_step / td3.policy_delay
 
 
-def updates_per_second(batch_size: int, hidden: tuple[int, ...], updates: int, repeats: int):
-    actor_cfg = PopSANConfig(hidden_sizes=hidden)
+def updates_per_second(
+    batch_size: int, hidden: tuple[int, ...], updates: int, repeats: int, layer_by_layer=True
+):
+    actor_cfg = PopSANConfig(hidden_sizes=hidden, layer_by_layer=layer_by_layer)
     critic_cfg = CriticConfig()
     td3_cfg = TD3Config(batch_size=batch_size)
     td3 = make_td3(make_networks(ACT_DIM, 1.0, actor_cfg, critic_cfg), td3_cfg)
@@ -99,12 +101,14 @@ def main() -> None:
     args = parser.parse_args()
     peak = matmul_peak_flops()
     result = {"benchmark": "td3_update", "machine": machine(), "matmul_peak_gflops": peak / 1e9}
-    for name, batch, hidden in [
-        ("b100_h256", 100, (256, 256)),
-        ("b1024_h256", 1024, (256, 256)),
-        ("b100_h100", 100, (100, 100)),
+    for name, batch, hidden, layer_by_layer in [
+        ("b100_h256", 100, (256, 256), True),
+        ("b1024_h256", 1024, (256, 256), True),
+        ("b100_h100", 100, (100, 100), True),
+        ("b100_h256_stepwise", 100, (256, 256), False),
+        ("b1024_h256_stepwise", 1024, (256, 256), False),
     ]:
-        ups, flops = updates_per_second(batch, hidden, args.updates, args.repeats)
+        ups, flops = updates_per_second(batch, hidden, args.updates, args.repeats, layer_by_layer)
         result[name] = {
             "updates_per_s": ups,
             "mflop_per_update": flops / 1e6,

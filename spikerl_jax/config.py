@@ -43,6 +43,9 @@ class PopSANConfig:
     """LIF firing threshold."""
     surrogate: Literal["rectangular", "fast_sigmoid", "arctan"] = "rectangular"
     """Surrogate gradient shape of the LIF spike."""
+    layer_by_layer: bool = True
+    """Run the LIF layers layer by layer (one matmul over all T per layer); False: timestep by
+    timestep as PopSAN does. Identical spikes; the speed differs (see BENCHMARKS.md)."""
     surrogate_param: float | None = None
     """Half-width (rectangular), slope (fast_sigmoid) or alpha (arctan); None: PopSAN's 0.5 /
     10 / 2."""

@@ -23,15 +23,12 @@ class PopSAN(nn.Module):
     Attributes:
       action_dim: ``A``.
       action_limit: actions lie in ``[-action_limit, action_limit]``.
-      config: architecture and neuron constants.
-      layerwise: layer-by-layer LIF (fast) or timestep-by-timestep (PopSAN's order); both give
-        identical spikes.
+      config: architecture, neuron constants and LIF formulation.
     """
 
     action_dim: int
     action_limit: float = 1.0
     config: PopSANConfig = PopSANConfig()
-    layerwise: bool = True
 
     @nn.compact
     def __call__(
@@ -64,7 +61,7 @@ class PopSAN(nn.Module):
         layer_spikes = SpikingMLP(
             layer_sizes=(*cfg.hidden_sizes, self.action_dim * cfg.pop_out),
             neuron=neuron,
-            layerwise=self.layerwise,
+            layerwise=cfg.layer_by_layer,
             name="snn",
         )(spikes_in)
         action = PopulationDecoder(self.action_dim, cfg.pop_out, self.action_limit, name="decoder")(

@@ -37,7 +37,9 @@ def test_short_run_writes_config_metrics_and_summary(tmp_path):
     for column in ("eval_return", "eval_return_std", "wall_s", "env_steps_per_s", "updates_per_s"):
         assert rows[-1][column] != ""
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["total_steps"] == 600 and summary["updates"] == 550  # 11 rounds of 50: those ending at 100..600
+    assert (
+        summary["total_steps"] == 600 and summary["updates"] == 550
+    )  # 11 rounds of 50: those ending at 100..600
     assert summary["final_eval_return"] == float(rows[-1]["eval_return"])
     assert summary["best_eval_return"] == max(float(r["eval_return"]) for r in rows)
     # Nothing is overwritten: the same --out again is refused.

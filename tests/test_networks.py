@@ -42,7 +42,7 @@ def test_actor_shapes_bounds_and_counts(actor_and_params):
 
 def test_layerwise_actor_equals_stepwise(actor_and_params):
     actor, params, obs = actor_and_params
-    stepwise = actor.clone(layerwise=False)
+    stepwise = actor.clone(config=dataclasses.replace(SMALL, layer_by_layer=False))
     a1, c1 = actor.apply(params, obs, return_spike_counts=True)
     a2, c2 = stepwise.apply(params, obs, return_spike_counts=True)
     for name in c1:

@@ -185,6 +185,53 @@ class _Recorder:
             json.dump(summary, f, indent=2)
 
 
+class HostCollector:
+    """Steps Gymnasium vector envs and stages their transitions until the round is ingested.
+
+    A finished episode's transition stores its true last observation (``info["final_obs"]``,
+    same-step auto-reset) as ``next_obs`` and ``terminated`` as Gymnasium reports it, so a
+    time-limit truncation is stored as non-terminal and bootstraps.
+    """
+
+    def __init__(self, envs, spec: EnvSpec, capacity: int, seed: int):
+        self.envs = envs
+        self.obs, _ = envs.reset(seed=seed)
+        self._stage = {
+            "obs": np.zeros((capacity, spec.obs_dim), np.float32),
+            "action": np.zeros((capacity, spec.action_dim), np.float32),
+            "reward": np.zeros(capacity, np.float32),
+            "next_obs": np.zeros((capacity, spec.obs_dim), np.float32),
+            "terminated": np.zeros(capacity, np.float32),
+        }
+        self._size = 0
+        self._episode_return = np.zeros(envs.num_envs)
+        self.finished_returns: list[float] = []
+
+    def step(self, action: np.ndarray) -> None:
+        """Steps every env with ``action`` ``(N, A)`` and stages the ``N`` transitions."""
+        next_obs, reward, terminated, truncated, info = self.envs.step(action)
+        done = terminated | truncated
+        final_obs = next_obs.copy()
+        for j in np.flatnonzero(done):
+            final_obs[j] = info["final_obs"][j]
+        rows = slice(self._size, self._size + len(action))
+        fields = dict(obs=self.obs, action=action, reward=reward, next_obs=final_obs,
+                      terminated=terminated)  # fmt: skip
+        for name, value in fields.items():
+            self._stage[name][rows] = value
+        self._size += len(action)
+        self._episode_return += reward
+        self.finished_returns.extend(self._episode_return[done].tolist())
+        self._episode_return[done] = 0.0
+        self.obs = next_obs
+
+    def take(self) -> Transition:
+        """The staged transitions as device arrays; the stage starts empty again."""
+        chunk = Transition(**{k: jnp.asarray(v[: self._size]) for k, v in self._stage.items()})
+        self._size = 0
+        return chunk
+
+
 def train(cfg: TrainConfig, console=None) -> dict:
     """Trains PopSAN-TD3 on a Gymnasium task with the paper's schedule; returns the summary.
 
@@ -206,19 +253,11 @@ def train(cfg: TrainConfig, console=None) -> dict:
     key_init, key_explore, key_eval = jax.random.split(key, 3)
     state = learner.init(key_init)
     rng = np.random.default_rng(cfg.seed)  # uniform random actions of the first phase
-    envs = make_vector_env(cfg.env, cfg.num_envs, cfg.seed)
+    envs = make_vector_env(cfg.env, cfg.num_envs)
+    collector = HostCollector(envs, spec, cfg.update_every, cfg.seed)
     eval_envs = make_eval_envs(cfg.env, cfg.eval_episodes, cfg.seed + 1_000_003)
-    obs, _ = envs.reset(seed=cfg.seed)
 
-    n, round_len = cfg.num_envs, cfg.update_every
-    stage = {
-        "obs": np.zeros((round_len, spec.obs_dim), np.float32),
-        "action": np.zeros((round_len, spec.action_dim), np.float32),
-        "reward": np.zeros(round_len, np.float32),
-        "next_obs": np.zeros((round_len, spec.obs_dim), np.float32),
-        "terminated": np.zeros(round_len, np.float32),
-    }
-    episode_return, finished_returns = np.zeros(n), []
+    n = cfg.num_envs
     metrics: dict = {}
     step, updates, next_eval, update_s_total = 0, 0, cfg.eval_every, 0.0
     t_start = time.perf_counter()
@@ -228,8 +267,8 @@ def train(cfg: TrainConfig, console=None) -> dict:
 
     with TrainProgress(cfg.total_steps, enabled=cfg.progress, console=console) as progress:
         while step < cfg.total_steps:
-            fill = min(round_len, (cfg.total_steps - step) // n * n) or n
-            for i in range(0, fill, n):
+            fill = min(cfg.update_every, (cfg.total_steps - step) // n * n) or n
+            for _ in range(0, fill, n):
                 if step < cfg.start_steps:
                     action = rng.uniform(
                         -spec.action_limit, spec.action_limit, (n, spec.action_dim)
@@ -237,24 +276,14 @@ def train(cfg: TrainConfig, console=None) -> dict:
                 else:
                     action = np.asarray(
                         learner.explore(
-                            state.td3.actor_params, state.normalizer, obs, key_explore, step
+                            state.td3.actor_params, state.normalizer, collector.obs, key_explore,
+                            step,
                         )
-                    )
-                next_obs, reward, terminated, truncated, info = envs.step(action)
-                done = terminated | truncated
-                final_obs = next_obs.copy()
-                for j in np.flatnonzero(done):
-                    final_obs[j] = info["final_obs"][j]
-                sl = slice(i, i + n)
-                stage["obs"][sl], stage["action"][sl], stage["reward"][sl] = obs, action, reward
-                stage["next_obs"][sl], stage["terminated"][sl] = final_obs, terminated
-                episode_return += reward
-                finished_returns.extend(episode_return[done].tolist())
-                episode_return[done] = 0.0
-                obs = next_obs
+                    )  # fmt: skip
+                collector.step(action)
                 step += n
-            chunk = Transition(**{k: jnp.asarray(v[:fill]) for k, v in stage.items()})
-            if step >= cfg.update_after and fill == round_len:
+            chunk = collector.take()
+            if step >= cfg.update_after and fill == cfg.update_every:
                 t0 = time.perf_counter()
                 state, metrics = learner.ingest_and_update(state, chunk)
                 metrics = jax.device_get(metrics)
@@ -280,7 +309,9 @@ def train(cfg: TrainConfig, console=None) -> dict:
                     "eval_return": ret,
                     "eval_return_std": ret_std,
                     "eval_length": length,
-                    "train_return": float(np.mean(finished_returns)) if finished_returns else "",
+                    "train_return": float(np.mean(collector.finished_returns))
+                    if collector.finished_returns
+                    else "",
                     "wall_s": now - t_start,
                     "env_steps_per_s": (step - mark["step"]) / (now - mark["t"]),
                     "updates_per_s": (updates - mark["updates"]) / mark["update_s"]
@@ -294,7 +325,7 @@ def train(cfg: TrainConfig, console=None) -> dict:
                 progress.report(row)
                 best = max(best, ret)
                 last_eval = ret
-                finished_returns.clear()
+                collector.finished_returns.clear()
                 mark.update(t=now, step=step, updates=updates, update_s=0.0)
 
     wall = time.perf_counter() - t_start

@@ -63,18 +63,19 @@ def env_spec(env_id: str) -> EnvSpec:
     return spec
 
 
-def make_vector_env(env_id: str, num_envs: int, seed: int) -> gym.vector.SyncVectorEnv:
-    """``num_envs`` copies of ``env_id`` stepping together, reset with ``seed``.
+def make_vector_env(
+    env_id: str, num_envs: int, max_episode_steps: int | None = None
+) -> gym.vector.SyncVectorEnv:
+    """``num_envs`` copies of ``env_id`` stepping together (reset them with a seed first).
 
     Auto-reset happens in the same step (``SAME_STEP``): a finished env returns its next
     episode's first observation, and the true last one in ``info["final_obs"]``, so every
     transition stored is ``(obs, action, reward, final or next obs)`` of one episode.
     """
     envs = gym.vector.SyncVectorEnv(
-        [lambda: _quiet_make(env_id) for _ in range(num_envs)],
+        [lambda: _quiet_make(env_id, max_episode_steps=max_episode_steps)] * num_envs,
         autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
     )
-    envs.reset(seed=seed)
     return envs
 
 

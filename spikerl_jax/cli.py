@@ -8,6 +8,9 @@ a short random phase for InvertedPendulum), shown by ``spikerl-jax train --env I
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
+import json
 import sys
 
 import tyro
@@ -18,18 +21,20 @@ USAGE = """usage: spikerl-jax COMMAND [OPTIONS]
 
 commands:
   train    train a PopSAN spiking actor with TD3 on a Gymnasium MuJoCo task
+           (--resume RUN_DIR continues a run from its latest checkpoint)
+  eval     run deterministic episodes of a trained run's policy
 
 Run 'spikerl-jax COMMAND --help' for the command's options."""
 
 
-def _peek_env(args: list[str]) -> str:
-    """The ``--env`` value among ``args`` (before full parsing: it selects the defaults)."""
+def _pop_option(args: list[str], name: str) -> tuple[str | None, list[str]]:
+    """Takes ``--name VALUE`` (or ``--name=VALUE``) out of ``args``: the value and the rest."""
     for i, arg in enumerate(args):
-        if arg.startswith("--env="):
-            return arg.split("=", 1)[1]
-        if arg == "--env" and i + 1 < len(args):
-            return args[i + 1]
-    return TrainConfig.env
+        if arg.startswith(f"{name}="):
+            return arg.split("=", 1)[1], args[:i] + args[i + 1 :]
+        if arg == name and i + 1 < len(args):
+            return args[i + 1], args[:i] + args[i + 2 :]
+    return None, args
 
 
 def _fail(message: str) -> int:
@@ -38,40 +43,82 @@ def _fail(message: str) -> int:
 
 
 def train_command(args: list[str]) -> int:
-    """Parses ``train`` options over the env's preset, trains, prints the summary's path."""
+    """Parses ``train`` options over the env's preset (or the resumed run's config), trains."""
     from spikerl_jax.envs import SUPPORTED_ENVS
+    from spikerl_jax.export import load_run_config
+    from spikerl_jax.train import Interrupted, TrainingError, train
 
-    env = _peek_env(args)
-    if env not in SUPPORTED_ENVS:
-        return _fail(f"unknown env {env!r}; supported: {', '.join(sorted(SUPPORTED_ENVS))}")
-    cfg = tyro.cli(
-        TrainConfig,
-        args=args,
-        default=preset_for(env),
-        prog="spikerl-jax train",
-        description="Train a PopSAN spiking actor with TD3 on a Gymnasium MuJoCo task.",
-        config=(tyro.conf.OmitArgPrefixes,),
-    )
-    from spikerl_jax.train import TrainingError, train
-
+    resume_dir, args = _pop_option(args, "--resume")
+    env, _ = _pop_option(args, "--env")
     try:
-        summary = train(cfg)
-    except (ConfigError, TrainingError) as e:
+        if resume_dir is not None:
+            default = dataclasses.replace(load_run_config(resume_dir), out=resume_dir)
+        else:
+            env = env or TrainConfig.env
+            if env not in SUPPORTED_ENVS:
+                raise ConfigError(
+                    f"unknown env {env!r}; supported: {', '.join(sorted(SUPPORTED_ENVS))}"
+                )
+            default = preset_for(env)
+        cfg = tyro.cli(
+            TrainConfig,
+            args=args,
+            default=default,
+            prog="spikerl-jax train",
+            description="Train a PopSAN spiking actor with TD3 on a Gymnasium MuJoCo task. "
+            "--resume RUN_DIR continues a run (only the schedule's length, evaluation and "
+            "checkpoint options may change).",
+            config=(tyro.conf.OmitArgPrefixes,),
+        )
+        if resume_dir is not None:
+            mismatch = cfg.resume_mismatch(default)
+            if mismatch:
+                raise ConfigError(
+                    f"cannot resume {resume_dir} with a different setting: {mismatch}"
+                )
+        summary = train(cfg, resume=resume_dir is not None)
+    except (ConfigError, TrainingError, Interrupted) as e:
         return _fail(str(e))
-    except KeyboardInterrupt:
-        return _fail("interrupted; metrics.csv holds every finished evaluation")
+    final, best = summary["final_eval_return"], summary["best_eval_return"]
     print(
         f"done: {summary['total_steps']} steps in {summary['wall_s']:.1f} s, final eval return "
-        f"{summary['final_eval_return']:.2f} (best {summary['best_eval_return']:.2f}); "
-        f"results in {summary['run_dir']}"
+        f"{final:.2f} (best {best:.2f}); results in {summary['run_dir']}"
     )
     return 0
 
 
-COMMANDS = {"train": train_command}
+def eval_command(args: list[str]) -> int:
+    """``spikerl-jax eval RUN_DIR [--episodes N] [--checkpoint best|latest] [--render F.mp4]``."""
+    from spikerl_jax.export import evaluate_run
+
+    parser = argparse.ArgumentParser(
+        prog="spikerl-jax eval", description="Deterministic episodes of a trained run's policy."
+    )
+    parser.add_argument("run_dir", help="the run directory (holds config.json, checkpoints/)")
+    parser.add_argument("--episodes", type=int, default=10, help="episodes to run (default 10)")
+    parser.add_argument(
+        "--checkpoint", choices=("best", "latest"), default="best", help="which policy (best)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seeds the episodes' resets")
+    parser.add_argument("--render", metavar="VIDEO.mp4", help="also record the first episode")
+    opts = parser.parse_args(args)
+    if opts.episodes <= 0:
+        return _fail(f"--episodes must be positive, got {opts.episodes}")
+    try:
+        result = evaluate_run(opts.run_dir, opts.episodes, opts.checkpoint, opts.seed, opts.render)
+    except ConfigError as e:
+        return _fail(str(e))
+    print(json.dumps(result))
+    return 0
+
+
+COMMANDS = {"train": train_command, "eval": eval_command}
 
 
 def main(argv: list[str] | None = None) -> int:
+    import absl.logging
+
+    absl.logging.set_verbosity(absl.logging.ERROR)  # orbax's per-save INFO/WARNING lines
     args = sys.argv[1:] if argv is None else argv
     if not args or args[0] in ("-h", "--help"):
         print(USAGE)

@@ -130,6 +130,13 @@ class TrainConfig:
     """Steps between deterministic evaluations."""
     eval_episodes: int = 10
     """Episodes per evaluation."""
+    checkpoint_every: int | None = None
+    """Steps between checkpoints (None: at every evaluation)."""
+    keep_checkpoints: int = 3
+    """Latest checkpoints kept (the best one by evaluation return is kept besides)."""
+    checkpoint_buffer: bool = False
+    """Save the replay buffer in checkpoints too: resuming is then exact, at the cost of disk
+    (obs_dim*2 + act_dim + 2 floats per transition)."""
     progress: bool = True
     """Show a progress bar."""
     actor: PopSANConfig = PopSANConfig()
@@ -157,6 +164,8 @@ class TrainConfig:
                 raise ConfigError(
                     f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}"
                 )
+        if self.checkpoint_every is not None and self.checkpoint_every <= 0:
+            raise ConfigError(f"--checkpoint-every must be positive, got {self.checkpoint_every}")
         for name in ("start_steps", "update_after", "updates_per_round"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 0")
@@ -175,6 +184,39 @@ class TrainConfig:
         if self.td3.batch_size > self.replay_size:
             raise ConfigError("--batch-size cannot exceed --replay-size")
 
+    @property
+    def checkpoint_interval(self) -> int:
+        return self.eval_every if self.checkpoint_every is None else self.checkpoint_every
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        """Inverts ``dataclasses.asdict`` (as written to ``config.json``)."""
+        nested = {"actor": PopSANConfig, "critic": CriticConfig, "td3": TD3Config}
+        kwargs = {}
+        for field in dataclasses.fields(cls):
+            if field.name not in data:
+                continue
+            value = data[field.name]
+            if field.name in nested:
+                value = _from_flat_dict(nested[field.name], value)
+            kwargs[field.name] = value
+        return cls(**kwargs)
+
+    def resume_mismatch(self, saved: TrainConfig) -> str | None:
+        """The first setting that a resumed run may not change, or None.
+
+        Only the schedule's length, evaluation, checkpointing and display may differ from the
+        saved run: anything else would make the restored state mean something else.
+        """
+        mutable = {"total_steps", "eval_every", "eval_episodes", "checkpoint_every",
+                   "keep_checkpoints", "progress", "out"}  # fmt: skip
+        saved_items = dict(_leaf_items(saved))
+        for name, mine in _leaf_items(self):
+            if name not in mutable and mine != saved_items[name]:
+                flag = name.replace("_", "-")
+                return f"--{flag}: the run has {saved_items[name]!r}, this command gives {mine!r}"
+        return None
+
     def run_dir(self) -> str:
         """The output directory: ``out`` or a fresh ``runs/ENV-sSEED-TIMESTAMP``."""
         if self.out is not None:
@@ -182,6 +224,25 @@ class TrainConfig:
         import time
 
         return os.path.join("runs", f"{self.env}-s{self.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+def _leaf_items(cfg):
+    """``(name, value)`` of every non-dataclass field, nested configs flattened (as the CLI)."""
+    for field in dataclasses.fields(cfg):
+        value = getattr(cfg, field.name)
+        if dataclasses.is_dataclass(value):
+            yield from _leaf_items(value)
+        else:
+            yield field.name, value
+
+
+def _from_flat_dict(cls, data: dict):
+    kwargs = {}
+    for field in dataclasses.fields(cls):
+        if field.name in data:
+            value = data[field.name]
+            kwargs[field.name] = tuple(value) if isinstance(value, list) else value
+    return cls(**kwargs)
 
 
 # Changes to the paper's defaults per task family (keyed by the id before "-v").

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import json
-import math
 import os
+import signal
 import time
 from collections.abc import Callable
 from typing import NamedTuple
@@ -25,8 +26,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from spikerl_jax.checkpoint import RunCheckpointer
+from spikerl_jax.checkpoint import restore as restore_checkpoint
 from spikerl_jax.config import ConfigError, TrainConfig
-from spikerl_jax.envs.gymnasium_backend import EnvSpec, env_spec, make_eval_envs, make_vector_env
+from spikerl_jax.envs.gymnasium_backend import (
+    EnvSpec,
+    env_spec,
+    get_env_state,
+    make_eval_envs,
+    make_vector_env,
+    set_env_state,
+)
 from spikerl_jax.networks import make_networks
 from spikerl_jax.replay import (
     Normalizer,
@@ -54,6 +64,7 @@ METRICS_COLUMNS = (
     "actor_loss",
     "q",
 )
+LOSS_COLUMNS = ("critic_loss", "actor_loss", "q")
 
 
 class TrainingError(RuntimeError):
@@ -132,10 +143,12 @@ def make_learner(cfg: TrainConfig, spec: EnvSpec) -> Learner:
     )
 
 
-def evaluate(
-    learner: Learner, state: TrainState, envs, key: jax.Array
-) -> tuple[float, float, float]:
-    """One deterministic episode per env, the actor batched over the envs still running.
+def evaluate(act: Callable[[np.ndarray], np.ndarray], envs) -> tuple[float, float, float]:
+    """One deterministic episode per env, ``act`` batched over the envs still running.
+
+    Args:
+      act: observations ``(E, D)`` to actions ``(E, A)``.
+      envs: ``E`` Gymnasium envs (reset here; their RNGs continue from call to call).
 
     Returns:
       Mean return, std of returns, mean episode length.
@@ -144,7 +157,7 @@ def evaluate(
     returns, lengths = np.zeros(len(envs)), np.zeros(len(envs), dtype=np.int64)
     running = np.ones(len(envs), dtype=bool)
     while running.any():
-        action = np.asarray(learner.policy(state.td3.actor_params, state.normalizer, obs, key))
+        action = np.asarray(act(obs))
         for i in np.flatnonzero(running):
             obs[i], reward, terminated, truncated, _ = envs[i].step(action[i])
             returns[i] += reward
@@ -154,13 +167,25 @@ def evaluate(
 
 
 class _Recorder:
-    """Writes config.json, metrics.csv (one row per evaluation) and summary.json."""
+    """Writes config.json, metrics.csv (one row per evaluation) and summary.json.
 
-    def __init__(self, run_dir: str, cfg: TrainConfig):
+    On resume the existing metrics.csv keeps its rows up to the checkpoint's step; rows
+    written after that checkpoint (by the interrupted process) are dropped, as the resumed
+    run will write them again.
+    """
+
+    def __init__(self, run_dir: str, cfg: TrainConfig, resume_step: int | None = None):
         self.run_dir = run_dir
         metrics_path = os.path.join(run_dir, "metrics.csv")
-        if os.path.exists(metrics_path):
-            raise ConfigError(f"{run_dir} already holds a run (metrics.csv); choose another --out")
+        kept: list[dict] = []
+        if resume_step is None and os.path.exists(metrics_path):
+            raise ConfigError(
+                f"{run_dir} already holds a run (metrics.csv); choose another --out, or "
+                f"continue it with --resume {run_dir}"
+            )
+        if resume_step is not None and os.path.exists(metrics_path):
+            with open(metrics_path, newline="") as f:
+                kept = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_step]
         try:
             os.makedirs(run_dir, exist_ok=True)
             with open(os.path.join(run_dir, "config.json"), "w") as f:
@@ -172,15 +197,17 @@ class _Recorder:
             ) from e
         self._writer = csv.DictWriter(self._file, METRICS_COLUMNS)
         self._writer.writeheader()
-        self.rows: list[dict] = []
+        self._writer.writerows(kept)
+        self._file.flush()
 
     def row(self, row: dict) -> None:
         self._writer.writerow(row)
         self._file.flush()  # a crash or kill keeps every finished evaluation
-        self.rows.append(row)
+
+    def close(self) -> None:
+        self._file.close()
 
     def summary(self, summary: dict) -> None:
-        self._file.close()
         with open(os.path.join(self.run_dir, "summary.json"), "w") as f:
             json.dump(summary, f, indent=2)
 
@@ -225,6 +252,23 @@ class HostCollector:
         self._episode_return[done] = 0.0
         self.obs = next_obs
 
+    def get_state(self) -> dict:
+        """The collector's and its envs' state between rounds (JSON-able; stage is empty)."""
+        assert self._size == 0, "checkpoint only between rounds"
+        return {
+            "obs": self.obs.tolist(),
+            "episode_return": self._episode_return.tolist(),
+            "finished_returns": list(self.finished_returns),
+            "envs": [get_env_state(env) for env in self.envs.envs],
+        }
+
+    def set_state(self, state: dict) -> None:
+        self.obs = np.asarray(state["obs"], self.obs.dtype)
+        self._episode_return = np.asarray(state["episode_return"])
+        self.finished_returns = list(state["finished_returns"])
+        for env, env_state in zip(self.envs.envs, state["envs"], strict=True):
+            set_env_state(env, env_state)
+
     def take(self) -> Transition:
         """The staged transitions as device arrays; the stage starts empty again."""
         chunk = Transition(**{k: jnp.asarray(v[: self._size]) for k, v in self._stage.items()})
@@ -232,21 +276,49 @@ class HostCollector:
         return chunk
 
 
-def train(cfg: TrainConfig, console=None) -> dict:
+class _StopRequest:
+    """Turns SIGINT into a flag the loop reads between rounds (so the saved state is whole)."""
+
+    def __init__(self):
+        self.requested = False
+
+    def __enter__(self):
+        self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc):
+        signal.signal(signal.SIGINT, self._previous)
+
+
+class Interrupted(RuntimeError):
+    """SIGINT stopped training after a checkpoint was saved."""
+
+
+def train(cfg: TrainConfig, console=None, resume: bool = False) -> dict:
     """Trains PopSAN-TD3 on a Gymnasium task with the paper's schedule; returns the summary.
 
-    Writes ``config.json``, ``metrics.csv`` and ``summary.json`` into ``cfg.run_dir()``.
+    Writes ``config.json``, ``metrics.csv``, ``summary.json`` and ``checkpoints/`` into
+    ``cfg.run_dir()``. With ``resume``, continues that directory's run from its latest
+    checkpoint: with the buffer checkpointed (``checkpoint_buffer``) the result is identical to
+    an uninterrupted run; without it, the buffer restarts empty and updates pause until it
+    holds ``update_after`` transitions again.
 
     Raises:
-      ConfigError: a bad configuration value (validated before anything is written).
-      TrainingError: the losses became non-finite.
+      ConfigError: a bad configuration value (validated before anything is written), or a
+        missing, corrupted or mismatched checkpoint.
+      TrainingError: the losses became non-finite (the last good checkpoint stays).
+      Interrupted: SIGINT; a checkpoint of the last finished round was saved first.
     """
     from spikerl_jax.progress import TrainProgress
 
     cfg.validate()
     spec = env_spec(cfg.env)
     run_dir = cfg.run_dir()
-    recorder = _Recorder(run_dir, cfg)
     learner = make_learner(cfg, spec)
 
     key = jax.random.key(cfg.seed)
@@ -256,91 +328,148 @@ def train(cfg: TrainConfig, console=None) -> dict:
     envs = make_vector_env(cfg.env, cfg.num_envs)
     collector = HostCollector(envs, spec, cfg.update_every, cfg.seed)
     eval_envs = make_eval_envs(cfg.env, cfg.eval_episodes, cfg.seed + 1_000_003)
+    host = {"step": 0, "updates": 0, "buffered": 0, "best": None, "last_eval": None,
+            "next_eval": cfg.eval_every, "next_checkpoint": cfg.checkpoint_interval}  # fmt: skip
+
+    resume_step = None
+    if resume:
+        learner_state, buffer, saved, resume_step = restore_checkpoint(
+            run_dir, jax.eval_shape(learner.init, key_init)
+        )
+        state = state.replace(**learner_state)
+        if buffer is not None:
+            state = state.replace(buffer=buffer)
+        host = saved["loop"]
+        host["buffered"] = host["buffered"] if buffer is not None else 0
+        # The schedule may have changed (a longer run, another interval): re-anchor it.
+        host["next_eval"] = (host["step"] // cfg.eval_every + 1) * cfg.eval_every
+        host["next_checkpoint"] = (
+            host["step"] // cfg.checkpoint_interval + 1
+        ) * cfg.checkpoint_interval
+        rng.bit_generator.state = saved["rng"]
+        collector.set_state(saved["collector"])
+        for env, env_rng in zip(eval_envs, saved["eval_rngs"], strict=True):
+            env.unwrapped.np_random.bit_generator.state = env_rng
+    recorder = _Recorder(run_dir, cfg, resume_step)
+    checkpointer = RunCheckpointer(run_dir, cfg.keep_checkpoints, cfg.checkpoint_buffer)
+
+    def host_state() -> dict:
+        return {
+            "loop": dict(host),
+            "rng": rng.bit_generator.state,
+            "collector": collector.get_state(),
+            "eval_rngs": [env.unwrapped.np_random.bit_generator.state for env in eval_envs],
+        }
 
     n = cfg.num_envs
     metrics: dict = {}
-    step, updates, next_eval, update_s_total = 0, 0, cfg.eval_every, 0.0
+    update_s_total, updates_at_start = 0.0, host["updates"]
     t_start = time.perf_counter()
-    mark = {"t": t_start, "step": 0, "updates": 0, "update_s": 0.0}
-    best = -math.inf
-    last_eval = None
-
-    with TrainProgress(cfg.total_steps, enabled=cfg.progress, console=console) as progress:
-        while step < cfg.total_steps:
-            fill = min(cfg.update_every, (cfg.total_steps - step) // n * n) or n
-            for _ in range(0, fill, n):
-                if step < cfg.start_steps:
-                    action = rng.uniform(
-                        -spec.action_limit, spec.action_limit, (n, spec.action_dim)
-                    )
-                else:
-                    action = np.asarray(
-                        learner.explore(
-                            state.td3.actor_params, state.normalizer, collector.obs, key_explore,
-                            step,
+    mark = {"t": t_start, "step": host["step"], "updates": host["updates"], "update_s": 0.0}
+    progress = TrainProgress(cfg.total_steps, enabled=cfg.progress, console=console)
+    try:
+        with progress, _StopRequest() as stop:
+            progress.advance(host["step"])
+            while host["step"] < cfg.total_steps:
+                step = host["step"]
+                fill = min(cfg.update_every, (cfg.total_steps - step) // n * n) or n
+                for _ in range(0, fill, n):
+                    if step < cfg.start_steps:
+                        action = rng.uniform(
+                            -spec.action_limit, spec.action_limit, (n, spec.action_dim)
                         )
-                    )  # fmt: skip
-                collector.step(action)
-                step += n
-            chunk = collector.take()
-            if step >= cfg.update_after and fill == cfg.update_every:
-                t0 = time.perf_counter()
-                state, metrics = learner.ingest_and_update(state, chunk)
-                metrics = jax.device_get(metrics)
-                mark["update_s"] += time.perf_counter() - t0
-                update_s_total += time.perf_counter() - t0
-                updates += cfg.updates_per_round
-                if not all(np.isfinite(v) for v in metrics.values()):
-                    raise TrainingError(
-                        f"non-finite losses at step {step} ({metrics}); lower --critic-lr / "
-                        "--actor-lr or check the environment's observations"
-                    )
-            else:
-                state = learner.ingest(state, chunk)
-            progress.advance(fill)
+                    else:
+                        action = np.asarray(
+                            learner.explore(
+                                state.td3.actor_params, state.normalizer, collector.obs,
+                                key_explore, step,
+                            )
+                        )  # fmt: skip
+                    collector.step(action)
+                    step += n
+                host["step"] = step
+                host["buffered"] = min(host["buffered"] + fill, cfg.replay_size)
+                chunk = collector.take()
+                ready = step >= cfg.update_after and host["buffered"] >= cfg.update_after
+                if ready and fill == cfg.update_every:
+                    t0 = time.perf_counter()
+                    state, metrics = learner.ingest_and_update(state, chunk)
+                    metrics = jax.device_get(metrics)
+                    mark["update_s"] += time.perf_counter() - t0
+                    update_s_total += time.perf_counter() - t0
+                    host["updates"] += cfg.updates_per_round
+                    if not all(np.isfinite(v) for v in metrics.values()):
+                        raise TrainingError(
+                            f"non-finite losses at step {step} ({metrics}); the last good "
+                            f"checkpoint is kept in {run_dir}/checkpoints. Lower --critic-lr / "
+                            "--actor-lr, or check the environment's observations and rewards"
+                        )
+                else:
+                    state = learner.ingest(state, chunk)
+                progress.advance(fill)
 
-            if step >= next_eval or step >= cfg.total_steps:
-                next_eval += cfg.eval_every * math.ceil((step - next_eval + 1) / cfg.eval_every)
-                eval_key = jax.random.fold_in(key_eval, step)
-                ret, ret_std, length = evaluate(learner, state, eval_envs, eval_key)
-                now = time.perf_counter()
-                row = {
-                    "step": step,
-                    "eval_return": ret,
-                    "eval_return_std": ret_std,
-                    "eval_length": length,
-                    "train_return": float(np.mean(collector.finished_returns))
-                    if collector.finished_returns
-                    else "",
-                    "wall_s": now - t_start,
-                    "env_steps_per_s": (step - mark["step"]) / (now - mark["t"]),
-                    "updates_per_s": (updates - mark["updates"]) / mark["update_s"]
-                    if mark["update_s"]
-                    else "",
-                    **{
-                        k: float(metrics.get(k, np.nan)) for k in ("critic_loss", "actor_loss", "q")
-                    },
-                }
-                recorder.row(row)
-                progress.report(row)
-                best = max(best, ret)
-                last_eval = ret
-                collector.finished_returns.clear()
-                mark.update(t=now, step=step, updates=updates, update_s=0.0)
+                new_best = False
+                if step >= host["next_eval"] or step >= cfg.total_steps:
+                    host["next_eval"] = (step // cfg.eval_every + 1) * cfg.eval_every
+                    eval_key = jax.random.fold_in(key_eval, step)
+                    act = functools.partial(
+                        learner.policy, state.td3.actor_params, state.normalizer, key=eval_key
+                    )
+                    ret, ret_std, length = evaluate(act, eval_envs)
+                    now = time.perf_counter()
+                    train_returns = collector.finished_returns
+                    row = {
+                        "step": step,
+                        "eval_return": ret,
+                        "eval_return_std": ret_std,
+                        "eval_length": length,
+                        "train_return": float(np.mean(train_returns)) if train_returns else "",
+                        "wall_s": now - t_start,
+                        "env_steps_per_s": (step - mark["step"]) / (now - mark["t"]),
+                        "updates_per_s": (host["updates"] - mark["updates"]) / mark["update_s"]
+                        if mark["update_s"]
+                        else "",
+                        **{k: float(metrics.get(k, np.nan)) for k in LOSS_COLUMNS},
+                    }
+                    recorder.row(row)
+                    progress.report(row)
+                    new_best = host["best"] is None or ret > host["best"]
+                    host["best"] = ret if new_best else host["best"]
+                    host["last_eval"] = ret
+                    collector.finished_returns.clear()
+                    mark.update(t=now, step=step, updates=host["updates"], update_s=0.0)
+                due = step >= host["next_checkpoint"] or step >= cfg.total_steps
+                if due or new_best or stop.requested:
+                    host["next_checkpoint"] = (
+                        step // cfg.checkpoint_interval + 1
+                    ) * cfg.checkpoint_interval
+                    checkpointer.save(step, state, host_state(), best=new_best)
+                if stop.requested:
+                    raise Interrupted(
+                        f"interrupted at step {step}; checkpoint saved, continue with "
+                        f"--resume {run_dir}"
+                    )
+    finally:
+        checkpointer.wait()
+        checkpointer.close()
+        recorder.close()
+        envs.close()
 
     wall = time.perf_counter() - t_start
     summary = {
         "env": cfg.env,
         "seed": cfg.seed,
-        "total_steps": step,
-        "final_eval_return": last_eval,
-        "best_eval_return": best,
+        "total_steps": host["step"],
+        "final_eval_return": host["last_eval"],
+        "best_eval_return": host["best"],
         "wall_s": wall,
-        "env_steps_per_s": step / wall,
-        "updates": updates,
-        "updates_per_s": updates / update_s_total if update_s_total else None,
+        "env_steps_per_s": (host["step"] - (resume_step or 0)) / wall,
+        "updates": host["updates"],
+        "updates_per_s": (host["updates"] - updates_at_start) / update_s_total
+        if update_s_total
+        else None,
+        "resumed_from": resume_step,
         "run_dir": run_dir,
     }
     recorder.summary(summary)
-    envs.close()
     return summary

@@ -46,6 +46,13 @@ def test_short_run_writes_config_metrics_and_summary(tmp_path):
     assert main(["train", *TINY, "--out", str(out)]) == 2
 
 
+def test_parallel_envs_run(tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", *TINY, "--num-envs", "2", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["total_steps"] == 600 and summary["updates"] == 550
+
+
 def test_help_documents_every_option():
     code, out, _ = run_cli("train", "--env", "Hopper-v4", "--help")
     assert code == 0

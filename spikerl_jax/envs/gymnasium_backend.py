@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import logging
+import pickle
 import warnings
+import zlib
 
 import gymnasium as gym
 import numpy as np
@@ -33,7 +36,7 @@ class EnvSpec:
     max_episode_steps: int
 
 
-def _quiet_make(env_id: str, **kwargs) -> gym.Env:
+def quiet_make(env_id: str, **kwargs) -> gym.Env:
     # v4 ids are deprecated in Gymnasium 1.x but are the paper's tasks; their warning (and
     # MuJoCo's XML deprecation notes) would otherwise be printed once per environment.
     gym_logger = logging.getLogger("gymnasium")
@@ -49,7 +52,7 @@ def _quiet_make(env_id: str, **kwargs) -> gym.Env:
 
 def env_spec(env_id: str) -> EnvSpec:
     """Reads the observation/action sizes and the (symmetric) action limit of ``env_id``."""
-    env = _quiet_make(env_id)
+    env = quiet_make(env_id)
     low, high = env.action_space.low, env.action_space.high
     if not (np.allclose(low, -high) and np.allclose(high, high[0])):
         raise ValueError(f"{env_id}: PopSAN's decoder needs equal symmetric action bounds")
@@ -73,7 +76,7 @@ def make_vector_env(
     transition stored is ``(obs, action, reward, final or next obs)`` of one episode.
     """
     envs = gym.vector.SyncVectorEnv(
-        [lambda: _quiet_make(env_id, max_episode_steps=max_episode_steps)] * num_envs,
+        [lambda: quiet_make(env_id, max_episode_steps=max_episode_steps)] * num_envs,
         autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
     )
     return envs
@@ -81,7 +84,46 @@ def make_vector_env(
 
 def make_eval_envs(env_id: str, count: int, seed: int) -> list[gym.Env]:
     """``count`` independent envs for evaluation, seeded once; later resets continue their RNG."""
-    envs = [_quiet_make(env_id) for _ in range(count)]
+    envs = [quiet_make(env_id) for _ in range(count)]
     for i, env in enumerate(envs):
         env.reset(seed=seed + i)
     return envs
+
+
+def _time_limit(env: gym.Env) -> gym.wrappers.TimeLimit | None:
+    while isinstance(env, gym.Wrapper):
+        if isinstance(env, gym.wrappers.TimeLimit):
+            return env
+        env = env.env
+    return None
+
+
+def get_env_state(env: gym.Env) -> dict:
+    """Everything an env carries between steps, as JSON-able values.
+
+    The whole ``MjData`` (zlib-compressed pickle, base64), not just ``mj_getState``'s
+    integration state: Gymnasium's rewards read derived quantities that ``mj_step`` leaves from
+    its last substep (Ant's and Humanoid's body positions), which a recomputation from the
+    state would change. Also the time limit's step counter and the env's RNG (it draws the
+    next reset's noise). Restore only checkpoints you wrote: they hold a pickle.
+    """
+    base = env.unwrapped
+    limit = _time_limit(env)
+    return {
+        "mjdata": base64.b64encode(zlib.compress(pickle.dumps(base.data))).decode("ascii"),
+        "elapsed_steps": None if limit is None else limit._elapsed_steps,
+        "rng": base.np_random.bit_generator.state,
+    }
+
+
+def set_env_state(env: gym.Env, state: dict) -> None:
+    """Restores what ``get_env_state`` returned (the env must have been reset once)."""
+    import mujoco
+
+    base = env.unwrapped
+    saved = pickle.loads(zlib.decompress(base64.b64decode(state["mjdata"])))
+    mujoco.mj_copyData(base.data, base.model, saved)
+    limit = _time_limit(env)
+    if limit is not None:
+        limit._elapsed_steps = state["elapsed_steps"]
+    base.np_random.bit_generator.state = state["rng"]

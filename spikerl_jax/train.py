@@ -276,6 +276,35 @@ class HostCollector:
         return chunk
 
 
+def _next_multiple(step: int, interval: int) -> int:
+    """The first multiple of ``interval`` after ``step``."""
+    return (step // interval + 1) * interval
+
+
+class _HostSide:
+    """What the host loop owns besides the device state: envs, eval envs and the RNG of the
+    random phase, with their checkpointable state."""
+
+    def __init__(self, cfg: TrainConfig, spec: EnvSpec):
+        self.rng = np.random.default_rng(cfg.seed)  # uniform random actions of the first phase
+        self.envs = make_vector_env(cfg.env, cfg.num_envs)
+        self.collector = HostCollector(self.envs, spec, cfg.update_every, cfg.seed)
+        self.eval_envs = make_eval_envs(cfg.env, cfg.eval_episodes, cfg.seed + 1_000_003)
+
+    def snapshot(self) -> dict:
+        return {
+            "rng": self.rng.bit_generator.state,
+            "collector": self.collector.get_state(),
+            "eval_rngs": [env.unwrapped.np_random.bit_generator.state for env in self.eval_envs],
+        }
+
+    def restore(self, saved: dict) -> None:
+        self.rng.bit_generator.state = saved["rng"]
+        self.collector.set_state(saved["collector"])
+        for env, env_rng in zip(self.eval_envs, saved["eval_rngs"], strict=True):
+            env.unwrapped.np_random.bit_generator.state = env_rng
+
+
 class _StopRequest:
     """Turns SIGINT into a flag the loop reads between rounds (so the saved state is whole)."""
 
@@ -324,12 +353,9 @@ def train(cfg: TrainConfig, console=None, resume: bool = False) -> dict:
     key = jax.random.key(cfg.seed)
     key_init, key_explore, key_eval = jax.random.split(key, 3)
     state = learner.init(key_init)
-    rng = np.random.default_rng(cfg.seed)  # uniform random actions of the first phase
-    envs = make_vector_env(cfg.env, cfg.num_envs)
-    collector = HostCollector(envs, spec, cfg.update_every, cfg.seed)
-    eval_envs = make_eval_envs(cfg.env, cfg.eval_episodes, cfg.seed + 1_000_003)
-    host = {"step": 0, "updates": 0, "buffered": 0, "best": None, "last_eval": None,
-            "next_eval": cfg.eval_every, "next_checkpoint": cfg.checkpoint_interval}  # fmt: skip
+    hosts = _HostSide(cfg, spec)
+    collector, eval_envs, rng = hosts.collector, hosts.eval_envs, hosts.rng
+    host = {"step": 0, "updates": 0, "buffered": 0, "best": None, "last_eval": None}
 
     resume_step = None
     if resume:
@@ -341,25 +367,15 @@ def train(cfg: TrainConfig, console=None, resume: bool = False) -> dict:
             state = state.replace(buffer=buffer)
         host = saved["loop"]
         host["buffered"] = host["buffered"] if buffer is not None else 0
-        # The schedule may have changed (a longer run, another interval): re-anchor it.
-        host["next_eval"] = (host["step"] // cfg.eval_every + 1) * cfg.eval_every
-        host["next_checkpoint"] = (
-            host["step"] // cfg.checkpoint_interval + 1
-        ) * cfg.checkpoint_interval
-        rng.bit_generator.state = saved["rng"]
-        collector.set_state(saved["collector"])
-        for env, env_rng in zip(eval_envs, saved["eval_rngs"], strict=True):
-            env.unwrapped.np_random.bit_generator.state = env_rng
+        hosts.restore(saved)
+    # Anchored to the step, so that a resumed run may change the intervals.
+    host["next_eval"] = _next_multiple(host["step"], cfg.eval_every)
+    host["next_checkpoint"] = _next_multiple(host["step"], cfg.checkpoint_interval)
     recorder = _Recorder(run_dir, cfg, resume_step)
     checkpointer = RunCheckpointer(run_dir, cfg.keep_checkpoints, cfg.checkpoint_buffer)
 
     def host_state() -> dict:
-        return {
-            "loop": dict(host),
-            "rng": rng.bit_generator.state,
-            "collector": collector.get_state(),
-            "eval_rngs": [env.unwrapped.np_random.bit_generator.state for env in eval_envs],
-        }
+        return {"loop": dict(host), **hosts.snapshot()}
 
     n = cfg.num_envs
     metrics: dict = {}
@@ -410,7 +426,7 @@ def train(cfg: TrainConfig, console=None, resume: bool = False) -> dict:
 
                 new_best = False
                 if step >= host["next_eval"] or step >= cfg.total_steps:
-                    host["next_eval"] = (step // cfg.eval_every + 1) * cfg.eval_every
+                    host["next_eval"] = _next_multiple(step, cfg.eval_every)
                     eval_key = jax.random.fold_in(key_eval, step)
                     act = functools.partial(
                         learner.policy, state.td3.actor_params, state.normalizer, key=eval_key
@@ -440,9 +456,7 @@ def train(cfg: TrainConfig, console=None, resume: bool = False) -> dict:
                     mark.update(t=now, step=step, updates=host["updates"], update_s=0.0)
                 due = step >= host["next_checkpoint"] or step >= cfg.total_steps
                 if due or new_best or stop.requested:
-                    host["next_checkpoint"] = (
-                        step // cfg.checkpoint_interval + 1
-                    ) * cfg.checkpoint_interval
+                    host["next_checkpoint"] = _next_multiple(step, cfg.checkpoint_interval)
                     checkpointer.save(step, state, host_state(), best=new_best)
                 if stop.requested:
                     raise Interrupted(
@@ -453,7 +467,7 @@ def train(cfg: TrainConfig, console=None, resume: bool = False) -> dict:
         checkpointer.wait()
         checkpointer.close()
         recorder.close()
-        envs.close()
+        hosts.envs.close()
 
     wall = time.perf_counter() - t_start
     summary = {

@@ -97,8 +97,6 @@ def evaluate_run(
 def record_video(policy: Policy, path: str, seed: int) -> str:
     """Renders one deterministic episode offscreen into ``path`` (an .mp4)."""
     try:
-        import imageio.v2 as imageio
-
         env = quiet_make(policy.config.env, render_mode="rgb_array")
         obs, _ = env.reset(seed=seed)
         frames = [env.render()]
@@ -106,7 +104,7 @@ def record_video(policy: Policy, path: str, seed: int) -> str:
         raise CheckpointError(
             f"cannot render offscreen ({type(e).__name__}: {str(e)[:160]}); MuJoCo needs an "
             "OpenGL backend: install EGL or OSMesa (e.g. apt-get install libegl1 or "
-            "libosmesa6) and set MUJOCO_GL=egl or MUJOCO_GL=osmesa"
+            "libosmesa6) and set MUJOCO_GL and PYOPENGL_PLATFORM to egl or osmesa"
         ) from None
     done = False
     while not done:
@@ -115,10 +113,12 @@ def record_video(policy: Policy, path: str, seed: int) -> str:
         done = terminated or truncated
     env.close()
     try:
+        import imageio.v2 as imageio
+
         imageio.mimsave(path, frames, fps=round(1 / env.unwrapped.dt))
     except Exception as e:
         raise CheckpointError(
             f"cannot write {path} ({type(e).__name__}: {str(e)[:160]}); mp4 needs "
-            "imageio-ffmpeg: pip install imageio-ffmpeg"
+            "imageio-ffmpeg: pip install 'spikerl_jax[render]'"
         ) from None
     return path

@@ -221,16 +221,22 @@ def test_sigint_saves_and_exits_cleanly(tmp_path):
 
 def test_sigkill_mid_save_loses_at_most_one_interval(tmp_path):
     out = tmp_path / "run"
-    # Frequent checkpoints with the buffer: a kill lands during a save often.
+    latest = out / "checkpoints" / "latest"
+    # Checkpoints every 100 steps with a 300k-transition buffer (13 MB): each save takes long
+    # enough for the kill below to land inside it.
     proc = run_cli_background("--out", str(out), "--total-steps", "200000", "--eval-every",
                               "100", "--checkpoint-every", "100", "--checkpoint-buffer",
-                              "--eval-episodes", "1")  # fmt: skip
+                              "--eval-episodes", "1", "--replay-size", "300000")  # fmt: skip
     wait_for_checkpoint(out)
-    time.sleep(3.0)
-    proc.send_signal(signal.SIGKILL)
+    deadline, in_flight = time.time() + 120, None
+    while in_flight is None and time.time() < deadline:
+        in_flight = next((p.name for p in latest.iterdir() if "tmp" in p.name), None)
+    proc.send_signal(signal.SIGKILL)  # while Orbax writes `in_flight`
     proc.wait(timeout=60)
-    last_row = int(rows(out)[-1]["step"])
-    assert main(["train", "--resume", str(out), "--total-steps", str(last_row + 200)]) == 0
+    assert in_flight is not None, "no save was caught in flight"
+    killed_step = int(in_flight.split(".")[0])
+    assert main(["train", "--resume", str(out), "--total-steps", str(killed_step + 200)]) == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["resumed_from"] >= last_row - 100  # at most one checkpoint interval lost
-    assert summary["total_steps"] == last_row + 200
+    # The half-written checkpoint is ignored; the one before it (one interval back) is used.
+    assert killed_step - 100 <= summary["resumed_from"] < killed_step
+    assert summary["total_steps"] == killed_step + 200

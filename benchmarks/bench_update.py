@@ -56,10 +56,17 @@ def matmul_flops_per_update(
 
 
 def updates_per_second(
-    batch_size: int, hidden: tuple[int, ...], updates: int, repeats: int, layer_by_layer=True
+    batch_size: int,
+    hidden: tuple[int, ...],
+    updates: int,
+    repeats: int,
+    layer_by_layer: bool = True,
+    precision: str = "fp32",
 ):
-    actor_cfg = PopSANConfig(hidden_sizes=hidden, layer_by_layer=layer_by_layer)
-    critic_cfg = CriticConfig()
+    actor_cfg = PopSANConfig(
+        hidden_sizes=hidden, layer_by_layer=layer_by_layer, actor_precision=precision
+    )
+    critic_cfg = CriticConfig(critic_precision=precision)
     td3_cfg = TD3Config(batch_size=batch_size)
     td3 = make_td3(make_networks(ACT_DIM, 1.0, actor_cfg, critic_cfg), td3_cfg)
     key = jax.random.key(0)
@@ -101,14 +108,18 @@ def main() -> None:
     args = parser.parse_args()
     peak = matmul_peak_flops()
     result = {"benchmark": "td3_update", "machine": machine(), "matmul_peak_gflops": peak / 1e9}
-    for name, batch, hidden, layer_by_layer in [
-        ("b100_h256", 100, (256, 256), True),
-        ("b1024_h256", 1024, (256, 256), True),
-        ("b100_h100", 100, (100, 100), True),
-        ("b100_h256_stepwise", 100, (256, 256), False),
-        ("b1024_h256_stepwise", 1024, (256, 256), False),
+    for name, batch, hidden, layer_by_layer, precision in [
+        ("b100_h256", 100, (256, 256), True, "fp32"),
+        ("b1024_h256", 1024, (256, 256), True, "fp32"),
+        ("b100_h100", 100, (100, 100), True, "fp32"),
+        ("b100_h256_stepwise", 100, (256, 256), False, "fp32"),
+        ("b1024_h256_stepwise", 1024, (256, 256), False, "fp32"),
+        ("b100_h256_bf16", 100, (256, 256), True, "bf16"),
+        ("b1024_h256_bf16", 1024, (256, 256), True, "bf16"),
     ]:
-        ups, flops = updates_per_second(batch, hidden, args.updates, args.repeats, layer_by_layer)
+        ups, flops = updates_per_second(
+            batch, hidden, args.updates, args.repeats, layer_by_layer, precision
+        )
         result[name] = {
             "updates_per_s": ups,
             "mflop_per_update": flops / 1e6,

@@ -49,6 +49,9 @@ def train_command(args: list[str]) -> int:
     from spikerl_jax.train import Interrupted, TrainingError, train
 
     resume_dir, args = _pop_option(args, "--resume")
+    precision, args = _pop_option(args, "--precision")  # shorthand for actor and critic
+    if precision is not None:
+        args = [*args, "--actor-precision", precision, "--critic-precision", precision]
     env, _ = _pop_option(args, "--env")
     try:
         if resume_dir is not None:
@@ -67,7 +70,8 @@ def train_command(args: list[str]) -> int:
             prog="spikerl-jax train",
             description="Train a PopSAN spiking actor with TD3 on a Gymnasium MuJoCo task. "
             "--resume RUN_DIR continues a run (only the schedule's length, evaluation and "
-            "checkpoint options may change).",
+            "checkpoint options may change). --precision P sets --actor-precision and "
+            "--critic-precision together.",
             config=(tyro.conf.OmitArgPrefixes,),
         )
         if resume_dir is not None:

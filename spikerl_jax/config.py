@@ -43,6 +43,9 @@ class PopSANConfig:
     """LIF firing threshold."""
     surrogate: Literal["rectangular", "fast_sigmoid", "arctan"] = "rectangular"
     """Surrogate gradient shape of the LIF spike."""
+    actor_precision: Literal["fp32", "bf16", "bf16-pure"] = "fp32"
+    """Actor dtype policy: fp32; bf16 (bf16 matmuls, f32 params and LIF state); bf16-pure
+    (bf16 params too). See spikerl_jax/precision.py."""
     layer_by_layer: bool = True
     """Run the LIF layers layer by layer (one matmul over all T per layer); False: timestep by
     timestep as PopSAN does. Identical spikes; the speed differs (see BENCHMARKS.md)."""
@@ -64,6 +67,8 @@ class CriticConfig:
 
     critic_hidden_sizes: tuple[int, ...] = (256, 256)
     """ReLU units per hidden layer of each critic."""
+    critic_precision: Literal["fp32", "bf16", "bf16-pure"] = "fp32"
+    """Critic dtype policy (as --actor-precision); losses and targets stay float32."""
 
 
 @dataclasses.dataclass(frozen=True)

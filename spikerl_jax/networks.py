@@ -14,6 +14,7 @@ import jax.numpy as jnp
 
 from spikerl_jax.config import CriticConfig, PopSANConfig
 from spikerl_jax.popcode import PopulationDecoder, PopulationEncoder
+from spikerl_jax.precision import get_policy
 from spikerl_jax.spiking import LIFNeuron, SpikingMLP, make_surrogate, torch_uniform_init
 
 
@@ -44,6 +45,7 @@ class PopSAN(nn.Module):
             A static flag: the plain forward computes no counts.
         """
         cfg = self.config
+        policy = get_policy(cfg.actor_precision)
         neuron = LIFNeuron(
             current_decay=cfg.current_decay,
             voltage_decay=cfg.voltage_decay,
@@ -56,17 +58,24 @@ class PopSAN(nn.Module):
             mean_range=cfg.encoder_mean_range,
             std=cfg.encoder_std,
             mode=cfg.encoder,
+            param_dtype=policy.param,
             name="encoder",
         )(obs_BD, key)
         layer_spikes = SpikingMLP(
             layer_sizes=(*cfg.hidden_sizes, self.action_dim * cfg.pop_out),
             neuron=neuron,
             layerwise=cfg.layer_by_layer,
+            precision=cfg.actor_precision,
             name="snn",
         )(spikes_in)
-        action = PopulationDecoder(self.action_dim, cfg.pop_out, self.action_limit, name="decoder")(
-            layer_spikes[-1]
+        decoder = PopulationDecoder(
+            self.action_dim,
+            cfg.pop_out,
+            self.action_limit,
+            param_dtype=policy.param,
+            name="decoder",
         )
+        action = decoder(layer_spikes[-1])
         if not return_spike_counts:
             return action
         names = ["encoder", *(f"hidden_{i}" for i in range(len(cfg.hidden_sizes))), "output"]
@@ -75,19 +84,25 @@ class PopSAN(nn.Module):
 
 
 class MLP(nn.Module):
-    """ReLU MLP with PyTorch-default init and a scalar output per example."""
+    """ReLU MLP with PyTorch-default init and a float32 scalar output per example."""
 
     hidden_sizes: Sequence[int]
+    precision: str = "fp32"
 
     @nn.compact
     def __call__(self, x_BF: jax.Array) -> jax.Array:
+        policy = get_policy(self.precision)
+
         def dense(size, x):
             init = torch_uniform_init(x.shape[-1])
-            return nn.Dense(size, kernel_init=init, bias_init=init)(x)
+            return nn.Dense(
+                size, kernel_init=init, bias_init=init, dtype=policy.compute,
+                param_dtype=policy.param,
+            )(x)  # fmt: skip
 
         for size in self.hidden_sizes:
             x_BF = nn.relu(dense(size, x_BF))
-        return dense(1, x_BF)[..., 0]
+        return dense(1, x_BF)[..., 0].astype(jnp.float32)
 
 
 class TwinQ(nn.Module):
@@ -97,6 +112,7 @@ class TwinQ(nn.Module):
     """
 
     hidden_sizes: Sequence[int] = (256, 256)
+    precision: str = "fp32"
 
     @nn.compact
     def __call__(self, obs_BD: jax.Array, action_BA: jax.Array) -> jax.Array:
@@ -108,13 +124,15 @@ class TwinQ(nn.Module):
             out_axes=0,
             axis_size=2,
         )
-        return twin(self.hidden_sizes, name="q")(jnp.concatenate([obs_BD, action_BA], -1))
+        return twin(self.hidden_sizes, self.precision, name="q")(
+            jnp.concatenate([obs_BD, action_BA], -1)
+        )
 
 
 def first_q(critic: TwinQ, params, obs_BD: jax.Array, action_BA: jax.Array) -> jax.Array:
     """Q1 alone ``(B,)``: the actor's objective needs one head, so the other is not computed."""
     q1_params = jax.tree.map(lambda p: p[0], params["params"]["q"])
-    return MLP(critic.hidden_sizes).apply(
+    return MLP(critic.hidden_sizes, critic.precision).apply(
         {"params": q1_params}, jnp.concatenate([obs_BD, action_BA], -1)
     )
 
@@ -135,5 +153,5 @@ def make_networks(
     """Builds the PopSAN actor and twin critic for an action space of ``action_dim`` dims."""
     return Networks(
         actor=PopSAN(action_dim, action_limit, actor_config),
-        critic=TwinQ(critic_config.critic_hidden_sizes),
+        critic=TwinQ(critic_config.critic_hidden_sizes, critic_config.critic_precision),
     )

@@ -74,6 +74,7 @@ class PopulationEncoder(nn.Module):
     mean_range: tuple[float, float] = (-3.0, 3.0)
     std: float = math.sqrt(0.15)
     mode: str = "regular"
+    param_dtype: jnp.dtype = jnp.float32
 
     @nn.compact
     def __call__(self, obs_BD: jax.Array, key: jax.Array | None = None) -> jax.Array:
@@ -82,11 +83,18 @@ class PopulationEncoder(nn.Module):
         lo, hi = self.mean_range
         mean_DP = self.param(
             "mean",
-            lambda _, shape: jnp.broadcast_to(jnp.linspace(lo, hi, self.pop_size), shape),
+            lambda _, shape, dtype: jnp.broadcast_to(
+                jnp.linspace(lo, hi, self.pop_size, dtype=dtype), shape
+            ),
             (obs_dim, self.pop_size),
+            self.param_dtype,
         )
-        std_DP = self.param("std", nn.initializers.constant(self.std), (obs_dim, self.pop_size))
-        activation_BN = gaussian_activation(obs_BD, mean_DP, std_DP)
+        std_DP = self.param(
+            "std", nn.initializers.constant(self.std), (obs_dim, self.pop_size), self.param_dtype
+        )
+        # Receptive fields and spikes in float32 whatever the parameters' storage dtype.
+        f32 = jnp.float32
+        activation_BN = gaussian_activation(obs_BD, mean_DP.astype(f32), std_DP.astype(f32))
         if self.mode == "regular":
             return regular_spikes(activation_BN, self.timesteps)
         if self.mode == "poisson":
@@ -111,12 +119,14 @@ class PopulationDecoder(nn.Module):
     action_dim: int
     pop_size: int = 10
     action_limit: float = 1.0
+    param_dtype: jnp.dtype = jnp.float32
 
     @nn.compact
     def __call__(self, spikes_TBN: jax.Array) -> jax.Array:
         """Maps output spikes ``(T, B, A*P)`` to actions ``(B, A)`` in ``[-limit, limit]``."""
         init = torch_uniform_init(self.pop_size)
-        weight_AP = self.param("weight", init, (self.action_dim, self.pop_size))
-        bias_A = self.param("bias", init, (self.action_dim,))
+        weight_AP = self.param("weight", init, (self.action_dim, self.pop_size), self.param_dtype)
+        bias_A = self.param("bias", init, (self.action_dim,), self.param_dtype)
         rate_BAP = spikes_TBN.mean(axis=0).reshape(-1, self.action_dim, self.pop_size)
-        return self.action_limit * jnp.tanh((rate_BAP * weight_AP).sum(-1) + bias_A)
+        pre_tanh = (rate_BAP * weight_AP.astype(jnp.float32)).sum(-1) + bias_A.astype(jnp.float32)
+        return self.action_limit * jnp.tanh(pre_tanh)

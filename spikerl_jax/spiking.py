@@ -18,6 +18,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from spikerl_jax.precision import Precision, get_policy
+
+FP32 = get_policy("fp32")
+
 # ----------------------------------------------------------------------------- surrogates
 
 
@@ -148,7 +152,10 @@ def lif_scan(
 
 
 def spiking_mlp_layerwise(
-    neuron: LIFNeuron, layers: Sequence[tuple[jax.Array, jax.Array]], spikes_TBN: jax.Array
+    neuron: LIFNeuron,
+    layers: Sequence[tuple[jax.Array, jax.Array]],
+    spikes_TBN: jax.Array,
+    precision: Precision = FP32,
 ) -> list[jax.Array]:
     """Spiking MLP computed layer by layer (the fast formulation).
 
@@ -159,19 +166,24 @@ def spiking_mlp_layerwise(
       neuron: the LIF constants, shared by every layer.
       layers: ``(kernel (n_in, n_out), bias (n_out,))`` per layer.
       spikes_TBN: input spikes ``(T, B, n_in)``.
+      precision: dtype policy of the matmuls (the LIF state stays float32).
 
     Returns:
       The spikes of every layer, each ``(T, B, n_out)``.
     """
     out = []
     for kernel, bias in layers:
-        spikes_TBN, _ = lif_scan(neuron, spikes_TBN @ kernel + bias)
+        drive_TBN = precision.matmul(spikes_TBN, kernel) + bias.astype(jnp.float32)
+        spikes_TBN, _ = lif_scan(neuron, drive_TBN)
         out.append(spikes_TBN)
     return out
 
 
 def spiking_mlp_stepwise(
-    neuron: LIFNeuron, layers: Sequence[tuple[jax.Array, jax.Array]], spikes_TBN: jax.Array
+    neuron: LIFNeuron,
+    layers: Sequence[tuple[jax.Array, jax.Array]],
+    spikes_TBN: jax.Array,
+    precision: Precision = FP32,
 ) -> list[jax.Array]:
     """The same network timestep by timestep (``T`` small matmuls per layer), as PopSAN runs it.
 
@@ -182,7 +194,8 @@ def spiking_mlp_stepwise(
     def step(carry, spikes_in_BN):
         new_carry, out = [], []
         for (kernel, bias), (current, voltage, spikes) in zip(layers, carry, strict=True):
-            current = neuron.current_decay * current + spikes_in_BN @ kernel + bias
+            drive_BN = precision.matmul(spikes_in_BN, kernel) + bias.astype(jnp.float32)
+            current = neuron.current_decay * current + drive_BN
             voltage = neuron.voltage_decay * voltage * (1.0 - spikes) + current
             spikes = spike(neuron.surrogate, voltage - neuron.threshold)
             new_carry.append((current, voltage, spikes))
@@ -191,7 +204,7 @@ def spiking_mlp_stepwise(
         return new_carry, out
 
     batch = spikes_TBN.shape[1]
-    carry = [(jnp.zeros((batch, k.shape[1]), spikes_TBN.dtype),) * 3 for k, _ in layers]
+    carry = [(jnp.zeros((batch, k.shape[1]), jnp.float32),) * 3 for k, _ in layers]
     _, out = jax.lax.scan(step, carry, spikes_TBN, unroll=True)
     return out
 
@@ -217,22 +230,25 @@ class SpikingMLP(nn.Module):
       layer_sizes: neurons per layer, the last one included.
       neuron: LIF constants.
       layerwise: the fast layer-by-layer formulation (``False``: timestep by timestep).
+      precision: dtype policy name (``spikerl_jax.precision``).
     """
 
     layer_sizes: Sequence[int]
     neuron: LIFNeuron = LIFNeuron()
     layerwise: bool = True
+    precision: str = "fp32"
 
     @nn.compact
     def __call__(self, spikes_TBN: jax.Array) -> list[jax.Array]:
         """Maps input spikes ``(T, B, n_in)`` to every layer's spikes ``[(T, B, n_k)]``."""
+        policy = get_policy(self.precision)
         layers = []
         fan_in = spikes_TBN.shape[-1]
         for i, size in enumerate(self.layer_sizes):
             init = torch_uniform_init(fan_in)
-            kernel = self.param(f"kernel_{i}", init, (fan_in, size))
-            bias = self.param(f"bias_{i}", init, (size,))
+            kernel = self.param(f"kernel_{i}", init, (fan_in, size), policy.param)
+            bias = self.param(f"bias_{i}", init, (size,), policy.param)
             layers.append((kernel, bias))
             fan_in = size
         run = spiking_mlp_layerwise if self.layerwise else spiking_mlp_stepwise
-        return run(self.neuron, layers, spikes_TBN)
+        return run(self.neuron, layers, spikes_TBN, policy)

@@ -38,6 +38,7 @@ from spikerl_jax.envs.gymnasium_backend import (
     set_env_state,
 )
 from spikerl_jax.networks import make_networks
+from spikerl_jax.precision import set_matmul_precision
 from spikerl_jax.replay import (
     Normalizer,
     ReplayBuffer,
@@ -63,8 +64,10 @@ METRICS_COLUMNS = (
     "critic_loss",
     "actor_loss",
     "q",
+    "critic_grad_norm",
+    "actor_grad_norm",
 )
-LOSS_COLUMNS = ("critic_loss", "actor_loss", "q")
+LOSS_COLUMNS = ("critic_loss", "actor_loss", "q", "critic_grad_norm", "actor_grad_norm")
 
 
 class TrainingError(RuntimeError):
@@ -346,6 +349,7 @@ def train(cfg: TrainConfig, console=None, resume: bool = False) -> dict:
     from spikerl_jax.progress import TrainProgress
 
     cfg.validate()
+    set_matmul_precision()
     spec = env_spec(cfg.env)
     run_dir = cfg.run_dir()
     learner = make_learner(cfg, spec)

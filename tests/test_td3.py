@@ -144,7 +144,7 @@ def test_fused_update_equals_python_loop_with_delay(setup):
             np.testing.assert_allclose(
                 np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6, err_msg=name
             )
-    assert set(metrics) == {"critic_loss", "q", "actor_loss"}
+    assert set(metrics) == {"critic_loss", "q", "actor_loss", "critic_grad_norm", "actor_grad_norm"}
 
 
 def test_polyak_update_by_hand(setup):

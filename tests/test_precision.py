@@ -1,0 +1,104 @@
+"""Precision policies: bf16 against fp32 on the same parameters, and training under bf16."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from spikerl_jax.cli import main
+from spikerl_jax.config import CriticConfig, PopSANConfig, TD3Config
+from spikerl_jax.networks import PopSAN, make_networks
+from spikerl_jax.precision import get_policy
+from spikerl_jax.replay import Transition
+from spikerl_jax.td3 import make_td3
+
+OBS, ACT = 11, 3  # Hopper sizes, the paper's network
+
+
+@pytest.fixture(scope="module")
+def fp32_and_bf16_outputs():
+    actor32 = PopSAN(ACT, 1.0, PopSANConfig())
+    actor16 = PopSAN(ACT, 1.0, PopSANConfig(actor_precision="bf16"))
+    params = actor32.init(jax.random.key(0), jnp.zeros((1, OBS)))
+    obs = jax.random.normal(jax.random.key(1), (2000, OBS))
+    return actor32.apply(params, obs, return_spike_counts=True), actor16.apply(
+        params, obs, return_spike_counts=True
+    )
+
+
+def test_bf16_actions_close_to_fp32(fp32_and_bf16_outputs):
+    (a32, _), (a16, _) = fp32_and_bf16_outputs
+    diff = np.abs(np.asarray(a32) - np.asarray(a16))
+    # Measured: mean 0.005, max 0.12 (one output spike flipping moves an action by w/T).
+    assert diff.mean() < 0.01
+    assert np.quantile(diff, 0.99) < 0.1
+
+
+def test_bf16_spike_agreement_and_no_systematic_flips(fp32_and_bf16_outputs):
+    (_, c32), (_, c16) = fp32_and_bf16_outputs
+    # Measured agreement of per-neuron spike counts over T: encoder 1.0 (float32 by design),
+    # hidden_0 0.999, hidden_1 0.993, output 0.981 (errors compound layer by layer).
+    minimum = {"encoder": 1.0, "hidden_0": 0.995, "hidden_1": 0.985, "output": 0.97}
+    for layer, floor in minimum.items():
+        x32, x16 = np.asarray(c32[layer]), np.asarray(c16[layer])
+        assert (x32 == x16).mean() >= floor, layer
+        flips = x16 - x32
+        if flips.any():
+            # Rounding flips spikes both ways: no systematic drift of the firing rate.
+            assert abs(flips.mean()) < 0.3 * np.abs(flips).mean(), layer
+
+
+def test_bf16_pure_stores_bf16_params_and_matmuls_accumulate_in_f32():
+    actor = PopSAN(ACT, 1.0, PopSANConfig(actor_precision="bf16-pure", hidden_sizes=(32, 32)))
+    params = actor.init(jax.random.key(0), jnp.zeros((1, OBS)))
+    assert {x.dtype for x in jax.tree.leaves(params)} == {jnp.dtype(jnp.bfloat16)}
+    out = actor.apply(params, jnp.ones((4, OBS)))
+    assert out.dtype == jnp.float32
+    policy = get_policy("bf16")
+    x, w = jnp.ones((2, 3), jnp.float32), jnp.full((3, 2), 1 / 3, jnp.float32)
+    assert policy.matmul(x, w).dtype == jnp.float32
+    with pytest.raises(ValueError, match="choose one of fp32, bf16, bf16-pure"):
+        get_policy("fp16")
+
+
+@pytest.mark.parametrize("precision", ["bf16", "bf16-pure"])
+def test_td3_update_gradients_finite(precision):
+    nets = make_networks(
+        ACT,
+        1.0,
+        PopSANConfig(hidden_sizes=(32, 32), actor_precision=precision),
+        CriticConfig(critic_hidden_sizes=(32, 32), critic_precision=precision),
+    )
+    td3 = make_td3(nets, TD3Config(batch_size=16))
+    state = td3.init(jax.random.key(0), OBS)
+    keys = jax.random.split(jax.random.key(1), 3)
+    batch = Transition(
+        obs=jax.random.normal(keys[0], (16, OBS)),
+        action=jax.random.uniform(keys[1], (16, ACT), minval=-1, maxval=1),
+        reward=jax.random.normal(keys[2], (16,)),
+        next_obs=jax.random.normal(keys[0], (16, OBS)) + 0.1,
+        terminated=jnp.zeros(16),
+    )
+    new, metrics = td3.update(state, lambda k: batch, jax.random.key(2), 5)
+    assert all(np.isfinite(float(v)) for v in metrics.values())
+    for before, after in zip(
+        jax.tree.leaves(state.actor_params), jax.tree.leaves(new.actor_params), strict=True
+    ):
+        assert np.all(np.isfinite(np.asarray(after, np.float32)))
+        assert after.dtype == before.dtype  # master params keep the policy's dtype
+    assert float(metrics["critic_loss"]) > 0
+
+
+def test_bf16_training_solves_inverted_pendulum(tmp_path):
+    out = tmp_path / "run"
+    args = ["train", "--env", "InvertedPendulum-v4", "--precision", "bf16", "--seed", "0"]
+    assert main([*args, "--out", str(out), "--no-progress"]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["actor"]["actor_precision"] == config["critic"]["critic_precision"] == "bf16"
+    summary = json.loads((out / "summary.json").read_text())
+    # Solved within the budget: an evaluation reached >= 950 (measured: 1000). The final
+    # return is not asserted: under bf16 TD3's oscillation on this task is larger (a
+    # single-device run of the same seed fell back to 40 at 20k steps; BENCHMARKS.md).
+    assert summary["best_eval_return"] >= 950, summary

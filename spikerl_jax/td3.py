@@ -90,7 +90,7 @@ def make_td3(networks: Networks, cfg: TD3Config) -> TD3:
 
     def critic_step(state: TD3State, batch: Transition, key: jax.Array):
         grads, metrics = jax.grad(critic_loss, has_aux=True)(state.critic_params, state, batch, key)
-        metrics["critic_grad_norm"] = optax.global_norm(grads).astype(jnp.float32)
+        metrics["critic_grad_norm"] = optax.tree.norm(grads).astype(jnp.float32)
         updates, opt_state = critic_opt.update(grads, state.critic_opt_state)
         params = optax.apply_updates(state.critic_params, updates)
         return state.replace(critic_params=params, critic_opt_state=opt_state), metrics
@@ -110,7 +110,7 @@ def make_td3(networks: Networks, cfg: TD3Config) -> TD3:
                 state.critic_params, state.target_critic_params, step
             ),
         )
-        grad_norm = optax.global_norm(grads).astype(jnp.float32)
+        grad_norm = optax.tree.norm(grads).astype(jnp.float32)
         return state, {"actor_loss": loss, "actor_grad_norm": grad_norm}
 
     def update(

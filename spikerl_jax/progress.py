@@ -55,9 +55,10 @@ class TrainProgress:
         if self.enabled:
             ups = row["updates_per_s"]
             self._progress.console.print(
-                f"step {row['step']:>9,}  eval {row['eval_return']:9.2f} ± "
-                f"{row['eval_return_std']:7.2f}  len {row['eval_length']:6.0f}  "
-                f"{row['env_steps_per_s']:7.0f} steps/s  "
-                + (f"{ups:6.0f} updates/s  " if ups != "" else "")
-                + f"{row['wall_s']:7.1f} s"
+                f"step {row['step']:,}  eval {row['eval_return']:.1f} ± "
+                f"{row['eval_return_std']:.1f}  len {row['eval_length']:.0f}  "
+                f"{row['env_steps_per_s']:.0f} steps/s  "
+                + (f"{ups:.0f} upd/s  " if ups != "" else "")
+                + f"{row['wall_s']:.0f} s",
+                soft_wrap=True,
             )

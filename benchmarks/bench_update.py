@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import machine, matmul_peak_flops, median_time
@@ -23,9 +22,9 @@ from common import machine, matmul_peak_flops, median_time
 from spikerl_jax.config import CriticConfig, PopSANConfig, TD3Config
 from spikerl_jax.networks import make_networks
 from spikerl_jax.replay import (
-    Transition,
     normalizer_init,
     normalizer_update,
+    random_transitions,
     replay_add,
     replay_init,
     sample_normalized,
@@ -72,14 +71,7 @@ def updates_per_second(
     key = jax.random.key(0)
     state = td3.init(key, OBS_DIM)
     n = 10_000
-    k1, k2, k3 = jax.random.split(key, 3)
-    data = Transition(
-        obs=jax.random.normal(k1, (n, OBS_DIM)),
-        action=jax.random.uniform(k2, (n, ACT_DIM), minval=-1, maxval=1),
-        reward=jax.random.normal(k3, (n,)),
-        next_obs=jax.random.normal(k1, (n, OBS_DIM)) + 0.1,
-        terminated=jnp.zeros(n),
-    )
+    data = random_transitions(jax.random.key(1), n, OBS_DIM, ACT_DIM)
     buffer = replay_add(replay_init(n, OBS_DIM, ACT_DIM), data)
     norm = normalizer_update(normalizer_init(OBS_DIM), data.obs)
 

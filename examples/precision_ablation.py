@@ -25,14 +25,13 @@ POLICIES = ("fp32", "bf16", "bf16-pure")
 def updates_per_second(precision: str) -> float:
     """TD3 updates/s at batch 100, Hopper sizes, hidden 256x256, 50 updates per call."""
     import jax
-    import jax.numpy as jnp
 
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
     from common import median_time
 
     from spikerl_jax.config import CriticConfig, PopSANConfig, TD3Config
     from spikerl_jax.networks import make_networks
-    from spikerl_jax.replay import Transition
+    from spikerl_jax.replay import random_transitions
     from spikerl_jax.td3 import make_td3
 
     nets = make_networks(
@@ -40,14 +39,7 @@ def updates_per_second(precision: str) -> float:
     )
     td3 = make_td3(nets, TD3Config())
     state = td3.init(jax.random.key(0), 11)
-    keys = jax.random.split(jax.random.key(1), 3)
-    batch = Transition(
-        obs=jax.random.normal(keys[0], (100, 11)),
-        action=jax.random.uniform(keys[1], (100, 3), minval=-1, maxval=1),
-        reward=jax.random.normal(keys[2], (100,)),
-        next_obs=jax.random.normal(keys[0], (100, 11)),
-        terminated=jnp.zeros(100),
-    )
+    batch = random_transitions(jax.random.key(1), 100, 11, 3)
     run = jax.jit(lambda s, k: td3.update(s, lambda _: batch, k, 25))
     holder = {"state": state}
 

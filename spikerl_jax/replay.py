@@ -28,6 +28,23 @@ class Transition:
     terminated: jax.Array  # (N,) 1.0 where the episode ended in a terminal state (no bootstrap)
 
 
+def random_transitions(
+    key: jax.Array, n: int, obs_dim: int, action_dim: int, action_limit: float = 1.0
+) -> Transition:
+    """``n`` synthetic non-terminal transitions (normal observations and rewards, uniform
+    actions): data for benchmarks and tests of the update, not for learning."""
+    key_obs, key_next, key_action, key_reward = jax.random.split(key, 4)
+    return Transition(
+        obs=jax.random.normal(key_obs, (n, obs_dim)),
+        action=jax.random.uniform(
+            key_action, (n, action_dim), minval=-action_limit, maxval=action_limit
+        ),
+        reward=jax.random.normal(key_reward, (n,)),
+        next_obs=jax.random.normal(key_next, (n, obs_dim)),
+        terminated=jnp.zeros(n),
+    )
+
+
 @flax.struct.dataclass
 class ReplayBuffer:
     """A ring buffer of raw (unnormalized) transitions of fixed capacity ``C``."""

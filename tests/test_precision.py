@@ -11,7 +11,7 @@ from spikerl_jax.cli import main
 from spikerl_jax.config import CriticConfig, PopSANConfig, TD3Config
 from spikerl_jax.networks import PopSAN, make_networks
 from spikerl_jax.precision import get_policy
-from spikerl_jax.replay import Transition
+from spikerl_jax.replay import random_transitions
 from spikerl_jax.td3 import make_td3
 
 OBS, ACT = 11, 3  # Hopper sizes, the paper's network
@@ -73,14 +73,7 @@ def test_td3_update_gradients_finite(precision):
     )
     td3 = make_td3(nets, TD3Config(batch_size=16))
     state = td3.init(jax.random.key(0), OBS)
-    keys = jax.random.split(jax.random.key(1), 3)
-    batch = Transition(
-        obs=jax.random.normal(keys[0], (16, OBS)),
-        action=jax.random.uniform(keys[1], (16, ACT), minval=-1, maxval=1),
-        reward=jax.random.normal(keys[2], (16,)),
-        next_obs=jax.random.normal(keys[0], (16, OBS)) + 0.1,
-        terminated=jnp.zeros(16),
-    )
+    batch = random_transitions(jax.random.key(1), 16, OBS, ACT)
     new, metrics = td3.update(state, lambda k: batch, jax.random.key(2), 5)
     assert all(np.isfinite(float(v)) for v in metrics.values())
     for before, after in zip(

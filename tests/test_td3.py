@@ -8,7 +8,7 @@ import pytest
 
 from spikerl_jax.config import CriticConfig, PopSANConfig, TD3Config
 from spikerl_jax.networks import make_networks
-from spikerl_jax.replay import Transition
+from spikerl_jax.replay import random_transitions
 from spikerl_jax.td3 import make_td3
 
 OBS, ACT, LIMIT = 4, 2, 1.0
@@ -26,13 +26,8 @@ def setup():
     )
     td3 = make_td3(nets, CFG)
     state = td3.init(jax.random.key(0), OBS)
-    keys = jax.random.split(jax.random.key(1), 5)
-    batch = Transition(
-        obs=jax.random.normal(keys[0], (6, OBS)),
-        action=jax.random.uniform(keys[1], (6, ACT), minval=-1, maxval=1),
-        reward=jax.random.normal(keys[2], (6,)),
-        next_obs=jax.random.normal(keys[3], (6, OBS)),
-        terminated=jnp.array([0.0, 1.0, 0.0, 0.0, 1.0, 0.0]),
+    batch = random_transitions(jax.random.key(1), 6, OBS, ACT).replace(
+        terminated=jnp.array([0.0, 1.0, 0.0, 0.0, 1.0, 0.0])
     )
     return nets, td3, state, batch
 

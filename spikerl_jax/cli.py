@@ -23,6 +23,8 @@ commands:
   train    train a PopSAN spiking actor with TD3 on a Gymnasium MuJoCo task
            (--resume RUN_DIR continues a run from its latest checkpoint)
   eval     run deterministic episodes of a trained run's policy
+  compare  Speedup, Powerup, Greenup and carbon of runs against a base run
+  plot     learning curves, energy and firing-rate plots of runs (PNG)
 
 Run 'spikerl-jax COMMAND --help' for the command's options."""
 
@@ -69,8 +71,8 @@ def train_command(args: list[str]) -> int:
             default=default,
             prog="spikerl-jax train",
             description="Train a PopSAN spiking actor with TD3 on a Gymnasium MuJoCo task. "
-            "--resume RUN_DIR continues a run (only the schedule's length, evaluation and "
-            "checkpoint options may change). --precision P sets --actor-precision and "
+            "--resume RUN_DIR continues a run (only the schedule's length, evaluation, "
+            "checkpoint and logging options may change). --precision P sets --actor-precision and "
             "--critic-precision together.",
             config=(tyro.conf.OmitArgPrefixes,),
         )
@@ -116,7 +118,68 @@ def eval_command(args: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"train": train_command, "eval": eval_command}
+def compare_command(args: list[str]) -> int:
+    """``spikerl-jax compare BASE_DIR NEW_DIR [...] [--out PREFIX]``."""
+    from rich.console import Console
+
+    from spikerl_jax.compare import compare_runs, comparison_table, write_comparison
+    from spikerl_jax.runlog import read_run
+
+    parser = argparse.ArgumentParser(
+        prog="spikerl-jax compare",
+        description="Speedup = T_base/T_new, Powerup = P_new/P_base, Greenup = E_base/E_new "
+        "and carbon reduction of finished runs against the first (the base).",
+    )
+    parser.add_argument("base", help="the base run directory")
+    parser.add_argument("runs", nargs="+", help="run directories compared with the base")
+    parser.add_argument("--out", default="comparison",
+                        help="writes OUT.json and OUT.csv (default: comparison)")  # fmt: skip
+    opts = parser.parse_args(args)
+    try:
+        base, runs = read_run(opts.base), [read_run(r) for r in opts.runs]
+        rows = compare_runs(base, runs)
+        paths = write_comparison(rows, opts.out)
+    except ConfigError as e:
+        return _fail(str(e))
+    except OSError as e:
+        return _fail(f"cannot write --out {opts.out}: {e.strerror}")
+    console = Console()
+    console.print(comparison_table(rows))
+    console.print(f"written: {', '.join(paths)}")
+    return 0
+
+
+def plot_command(args: list[str]) -> int:
+    """``spikerl-jax plot RUN_DIR [...] [--out DIR]``."""
+    from spikerl_jax.plots import plot_runs
+    from spikerl_jax.runlog import read_run
+
+    parser = argparse.ArgumentParser(
+        prog="spikerl-jax plot",
+        description="Learning curves (mean ± std over runs differing only in seed), energy and "
+        "time bars, and firing rates per layer of finished runs, as PNG files.",
+    )
+    parser.add_argument("runs", nargs="+", help="run directories")
+    parser.add_argument("--out", help="directory for the PNGs (default: the run directory "
+                        "for one run, plots/ for several)")  # fmt: skip
+    opts = parser.parse_args(args)
+    out = opts.out or (opts.runs[0] if len(opts.runs) == 1 else "plots")
+    try:
+        paths = plot_runs([read_run(r) for r in opts.runs], out)
+    except ConfigError as e:
+        return _fail(str(e))
+    except OSError as e:
+        return _fail(f"cannot write --out {out}: {e.strerror}")
+    print("written: " + ", ".join(paths))
+    return 0
+
+
+COMMANDS = {
+    "train": train_command,
+    "eval": eval_command,
+    "compare": compare_command,
+    "plot": plot_command,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

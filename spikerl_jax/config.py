@@ -12,6 +12,8 @@ import math
 import os
 from typing import Literal
 
+from spikerl_jax.activity import PJ_PER_MAC, PJ_PER_SYNOP
+
 
 class ConfigError(ValueError):
     """A configuration value that cannot work; the message names it and the fix."""
@@ -144,6 +146,21 @@ class TrainConfig:
     (obs_dim*2 + act_dim + 2 floats per transition)."""
     progress: bool = True
     """Show a progress bar."""
+    tensorboard: bool = True
+    """Write TensorBoard event files to RUN_DIR/tensorboard besides metrics.csv."""
+    energy: bool = True
+    """Measure energy and carbon per phase (training, evaluation) with codecarbon's offline
+    tracker into summary.json and emissions.csv."""
+    energy_country: str = "USA"
+    """The electricity grid of the carbon figures: ISO 3166 alpha-3 code (USA, FRA, DEU, ...)."""
+    energy_region: str | None = None
+    """A region of the grid, for USA (a state, e.g. 'california') or CAN (a province)."""
+    pj_per_synop: float = PJ_PER_SYNOP
+    """Estimated picojoules per synaptic operation (a spike reaching a synapse) of the
+    actor's neuromorphic energy estimate (default: 32-bit float add at 45 nm, Horowitz 2014)."""
+    pj_per_mac: float = PJ_PER_MAC
+    """Estimated picojoules per multiply-accumulate of the same-size ANN it is compared with
+    (default: 32-bit float multiply + add at 45 nm, Horowitz 2014)."""
     actor: PopSANConfig = PopSANConfig()
     critic: CriticConfig = CriticConfig()
     td3: TD3Config = TD3Config()
@@ -169,6 +186,9 @@ class TrainConfig:
                 raise ConfigError(
                     f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}"
                 )
+        for name in ("pj_per_synop", "pj_per_mac"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be positive")
         if self.checkpoint_every is not None and self.checkpoint_every <= 0:
             raise ConfigError(f"--checkpoint-every must be positive, got {self.checkpoint_every}")
         for name in ("start_steps", "update_after", "updates_per_round"):
@@ -210,11 +230,13 @@ class TrainConfig:
     def resume_mismatch(self, saved: TrainConfig) -> str | None:
         """The first setting that a resumed run may not change, or None.
 
-        Only the schedule's length, evaluation, checkpointing and display may differ from the
-        saved run: anything else would make the restored state mean something else.
+        Only the schedule's length, evaluation, checkpointing, display and logging (TensorBoard,
+        energy on/off, pJ per operation) may differ from the saved run: anything else would
+        make the restored state mean something else (a changed grid would mix carbon figures).
         """
         mutable = {"total_steps", "eval_every", "eval_episodes", "checkpoint_every",
-                   "keep_checkpoints", "progress", "out"}  # fmt: skip
+                   "keep_checkpoints", "progress", "out", "tensorboard", "energy",
+                   "pj_per_synop", "pj_per_mac"}  # fmt: skip
         saved_items = dict(_leaf_items(saved))
         for name, mine in _leaf_items(self):
             if name not in mutable and mine != saved_items[name]:

@@ -16,6 +16,7 @@ import os
 import jax
 import numpy as np
 
+from spikerl_jax.activity import spike_report
 from spikerl_jax.checkpoint import CheckpointError
 from spikerl_jax.checkpoint import restore as restore_checkpoint
 from spikerl_jax.config import ConfigError, TrainConfig
@@ -41,7 +42,13 @@ class Policy:
         def act(params, norm, obs_BD, key):
             return actor.apply(params, normalize(norm, obs_BD, clip), key)
 
+        def act_spikes(params, norm, obs_BD, key):
+            obs_BD = normalize(norm, obs_BD, clip)
+            action, counts = actor.apply(params, obs_BD, key, return_spike_counts=True)
+            return action, {layer: c.sum(-1) for layer, c in counts.items()}
+
         self._act = jax.jit(act)
+        self._act_spikes = jax.jit(act_spikes)
         self._key = jax.random.key(0)  # only the Poisson encoder draws from it
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
@@ -50,6 +57,12 @@ class Policy:
         batch = obs[None] if obs.ndim == 1 else obs
         action = np.asarray(self._act(self.actor_params, self.normalizer, batch, self._key))
         return action[0] if obs.ndim == 1 else action
+
+    def with_spikes(self, obs_BD: np.ndarray) -> tuple[np.ndarray, dict]:
+        """Actions ``(B, A)`` and each layer's spike count per observation ``{layer: (B,)}``."""
+        obs_BD = np.asarray(obs_BD, np.float32)
+        action, spikes = self._act_spikes(self.actor_params, self.normalizer, obs_BD, self._key)
+        return np.asarray(action), spikes
 
 
 def load_run_config(run_dir: str) -> TrainConfig:
@@ -80,15 +93,19 @@ def load_policy(run_dir: str, checkpoint: str = "best") -> Policy:
 def evaluate_run(
     run_dir: str, episodes: int, checkpoint: str, seed: int, render: str | None = None
 ) -> dict:
-    """Deterministic episodes of a run's policy; optionally records the first one as a video."""
+    """Deterministic episodes of a run's policy with the actor's spike statistics (see
+    ``spikerl_jax.activity``); optionally records the first episode as a video."""
     from spikerl_jax.train import evaluate
 
     policy = load_policy(run_dir, checkpoint)
-    envs = make_eval_envs(policy.config.env, episodes, seed)
-    mean, std, length = evaluate(policy, envs)
+    cfg, spec = policy.config, policy.spec
+    envs = make_eval_envs(cfg.env, episodes, seed)
+    res = evaluate(policy.with_spikes, envs)
+    spikes = spike_report(res.spikes, res.inferences, spec.obs_dim, spec.action_dim, cfg.actor,
+                          cfg.pj_per_synop, cfg.pj_per_mac)  # fmt: skip
     result = {"run_dir": run_dir, "checkpoint": checkpoint, "step": policy.step,
-              "episodes": episodes, "return_mean": mean, "return_std": std,
-              "length_mean": length}  # fmt: skip
+              "episodes": episodes, "return_mean": res.mean, "return_std": res.std,
+              "length_mean": res.length, "spikes": spikes}  # fmt: skip
     if render:
         result["video"] = record_video(policy, render, seed)
     return result

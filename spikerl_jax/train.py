@@ -11,11 +11,7 @@ updates the observation normalizer and runs all of the round's TD3 updates in a 
 
 from __future__ import annotations
 
-import csv
-import dataclasses
 import functools
-import json
-import os
 import signal
 import time
 from collections.abc import Callable
@@ -26,9 +22,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from spikerl_jax.activity import spike_report
 from spikerl_jax.checkpoint import RunCheckpointer
 from spikerl_jax.checkpoint import restore as restore_checkpoint
-from spikerl_jax.config import ConfigError, TrainConfig
+from spikerl_jax.config import TrainConfig
+from spikerl_jax.energy import EnergyMeter, check_grid
 from spikerl_jax.envs.gymnasium_backend import (
     EnvSpec,
     env_spec,
@@ -50,23 +48,9 @@ from spikerl_jax.replay import (
     replay_init,
     sample_normalized,
 )
+from spikerl_jax.runlog import RunRecorder
 from spikerl_jax.td3 import TD3State, make_td3
 
-METRICS_COLUMNS = (
-    "step",
-    "eval_return",
-    "eval_return_std",
-    "eval_length",
-    "train_return",
-    "wall_s",
-    "env_steps_per_s",
-    "updates_per_s",
-    "critic_loss",
-    "actor_loss",
-    "q",
-    "critic_grad_norm",
-    "actor_grad_norm",
-)
 LOSS_COLUMNS = ("critic_loss", "actor_loss", "q", "critic_grad_norm", "actor_grad_norm")
 
 
@@ -89,6 +73,7 @@ class Learner(NamedTuple):
 
     init: Callable[[jax.Array], TrainState]
     policy: Callable  # (actor_params, normalizer, obs_BD, key) -> deterministic action (B, A)
+    policy_spikes: Callable  # as policy -> (action (B, A), {layer: spikes per example (B,)})
     explore: Callable  # (actor_params, normalizer, obs_BD, key, step) -> noisy action (B, A)
     ingest: Callable  # (TrainState, Transition) -> TrainState
     ingest_and_update: Callable  # (TrainState, Transition) -> (TrainState, metrics)
@@ -112,6 +97,11 @@ def make_learner(cfg: TrainConfig, spec: EnvSpec) -> Learner:
 
     def policy(actor_params, norm: Normalizer, obs_BD: jax.Array, key: jax.Array):
         return networks.actor.apply(actor_params, normalize(norm, obs_BD, cfg.obs_clip), key)
+
+    def policy_spikes(actor_params, norm: Normalizer, obs_BD: jax.Array, key: jax.Array):
+        obs_BD = normalize(norm, obs_BD, cfg.obs_clip)
+        action, counts = networks.actor.apply(actor_params, obs_BD, key, return_spike_counts=True)
+        return action, {layer: c.sum(-1) for layer, c in counts.items()}
 
     def explore(actor_params, norm: Normalizer, obs_BD: jax.Array, key: jax.Array, step):
         key_noise, key_encoder = jax.random.split(jax.random.fold_in(key, step))
@@ -140,79 +130,49 @@ def make_learner(cfg: TrainConfig, spec: EnvSpec) -> Learner:
     return Learner(
         init=jax.jit(init),
         policy=jax.jit(policy),
+        policy_spikes=jax.jit(policy_spikes),
         explore=jax.jit(explore),
         ingest=jax.jit(ingest, donate_argnums=0),
         ingest_and_update=jax.jit(ingest_and_update, donate_argnums=0),
     )
 
 
-def evaluate(act: Callable[[np.ndarray], np.ndarray], envs) -> tuple[float, float, float]:
+class EvalResult(NamedTuple):
+    """Deterministic episodes' returns and the actor's spikes over all their steps."""
+
+    mean: float
+    std: float
+    length: float  # mean episode length
+    spikes: dict[str, float]  # layer -> spikes summed over neurons, timesteps, inferences
+    inferences: int  # single-observation actor calls the spike totals cover
+
+
+def evaluate(act: Callable, envs) -> EvalResult:
     """One deterministic episode per env, ``act`` batched over the envs still running.
 
     Args:
-      act: observations ``(E, D)`` to actions ``(E, A)``.
+      act: observations ``(E, D)`` to actions ``(E, A)``, or to ``(actions, spikes)`` with
+        ``spikes`` a ``{layer: (E,)}`` count per observation (then they are totalled over the
+        envs still running).
       envs: ``E`` Gymnasium envs (reset here; their RNGs continue from call to call).
-
-    Returns:
-      Mean return, std of returns, mean episode length.
     """
     obs = np.stack([env.reset()[0] for env in envs])
     returns, lengths = np.zeros(len(envs)), np.zeros(len(envs), dtype=np.int64)
     running = np.ones(len(envs), dtype=bool)
+    spikes: dict[str, float] = {}
     while running.any():
-        action = np.asarray(act(obs))
+        out = act(obs)
+        action = np.asarray(out[0] if isinstance(out, tuple) else out)
+        if isinstance(out, tuple):
+            for layer, count in jax.device_get(out[1]).items():
+                spikes[layer] = spikes.get(layer, 0.0) + float(count[running].sum())
         for i in np.flatnonzero(running):
             obs[i], reward, terminated, truncated, _ = envs[i].step(action[i])
             returns[i] += reward
             lengths[i] += 1
             running[i] = not (terminated or truncated)
-    return float(returns.mean()), float(returns.std()), float(lengths.mean())
-
-
-class _Recorder:
-    """Writes config.json, metrics.csv (one row per evaluation) and summary.json.
-
-    On resume the existing metrics.csv keeps its rows up to the checkpoint's step; rows
-    written after that checkpoint (by the interrupted process) are dropped, as the resumed
-    run will write them again.
-    """
-
-    def __init__(self, run_dir: str, cfg: TrainConfig, resume_step: int | None = None):
-        self.run_dir = run_dir
-        metrics_path = os.path.join(run_dir, "metrics.csv")
-        kept: list[dict] = []
-        if resume_step is None and os.path.exists(metrics_path):
-            raise ConfigError(
-                f"{run_dir} already holds a run (metrics.csv); choose another --out, or "
-                f"continue it with --resume {run_dir}"
-            )
-        if resume_step is not None and os.path.exists(metrics_path):
-            with open(metrics_path, newline="") as f:
-                kept = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_step]
-        try:
-            os.makedirs(run_dir, exist_ok=True)
-            with open(os.path.join(run_dir, "config.json"), "w") as f:
-                json.dump(dataclasses.asdict(cfg), f, indent=2)
-            self._file = open(metrics_path, "w", newline="")  # noqa: SIM115
-        except OSError as e:
-            raise ConfigError(
-                f"cannot write the run directory --out {run_dir}: {e.strerror}"
-            ) from e
-        self._writer = csv.DictWriter(self._file, METRICS_COLUMNS)
-        self._writer.writeheader()
-        self._writer.writerows(kept)
-        self._file.flush()
-
-    def row(self, row: dict) -> None:
-        self._writer.writerow(row)
-        self._file.flush()  # a crash or kill keeps every finished evaluation
-
-    def close(self) -> None:
-        self._file.close()
-
-    def summary(self, summary: dict) -> None:
-        with open(os.path.join(self.run_dir, "summary.json"), "w") as f:
-            json.dump(summary, f, indent=2)
+    return EvalResult(float(returns.mean()), float(returns.std()), float(lengths.mean()),
+                      spikes, int(lengths.sum()))  # fmt: skip
 
 
 class HostCollector:
@@ -334,11 +294,11 @@ class Interrupted(RuntimeError):
 def train(cfg: TrainConfig, console=None, resume: bool = False) -> dict:
     """Trains PopSAN-TD3 on a Gymnasium task with the paper's schedule; returns the summary.
 
-    Writes ``config.json``, ``metrics.csv``, ``summary.json`` and ``checkpoints/`` into
-    ``cfg.run_dir()``. With ``resume``, continues that directory's run from its latest
-    checkpoint: with the buffer checkpointed (``checkpoint_buffer``) the result is identical to
-    an uninterrupted run; without it, the buffer restarts empty and updates pause until it
-    holds ``update_after`` transitions again.
+    Writes ``config.json``, ``metrics.csv``, ``emissions.csv``, ``summary.json``,
+    ``tensorboard/`` and ``checkpoints/`` into ``cfg.run_dir()``. With ``resume``, continues
+    that directory's run from its latest checkpoint: with the buffer checkpointed
+    (``checkpoint_buffer``) the result is identical to an uninterrupted run; without it, the
+    buffer restarts empty and updates pause until it holds ``update_after`` transitions again.
 
     Raises:
       ConfigError: a bad configuration value (validated before anything is written), or a
@@ -349,6 +309,8 @@ def train(cfg: TrainConfig, console=None, resume: bool = False) -> dict:
     from spikerl_jax.progress import TrainProgress
 
     cfg.validate()
+    if cfg.energy:
+        check_grid(cfg.energy_country, cfg.energy_region)
     set_matmul_precision()
     spec = env_spec(cfg.env)
     run_dir = cfg.run_dir()
@@ -359,7 +321,8 @@ def train(cfg: TrainConfig, console=None, resume: bool = False) -> dict:
     state = learner.init(key_init)
     hosts = _HostSide(cfg, spec)
     collector, eval_envs, rng = hosts.collector, hosts.eval_envs, hosts.rng
-    host = {"step": 0, "updates": 0, "buffered": 0, "best": None, "last_eval": None}
+    host = {"step": 0, "updates": 0, "buffered": 0, "best": None, "last_eval": None,
+            "energy": {}, "spikes": None}  # fmt: skip
 
     resume_step = None
     if resume:
@@ -375,10 +338,13 @@ def train(cfg: TrainConfig, console=None, resume: bool = False) -> dict:
     # Anchored to the step, so that a resumed run may change the intervals.
     host["next_eval"] = _next_multiple(host["step"], cfg.eval_every)
     host["next_checkpoint"] = _next_multiple(host["step"], cfg.checkpoint_interval)
-    recorder = _Recorder(run_dir, cfg, resume_step)
+    recorder = RunRecorder(run_dir, cfg, resume_step, cfg.tensorboard)
     checkpointer = RunCheckpointer(run_dir, cfg.keep_checkpoints, cfg.checkpoint_buffer)
+    meter = EnergyMeter(cfg.energy_country, cfg.energy_region, recorder.emissions.write,
+                        host["energy"], enabled=cfg.energy)  # fmt: skip
 
     def host_state() -> dict:
+        host["energy"] = meter.totals()
         return {"loop": dict(host), **hosts.snapshot()}
 
     n = cfg.num_envs
@@ -390,6 +356,7 @@ def train(cfg: TrainConfig, console=None, resume: bool = False) -> dict:
     try:
         with progress, _StopRequest() as stop:
             progress.advance(host["step"])
+            meter.begin("train")
             while host["step"] < cfg.total_steps:
                 step = host["step"]
                 fill = min(cfg.update_every, (cfg.total_steps - step) // n * n) or n
@@ -431,18 +398,27 @@ def train(cfg: TrainConfig, console=None, resume: bool = False) -> dict:
                 new_best = False
                 if step >= host["next_eval"] or step >= cfg.total_steps:
                     host["next_eval"] = _next_multiple(step, cfg.eval_every)
+                    meter.switch("eval", step, sync=state)
                     eval_key = jax.random.fold_in(key_eval, step)
-                    act = functools.partial(
-                        learner.policy, state.td3.actor_params, state.normalizer, key=eval_key
-                    )
-                    ret, ret_std, length = evaluate(act, eval_envs)
+                    act = functools.partial(learner.policy_spikes, state.td3.actor_params,
+                                            state.normalizer, key=eval_key)  # fmt: skip
+                    result = evaluate(act, eval_envs)
+                    if step < cfg.total_steps:
+                        meter.switch("train", step)
+                    else:  # so that the final checkpoint holds the whole run's energy
+                        meter.end(step)
+                    ret = result.mean
+                    host["spikes"] = spike_report(
+                        result.spikes, result.inferences, spec.obs_dim, spec.action_dim,
+                        cfg.actor, cfg.pj_per_synop, cfg.pj_per_mac,
+                    )  # fmt: skip
                     now = time.perf_counter()
                     train_returns = collector.finished_returns
                     row = {
                         "step": step,
                         "eval_return": ret,
-                        "eval_return_std": ret_std,
-                        "eval_length": length,
+                        "eval_return_std": result.std,
+                        "eval_length": result.length,
                         "train_return": float(np.mean(train_returns)) if train_returns else "",
                         "wall_s": now - t_start,
                         "env_steps_per_s": (step - mark["step"]) / (now - mark["t"]),
@@ -450,8 +426,10 @@ def train(cfg: TrainConfig, console=None, resume: bool = False) -> dict:
                         if mark["update_s"]
                         else "",
                         **{k: float(metrics.get(k, np.nan)) for k in LOSS_COLUMNS},
+                        "synops_per_inference": host["spikes"]["synops_per_inference"],
                     }
-                    recorder.row(row)
+                    rates = {k: v["firing_rate"] for k, v in host["spikes"]["layers"].items()}
+                    recorder.evaluation(row, rates)
                     progress.report(row)
                     new_best = host["best"] is None or ret > host["best"]
                     host["best"] = ret if new_best else host["best"]
@@ -467,7 +445,9 @@ def train(cfg: TrainConfig, console=None, resume: bool = False) -> dict:
                         f"interrupted at step {step}; checkpoint saved, continue with "
                         f"--resume {run_dir}"
                     )
+            meter.end(host["step"], sync=state)
     finally:
+        meter.close()
         checkpointer.wait()
         checkpointer.close()
         recorder.close()
@@ -488,6 +468,8 @@ def train(cfg: TrainConfig, console=None, resume: bool = False) -> dict:
         else None,
         "resumed_from": resume_step,
         "run_dir": run_dir,
+        "energy": meter.report(),
+        "spikes": host["spikes"],
     }
     recorder.summary(summary)
     return summary

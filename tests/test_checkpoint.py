@@ -46,9 +46,10 @@ def latest_learner(run_dir):
 
 
 def comparable(host):
-    """Host state with each pickled MjData replaced by its physics (its profiling timers are
-    wall-clock readings, which differ between any two runs)."""
+    """Host state without the measured energy, and with each pickled MjData replaced by its
+    physics (its profiling timers are wall-clock readings, which differ between any two runs)."""
     host = json.loads(json.dumps(host))
+    del host["loop"]["energy"]  # measured, differs between any two runs
     for env in host["collector"]["envs"]:
         data = pickle.loads(zlib.decompress(base64.b64decode(env.pop("mjdata"))))
         env["physics"] = [
@@ -98,6 +99,14 @@ def test_resume_with_buffer_is_exact(straight_run, tmp_path):
     assert comparable(host) == comparable(ref_host)  # counters, RNGs and env states too
     summary = json.loads((out / "summary.json").read_text())
     assert summary["resumed_from"] == 300 and summary["total_steps"] == 900
+    # The energy of the first process (up to its checkpoint) carries over: emissions.csv
+    # keeps its stretches, and they and the new ones add up to the summary's total.
+    with open(out / "emissions.csv") as f:
+        stretches = list(csv.DictReader(f))
+    assert {int(r["step"]) for r in stretches} == {300, 600, 900}
+    assert sum(float(r["energy_kwh"]) for r in stretches) == pytest.approx(
+        summary["energy"]["total"]["energy_kwh"], rel=1e-9
+    )
 
 
 def test_resume_without_buffer_refills_before_updating(straight_run, tmp_path):

@@ -59,7 +59,9 @@ def test_help_documents_every_option():
     for flag in ("--env", "--total-steps", "--seed", "--out", "--eval-every", "--eval-episodes",
                  "--batch-size", "--actor-lr", "--critic-lr", "--gamma", "--polyak",
                  "--policy-delay", "--target-noise", "--exploration-noise", "--start-steps",
-                 "--hidden-sizes", "--timesteps"):  # fmt: skip
+                 "--hidden-sizes", "--timesteps", "--no-energy", "--energy-country",
+                 "--energy-region", "--no-tensorboard", "--pj-per-synop",
+                 "--pj-per-mac"):  # fmt: skip
         assert flag in out, flag
     assert "Transitions per gradient step" in out
     assert "1000000" in out  # Hopper's preset: the paper's 1M steps
@@ -72,6 +74,8 @@ def test_help_documents_every_option():
         (["--total-steps", "0"], "--total-steps must be positive"),
         (["--batch-size", "-5"], "--batch-size must be positive"),
         (["--updates-per-round", "3"], "must be a multiple of --policy-delay"),
+        (["--energy-region", "atlantis"], "--energy-region 'atlantis' is not a region of USA"),
+        (["--pj-per-mac", "0"], "--pj-per-mac must be positive"),
     ],
 )
 def test_bad_input_gives_one_clear_line(args, message, tmp_path):

@@ -117,8 +117,17 @@ class TrainConfig:
     """Seeds the networks, exploration, replay sampling and the environments."""
     out: str | None = None
     """Run directory for config.json, metrics.csv and summary.json (default runs/ENV-sSEED-TIME)."""
+    backend: Literal["gymnasium", "mjx"] = "gymnasium"
+    """Simulator: 'gymnasium' (native MuJoCo stepped from Python; the fastest on CPUs) or
+    'mjx' (MJX on the accelerator: env steps, replay inserts and updates of a whole
+    evaluation interval in one compiled call; for GPUs and thousands of --num-envs)."""
     num_envs: int = 1
-    """Parallel Gymnasium environments (gymnasium.vector) stepping together."""
+    """Parallel environments stepping together (gymnasium.vector, or vmapped MJX envs)."""
+    mjx_iterations: int | None = None
+    """--backend mjx: constraint solver iterations (None: the task XML's); fewer are faster
+    and drift from native MuJoCo's dynamics."""
+    mjx_ls_iterations: int | None = None
+    """--backend mjx: solver line-search iterations (None: the task XML's)."""
     start_steps: int = 10_000
     """Uniform random actions for this many steps before the actor acts."""
     update_after: int = 1_000
@@ -204,6 +213,18 @@ class TrainConfig:
                 f"--updates-per-round ({self.updates_per_round}) must be a multiple of "
                 f"--policy-delay ({self.td3.policy_delay})"
             )
+        if self.backend == "mjx":
+            from spikerl_jax.envs.mjx_tasks import MJX_ENVS
+
+            if self.env not in MJX_ENVS:
+                raise ConfigError(
+                    f"--backend mjx has no port of {self.env}; MJX ports: "
+                    f"{', '.join(sorted(MJX_ENVS))} (or use --backend gymnasium)"
+                )
+        for name in ("mjx_iterations", "mjx_ls_iterations"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value}")
         self.actor.validate()
         self.td3.validate()
         if self.td3.batch_size > self.replay_size:

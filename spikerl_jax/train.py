@@ -25,7 +25,7 @@ import numpy as np
 from spikerl_jax.activity import spike_report
 from spikerl_jax.checkpoint import RunCheckpointer
 from spikerl_jax.checkpoint import restore as restore_checkpoint
-from spikerl_jax.config import TrainConfig
+from spikerl_jax.config import ConfigError, TrainConfig
 from spikerl_jax.energy import EnergyMeter, check_grid
 from spikerl_jax.envs.gymnasium_backend import (
     EnvSpec,
@@ -244,15 +244,68 @@ def _next_multiple(step: int, interval: int) -> int:
     return (step // interval + 1) * interval
 
 
-class _HostSide:
-    """What the host loop owns besides the device state: envs, eval envs and the RNG of the
-    random phase, with their checkpointable state."""
+class HostBackend:
+    """The Gymnasium backend: envs stepped from Python, one compiled call per round.
 
-    def __init__(self, cfg: TrainConfig, spec: EnvSpec):
+    A backend owns the environments and advances the run: ``advance`` collects one round
+    (``update_every`` steps) and ingests it, updating when due; ``evaluate`` runs the
+    deterministic episodes; ``snapshot``/``restore`` give its checkpointable state.
+    """
+
+    def __init__(self, cfg: TrainConfig, spec: EnvSpec, learner: Learner, key_explore, key_eval):
+        self.cfg, self.spec, self.learner = cfg, spec, learner
+        self.key_explore, self.key_eval = key_explore, key_eval
         self.rng = np.random.default_rng(cfg.seed)  # uniform random actions of the first phase
         self.envs = make_vector_env(cfg.env, cfg.num_envs)
         self.collector = HostCollector(self.envs, spec, cfg.update_every, cfg.seed)
         self.eval_envs = make_eval_envs(cfg.env, cfg.eval_episodes, cfg.seed + 1_000_003)
+
+    def advance(self, state: TrainState, host: dict):
+        """One round: ``update_every`` env steps (fewer at the run's end), then the replay
+        insert and, once ``update_after`` transitions are in, the round's updates.
+
+        Returns:
+          The new state, the round's update metrics (None without updates), and the seconds
+          spent updating.
+        """
+        cfg, spec, n = self.cfg, self.spec, self.cfg.num_envs
+        step = host["step"]
+        fill = min(cfg.update_every, (cfg.total_steps - step) // n * n) or n
+        for _ in range(0, fill, n):
+            if step < cfg.start_steps:
+                action = self.rng.uniform(-spec.action_limit, spec.action_limit,
+                                          (n, spec.action_dim))  # fmt: skip
+            else:
+                action = np.asarray(self.learner.explore(
+                    state.td3.actor_params, state.normalizer, self.collector.obs,
+                    self.key_explore, step,
+                ))  # fmt: skip
+            self.collector.step(action)
+            step += n
+        host["step"] = step
+        host["buffered"] = min(host["buffered"] + fill, cfg.replay_size)
+        chunk = self.collector.take()
+        ready = step >= cfg.update_after and host["buffered"] >= cfg.update_after
+        if not (ready and fill == cfg.update_every):
+            return self.learner.ingest(state, chunk), None, 0.0
+        t0 = time.perf_counter()
+        state, metrics = self.learner.ingest_and_update(state, chunk)
+        metrics = jax.device_get(metrics)
+        host["updates"] += cfg.updates_per_round
+        return state, metrics, time.perf_counter() - t0
+
+    def evaluate(self, state: TrainState, step: int) -> EvalResult:
+        key = jax.random.fold_in(self.key_eval, step)
+        act = functools.partial(self.learner.policy_spikes, state.td3.actor_params,
+                                state.normalizer, key=key)  # fmt: skip
+        return evaluate(act, self.eval_envs)
+
+    def take_train_return(self) -> float | None:
+        """Mean return of the training episodes finished since the last call."""
+        returns = self.collector.finished_returns
+        mean = float(np.mean(returns)) if returns else None
+        returns.clear()
+        return mean
 
     def snapshot(self) -> dict:
         return {
@@ -266,6 +319,9 @@ class _HostSide:
         self.collector.set_state(saved["collector"])
         for env, env_rng in zip(self.eval_envs, saved["eval_rngs"], strict=True):
             env.unwrapped.np_random.bit_generator.state = env_rng
+
+    def close(self) -> None:
+        self.envs.close()
 
 
 class _StopRequest:
@@ -311,6 +367,12 @@ def train(cfg: TrainConfig, console=None, resume: bool = False) -> dict:
     cfg.validate()
     if cfg.energy:
         check_grid(cfg.energy_country, cfg.energy_region)
+    if resume and cfg.backend == "mjx":
+        raise ConfigError(
+            "--resume is not available for --backend mjx runs yet (their environment state "
+            "lives on the device and is not checkpointed); evaluate or export the run's "
+            "checkpoints, or start a new run"
+        )
     set_matmul_precision()
     spec = env_spec(cfg.env)
     run_dir = cfg.run_dir()
@@ -319,8 +381,11 @@ def train(cfg: TrainConfig, console=None, resume: bool = False) -> dict:
     key = jax.random.key(cfg.seed)
     key_init, key_explore, key_eval = jax.random.split(key, 3)
     state = learner.init(key_init)
-    hosts = _HostSide(cfg, spec)
-    collector, eval_envs, rng = hosts.collector, hosts.eval_envs, hosts.rng
+    if cfg.backend == "mjx":
+        from spikerl_jax.ondevice import DeviceBackend as Backend
+    else:
+        Backend = HostBackend
+    backend = Backend(cfg, spec, learner, key_explore, key_eval)
     host = {"step": 0, "updates": 0, "buffered": 0, "best": None, "last_eval": None,
             "energy": {}, "spikes": None}  # fmt: skip
 
@@ -334,7 +399,7 @@ def train(cfg: TrainConfig, console=None, resume: bool = False) -> dict:
             state = state.replace(buffer=buffer)
         host = saved["loop"]
         host["buffered"] = host["buffered"] if buffer is not None else 0
-        hosts.restore(saved)
+        backend.restore(saved)
     # Anchored to the step, so that a resumed run may change the intervals.
     host["next_eval"] = _next_multiple(host["step"], cfg.eval_every)
     host["next_checkpoint"] = _next_multiple(host["step"], cfg.checkpoint_interval)
@@ -345,9 +410,8 @@ def train(cfg: TrainConfig, console=None, resume: bool = False) -> dict:
 
     def host_state() -> dict:
         host["energy"] = meter.totals()
-        return {"loop": dict(host), **hosts.snapshot()}
+        return {"loop": dict(host), **backend.snapshot()}
 
-    n = cfg.num_envs
     metrics: dict = {}
     update_s_total, updates_at_start = 0.0, host["updates"]
     t_start = time.perf_counter()
@@ -358,51 +422,26 @@ def train(cfg: TrainConfig, console=None, resume: bool = False) -> dict:
             progress.advance(host["step"])
             meter.begin("train")
             while host["step"] < cfg.total_steps:
+                before = host["step"]
+                state, round_metrics, update_s = backend.advance(state, host)
                 step = host["step"]
-                fill = min(cfg.update_every, (cfg.total_steps - step) // n * n) or n
-                for _ in range(0, fill, n):
-                    if step < cfg.start_steps:
-                        action = rng.uniform(
-                            -spec.action_limit, spec.action_limit, (n, spec.action_dim)
-                        )
-                    else:
-                        action = np.asarray(
-                            learner.explore(
-                                state.td3.actor_params, state.normalizer, collector.obs,
-                                key_explore, step,
-                            )
-                        )  # fmt: skip
-                    collector.step(action)
-                    step += n
-                host["step"] = step
-                host["buffered"] = min(host["buffered"] + fill, cfg.replay_size)
-                chunk = collector.take()
-                ready = step >= cfg.update_after and host["buffered"] >= cfg.update_after
-                if ready and fill == cfg.update_every:
-                    t0 = time.perf_counter()
-                    state, metrics = learner.ingest_and_update(state, chunk)
-                    metrics = jax.device_get(metrics)
-                    mark["update_s"] += time.perf_counter() - t0
-                    update_s_total += time.perf_counter() - t0
-                    host["updates"] += cfg.updates_per_round
+                if round_metrics is not None:
+                    metrics = round_metrics
+                    mark["update_s"] += update_s
+                    update_s_total += update_s
                     if not all(np.isfinite(v) for v in metrics.values()):
                         raise TrainingError(
                             f"non-finite losses at step {step} ({metrics}); the last good "
                             f"checkpoint is kept in {run_dir}/checkpoints. Lower --critic-lr / "
                             "--actor-lr, or check the environment's observations and rewards"
                         )
-                else:
-                    state = learner.ingest(state, chunk)
-                progress.advance(fill)
+                progress.advance(step - before)
 
                 new_best = False
                 if step >= host["next_eval"] or step >= cfg.total_steps:
                     host["next_eval"] = _next_multiple(step, cfg.eval_every)
                     meter.switch("eval", step, sync=state)
-                    eval_key = jax.random.fold_in(key_eval, step)
-                    act = functools.partial(learner.policy_spikes, state.td3.actor_params,
-                                            state.normalizer, key=eval_key)  # fmt: skip
-                    result = evaluate(act, eval_envs)
+                    result = backend.evaluate(state, step)
                     if step < cfg.total_steps:
                         meter.switch("train", step)
                     else:  # so that the final checkpoint holds the whole run's energy
@@ -413,13 +452,13 @@ def train(cfg: TrainConfig, console=None, resume: bool = False) -> dict:
                         cfg.actor, cfg.pj_per_synop, cfg.pj_per_mac,
                     )  # fmt: skip
                     now = time.perf_counter()
-                    train_returns = collector.finished_returns
+                    train_return = backend.take_train_return()
                     row = {
                         "step": step,
                         "eval_return": ret,
                         "eval_return_std": result.std,
                         "eval_length": result.length,
-                        "train_return": float(np.mean(train_returns)) if train_returns else "",
+                        "train_return": "" if train_return is None else train_return,
                         "wall_s": now - t_start,
                         "env_steps_per_s": (step - mark["step"]) / (now - mark["t"]),
                         "updates_per_s": (host["updates"] - mark["updates"]) / mark["update_s"]
@@ -434,7 +473,6 @@ def train(cfg: TrainConfig, console=None, resume: bool = False) -> dict:
                     new_best = host["best"] is None or ret > host["best"]
                     host["best"] = ret if new_best else host["best"]
                     host["last_eval"] = ret
-                    collector.finished_returns.clear()
                     mark.update(t=now, step=step, updates=host["updates"], update_s=0.0)
                 due = step >= host["next_checkpoint"] or step >= cfg.total_steps
                 if due or new_best or stop.requested:
@@ -451,7 +489,7 @@ def train(cfg: TrainConfig, console=None, resume: bool = False) -> dict:
         checkpointer.wait()
         checkpointer.close()
         recorder.close()
-        hosts.envs.close()
+        backend.close()
 
     wall = time.perf_counter() - t_start
     summary = {

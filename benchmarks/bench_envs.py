@@ -1,0 +1,132 @@
+"""Environment throughput: MJX ports (vmapped, scanned) against Gymnasium's native MuJoCo,
+compile times, and the on-device training loop end to end.
+
+Prints one JSON line per measurement:
+  mjx_step         env steps/s of N vmapped envs, K steps per compiled call (auto-reset on)
+  gymnasium_step   env steps/s of a Gymnasium vector env of N copies stepped from Python
+  ondevice_train   env steps/s of the whole on-device loop (actor, envs, inserts, updates)
+
+    python benchmarks/bench_envs.py [--env Hopper-v5] [--num-envs 1 64 1024] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import machine, median_time
+
+from spikerl_jax.config import TrainConfig
+from spikerl_jax.envs.gymnasium_backend import env_spec, make_vector_env
+from spikerl_jax.envs.mjx_env import EpisodeWrapper, VmapWrapper
+from spikerl_jax.envs.mjx_tasks import make
+from spikerl_jax.ondevice import make_interval
+from spikerl_jax.train import make_learner
+
+
+def timed(fn, *args):
+    """(result, seconds) of one blocking call: for compile times."""
+    t0 = time.perf_counter()
+    out = jax.block_until_ready(fn(*args))
+    return out, time.perf_counter() - t0
+
+
+def bench_mjx(env_id: str, num_envs: int, steps: int, repeats: int) -> dict:
+    env = VmapWrapper(EpisodeWrapper(make(env_id), 1000), num_envs)
+    action_size = env.action_size
+
+    def rollout(state, key):
+        def body(state, k):
+            action = jax.random.uniform(k, (num_envs, action_size), jnp.float32, -1.0, 1.0)
+            return env.step(state, action), None
+
+        state, _ = jax.lax.scan(body, state, jax.random.split(key, steps))
+        return state
+
+    reset, run = jax.jit(env.reset), jax.jit(rollout)
+    state, reset_s = timed(reset, jax.random.key(0))
+    state, compile_s = timed(run, state, jax.random.key(1))  # compile + one call
+    box = {"state": state}
+
+    def call():
+        box["state"] = jax.block_until_ready(run(box["state"], jax.random.key(2)))
+
+    seconds = median_time(call, repeats, warmup=0)
+    return {"bench": "mjx_step", "env": env_id, "num_envs": num_envs,
+            "steps_per_call": steps, "env_steps_per_s": num_envs * steps / seconds,
+            "reset_compile_s": reset_s, "step_compile_s": compile_s}  # fmt: skip
+
+
+def bench_gymnasium(env_id: str, num_envs: int, steps: int, repeats: int) -> dict:
+    envs = make_vector_env(env_id, num_envs)
+    envs.reset(seed=0)
+    rng = np.random.default_rng(0)
+    actions = rng.uniform(-1, 1, (steps, *envs.action_space.shape)).astype(np.float32)
+
+    def call():
+        for action in actions:
+            envs.step(action)
+
+    seconds = median_time(call, repeats, warmup=1)
+    envs.close()
+    return {"bench": "gymnasium_step", "env": env_id, "num_envs": num_envs,
+            "env_steps_per_s": num_envs * steps / seconds}  # fmt: skip
+
+
+def bench_ondevice(env_id: str, num_envs: int, rounds: int, repeats: int) -> dict:
+    """The paper's update schedule per env step (50 updates per 50 steps at N=1; with N
+    envs, one round is 50*N steps and 50 updates)."""
+    cfg = TrainConfig(env=env_id, backend="mjx", num_envs=num_envs, update_every=50 * num_envs,
+                      start_steps=0, update_after=0, replay_size=100_000)  # fmt: skip
+    spec = env_spec(env_id)
+    learner = make_learner(cfg, spec)
+    env = VmapWrapper(EpisodeWrapper(make(env_id), spec.max_episode_steps), num_envs)
+    run = jax.jit(make_interval(cfg, spec, learner, env, jax.random.key(3)),
+                  static_argnums=3, donate_argnums=(0, 1))  # fmt: skip
+    box = {"state": learner.init(jax.random.key(0)),
+           "env": jax.jit(env.reset)(jax.random.key(1)), "step": 0}  # fmt: skip
+
+    def call():
+        box["state"], box["env"], out = run(box["state"], box["env"], jnp.int32(box["step"]),
+                                            rounds)  # fmt: skip
+        jax.block_until_ready(out)
+        box["step"] += rounds * cfg.update_every
+
+    _, compile_s = timed(call)
+    seconds = median_time(call, repeats, warmup=0)
+    return {"bench": "ondevice_train", "env": env_id, "num_envs": num_envs,
+            "env_steps_per_s": rounds * cfg.update_every / seconds,
+            "updates_per_s": rounds * cfg.updates_per_round / seconds,
+            "compile_s": compile_s}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--env", default="Hopper-v5")
+    parser.add_argument("--num-envs", type=int, nargs="+", default=[1, 64, 1024])
+    parser.add_argument("--steps", type=int, default=20, help="env steps per compiled call")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--train-envs", type=int, nargs="+", default=[1],
+                        help="num_envs of the on-device training measurement")  # fmt: skip
+    parser.add_argument("--rounds", type=int, default=4, help="rounds per training call")
+    args = parser.parse_args()
+    info = machine()
+    for n in args.num_envs:
+        print(json.dumps({**bench_mjx(args.env, n, args.steps, args.repeats), **info}), flush=True)
+    for n in [1, 16]:
+        print(json.dumps({**bench_gymnasium(args.env, n, 200, args.repeats), **info}), flush=True)
+    for n in args.train_envs:
+        row = bench_ondevice(args.env, n, args.rounds, args.repeats)
+        print(json.dumps({**row, **info}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

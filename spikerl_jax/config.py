@@ -123,6 +123,10 @@ class TrainConfig:
     evaluation interval in one compiled call; for GPUs and thousands of --num-envs)."""
     num_envs: int = 1
     """Parallel environments stepping together (gymnasium.vector, or vmapped MJX envs)."""
+    devices: int | None = None
+    """Data-parallel devices per process (None: all local devices). Each device owns
+    --num-envs / devices envs (mjx), a replay shard and --batch-size transitions of every
+    update's batch (global batch = batch size x devices, as PyTorch DDP)."""
     mjx_iterations: int | None = None
     """--backend mjx: constraint solver iterations (None: the task XML's); fewer are faster
     and drift from native MuJoCo's dynamics."""
@@ -221,6 +225,8 @@ class TrainConfig:
                     f"--backend mjx has no port of {self.env}; MJX ports: "
                     f"{', '.join(sorted(MJX_ENVS))} (or use --backend gymnasium)"
                 )
+        if self.devices is not None and self.devices <= 0:
+            raise ConfigError(f"--devices must be positive, got {self.devices}")
         for name in ("mjx_iterations", "mjx_ls_iterations"):
             value = getattr(self, name)
             if value is not None and value <= 0:

@@ -22,11 +22,14 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from spikerl_jax.config import ConfigError, TrainConfig
 from spikerl_jax.envs.gymnasium_backend import EnvSpec
 from spikerl_jax.envs.mjx_env import EpisodeWrapper, VmapWrapper
 from spikerl_jax.envs.mjx_tasks import make
+from spikerl_jax.parallel import AXIS, global_buffer, local_buffer, state_specs
 from spikerl_jax.replay import Transition
 from spikerl_jax.train import EvalResult, Learner, TrainState
 
@@ -42,22 +45,29 @@ def make_interval(cfg: TrainConfig, spec: EnvSpec, learner: Learner, env, key_ex
     Returns:
       ``run(state, env_state, step, rounds) -> (state, env_state, outputs)`` with ``outputs``
       stacked per round: update ``metrics``, ``updated`` (bool), ``return_sum`` and ``ended``
-      (returns and count of the training episodes that ended).
+      (returns and count of the training episodes that ended). With a data-parallel
+      learner it runs under ``shard_map``: each device steps its ``num_envs / devices`` envs
+      (``env_state`` is split on its env axis) into its own replay shard.
     """
-    n, steps_per_round = cfg.num_envs, cfg.update_every // cfg.num_envs
+    mesh = learner.mesh
+    devices = 1 if mesh is None else mesh.size
+    n, steps_per_round = cfg.num_envs // devices, cfg.update_every // cfg.num_envs
     limit, action_dim = spec.action_limit, spec.action_dim
     key_random, key_policy = jax.random.split(key_explore)
+
+    def device_key(key):
+        return key if mesh is None else jax.random.fold_in(key, jax.lax.axis_index(AXIS))
 
     def vector_step(state: TrainState, carry, _):
         env_state, step = carry
 
         def random_action():
-            key = jax.random.fold_in(key_random, step)
+            key = device_key(jax.random.fold_in(key_random, step))
             return jax.random.uniform(key, (n, action_dim), jnp.float32, -limit, limit)
 
         def policy_action():
             return learner.explore(state.td3.actor_params, state.normalizer, env_state.obs,
-                                   key_policy, step)  # fmt: skip
+                                   device_key(key_policy), step)  # fmt: skip
 
         action = jax.lax.cond(step < cfg.start_steps, random_action, policy_action)
         next_state = env.step(env_state, action)
@@ -69,7 +79,7 @@ def make_interval(cfg: TrainConfig, spec: EnvSpec, learner: Learner, env, key_ex
             terminated=next_state.info["terminated"],  # truncations bootstrap
         )
         episodes = (next_state.metrics["episode_return"].sum(), next_state.done.sum())
-        return (next_state, step + n), (transition, episodes)
+        return (next_state, step + cfg.num_envs), (transition, episodes)  # global steps
 
     def one_round(carry, _):
         state, env_state, step = carry
@@ -81,14 +91,17 @@ def make_interval(cfg: TrainConfig, spec: EnvSpec, learner: Learner, env, key_ex
         ready = step >= cfg.update_after
 
         def skip(s):
-            _, metrics = jax.eval_shape(learner.ingest_and_update, s, chunk)
-            return learner.ingest(s, chunk), jax.tree.map(jnp.zeros_like, metrics)
+            _, metrics = jax.eval_shape(learner.local_ingest_and_update, s, chunk)
+            return learner.local_ingest(s, chunk), jax.tree.map(jnp.zeros_like, metrics)
 
         state, metrics = jax.lax.cond(
-            ready, lambda s: learner.ingest_and_update(s, chunk), skip, state
+            ready, lambda s: learner.local_ingest_and_update(s, chunk), skip, state
         )
-        outputs = {"metrics": metrics, "updated": ready, "return_sum": returns.sum(),
-                   "ended": ended.sum()}  # fmt: skip
+        episodes = (returns.sum(), ended.sum())
+        if mesh is not None:
+            episodes = jax.lax.psum(episodes, AXIS)
+        outputs = {"metrics": metrics, "updated": ready, "return_sum": episodes[0],
+                   "ended": episodes[1]}  # fmt: skip
         return (state, env_state, step), outputs
 
     def run(state: TrainState, env_state, step, rounds: int):
@@ -97,7 +110,21 @@ def make_interval(cfg: TrainConfig, spec: EnvSpec, learner: Learner, env, key_ex
         )
         return state, env_state, outputs
 
-    return run
+    if mesh is None:
+        return run
+    specs = state_specs(TrainState)
+
+    def run_sharded(state: TrainState, env_state, step, rounds: int):
+        def body(state, env_state, step):
+            state = state.replace(buffer=local_buffer(state.buffer))
+            state, env_state, outputs = run(state, env_state, step, rounds)
+            return state.replace(buffer=global_buffer(state.buffer)), env_state, outputs
+
+        return jax.shard_map(body, mesh=mesh, in_specs=(specs, P(AXIS), P()),
+                             out_specs=(specs, P(AXIS), P()),
+                             check_vma=False)(state, env_state, step)  # fmt: skip
+
+    return run_sharded
 
 
 def make_evaluation(cfg: TrainConfig, spec: EnvSpec, learner: Learner, env):
@@ -147,7 +174,8 @@ class DeviceBackend:
         env = make(cfg.env, iterations=cfg.mjx_iterations, ls_iterations=cfg.mjx_ls_iterations)
         train_env = VmapWrapper(EpisodeWrapper(env, spec.max_episode_steps), cfg.num_envs)
         key_env = jax.random.fold_in(jax.random.key(cfg.seed), 1)
-        self.env_state = jax.jit(train_env.reset)(key_env)
+        placement = None if learner.mesh is None else NamedSharding(learner.mesh, P(AXIS))
+        self.env_state = jax.jit(train_env.reset, out_shardings=placement)(key_env)
         run = make_interval(cfg, spec, learner, train_env, key_explore)
         self._run = jax.jit(run, static_argnums=3, donate_argnums=(0, 1))
         self._evaluate = jax.jit(make_evaluation(cfg, spec, learner, env))

@@ -46,8 +46,18 @@ class TD3(NamedTuple):
     update: Callable[..., tuple[TD3State, Metrics]]
 
 
-def make_td3(networks: Networks, cfg: TD3Config) -> TD3:
-    """Builds TD3's init, losses and fused update for ``networks`` under ``cfg``."""
+def make_td3(networks: Networks, cfg: TD3Config, axis_name: str | None = None) -> TD3:
+    """Builds TD3's init, losses and fused update for ``networks`` under ``cfg``.
+
+    With ``axis_name`` (inside ``shard_map`` over that mesh axis), gradients and metrics are
+    averaged across the axis (an all-reduce: NCCL on GPUs) before each optimizer step, so
+    every device applies the same update: the gradient of the mean loss over all devices'
+    batches, as one large batch would give.
+    """
+
+    def all_mean(tree):
+        return tree if axis_name is None else jax.lax.pmean(tree, axis_name)
+
     actor, critic = networks
     action_limit = actor.action_limit
     actor_opt = optax.adam(cfg.actor_lr)
@@ -90,6 +100,7 @@ def make_td3(networks: Networks, cfg: TD3Config) -> TD3:
 
     def critic_step(state: TD3State, batch: Transition, key: jax.Array):
         grads, metrics = jax.grad(critic_loss, has_aux=True)(state.critic_params, state, batch, key)
+        grads, metrics = all_mean((grads, metrics))
         metrics["critic_grad_norm"] = optax.tree.norm(grads).astype(jnp.float32)
         updates, opt_state = critic_opt.update(grads, state.critic_opt_state)
         params = optax.apply_updates(state.critic_params, updates)
@@ -99,6 +110,7 @@ def make_td3(networks: Networks, cfg: TD3Config) -> TD3:
         loss, grads = jax.value_and_grad(actor_loss)(
             state.actor_params, state.critic_params, obs_BD, key
         )
+        loss, grads = all_mean((loss, grads))
         updates, opt_state = actor_opt.update(grads, state.actor_opt_state)
         params = optax.apply_updates(state.actor_params, updates)
         step = 1.0 - cfg.polyak

@@ -21,6 +21,8 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
 
 from spikerl_jax.activity import spike_report
 from spikerl_jax.checkpoint import RunCheckpointer
@@ -36,6 +38,16 @@ from spikerl_jax.envs.gymnasium_backend import (
     set_env_state,
 )
 from spikerl_jax.networks import make_networks
+from spikerl_jax.parallel import (
+    AXIS,
+    check_divisible,
+    global_buffer,
+    local_buffer,
+    make_mesh,
+    replay_init_sharded,
+    shardings,
+    state_specs,
+)
 from spikerl_jax.precision import set_matmul_precision
 from spikerl_jax.replay import (
     Normalizer,
@@ -77,20 +89,37 @@ class Learner(NamedTuple):
     explore: Callable  # (actor_params, normalizer, obs_BD, key, step) -> noisy action (B, A)
     ingest: Callable  # (TrainState, Transition) -> TrainState
     ingest_and_update: Callable  # (TrainState, Transition) -> (TrainState, metrics)
+    # The per-device bodies of the two above (inside shard_map when data parallel), for
+    # programs that compose them, such as the on-device loop.
+    local_ingest: Callable
+    local_ingest_and_update: Callable
+    mesh: Mesh | None  # the data-parallel mesh; None: one device, no collectives
 
 
-def make_learner(cfg: TrainConfig, spec: EnvSpec) -> Learner:
-    """Builds the jitted init, policies and round functions for ``cfg`` on a task of ``spec``."""
+def make_learner(cfg: TrainConfig, spec: EnvSpec, mesh: Mesh | None = None) -> Learner:
+    """Builds the jitted init, policies and round functions for ``cfg`` on a task of ``spec``.
+
+    With a ``mesh`` of more than one device the rounds are data parallel
+    (``spikerl_jax.parallel``): the transitions passed in are split across the devices'
+    replay shards and every update averages the devices' gradients.
+    """
+    parallel = mesh is not None and mesh.size > 1
+    mesh = mesh if parallel else None
     networks = make_networks(spec.action_dim, spec.action_limit, cfg.actor, cfg.critic)
-    td3 = make_td3(networks, cfg.td3)
+    td3 = make_td3(networks, cfg.td3, axis_name=AXIS if parallel else None)
     num_blocks = cfg.updates_per_round // cfg.td3.policy_delay
     limit = spec.action_limit
 
     def init(key: jax.Array) -> TrainState:
         key_td3, key_update = jax.random.split(key)
+        if parallel:
+            buffer = replay_init_sharded(mesh.size, cfg.replay_size, spec.obs_dim,
+                                         spec.action_dim)  # fmt: skip
+        else:
+            buffer = replay_init(cfg.replay_size, spec.obs_dim, spec.action_dim)
         return TrainState(
             td3=td3.init(key_td3, spec.obs_dim),
-            buffer=replay_init(cfg.replay_size, spec.obs_dim, spec.action_dim),
+            buffer=buffer,
             normalizer=normalizer_init(spec.obs_dim),
             key=key_update,
         )
@@ -109,15 +138,19 @@ def make_learner(cfg: TrainConfig, spec: EnvSpec) -> Learner:
         noise = cfg.exploration_noise * jax.random.normal(key_noise, action.shape)
         return jnp.clip(action + noise, -limit, limit)
 
-    def ingest(state: TrainState, chunk: Transition) -> TrainState:
+    def local_ingest(state: TrainState, chunk: Transition) -> TrainState:
+        # The normalizer is replicated: every device folds in every device's observations.
+        obs = jax.lax.all_gather(chunk.obs, AXIS, tiled=True) if parallel else chunk.obs
         return state.replace(
             buffer=replay_add(state.buffer, chunk),
-            normalizer=normalizer_update(state.normalizer, chunk.obs),
+            normalizer=normalizer_update(state.normalizer, obs),
         )
 
-    def ingest_and_update(state: TrainState, chunk: Transition):
-        state = ingest(state, chunk)
+    def local_ingest_and_update(state: TrainState, chunk: Transition):
+        state = local_ingest(state, chunk)
         key, key_update = jax.random.split(state.key)
+        if parallel:  # own batches per device; the state's key stays replicated
+            key_update = jax.random.fold_in(key_update, jax.lax.axis_index(AXIS))
 
         def sample(k):
             return sample_normalized(
@@ -127,13 +160,37 @@ def make_learner(cfg: TrainConfig, spec: EnvSpec) -> Learner:
         td3_state, metrics = td3.update(state.td3, sample, key_update, num_blocks)
         return state.replace(td3=td3_state, key=key), metrics
 
+    ingest, ingest_and_update, init_out = local_ingest, local_ingest_and_update, None
+    if parallel:
+        specs = state_specs(TrainState)
+        init_out = shardings(mesh, specs)
+
+        def per_device(fn, with_metrics):
+            def body(state, chunk):
+                out = fn(state.replace(buffer=local_buffer(state.buffer)), chunk)
+                new = out[0] if with_metrics else out
+                new = new.replace(buffer=global_buffer(new.buffer))
+                return (new, out[1]) if with_metrics else new
+
+            out_specs = (specs, P()) if with_metrics else specs
+            # check_vma=False: gradients of the replicated parameters stay per device (the
+            # all-reduce is TD3's explicit pmean), rather than being summed implicitly.
+            return jax.shard_map(body, mesh=mesh, in_specs=(specs, P(AXIS)),
+                                 out_specs=out_specs, check_vma=False)  # fmt: skip
+
+        ingest = per_device(local_ingest, with_metrics=False)
+        ingest_and_update = per_device(local_ingest_and_update, with_metrics=True)
+
     return Learner(
-        init=jax.jit(init),
+        init=jax.jit(init, out_shardings=init_out),
         policy=jax.jit(policy),
         policy_spikes=jax.jit(policy_spikes),
         explore=jax.jit(explore),
         ingest=jax.jit(ingest, donate_argnums=0),
         ingest_and_update=jax.jit(ingest_and_update, donate_argnums=0),
+        local_ingest=local_ingest,
+        local_ingest_and_update=local_ingest_and_update,
+        mesh=mesh,
     )
 
 
@@ -376,7 +433,9 @@ def train(cfg: TrainConfig, console=None, resume: bool = False) -> dict:
     set_matmul_precision()
     spec = env_spec(cfg.env)
     run_dir = cfg.run_dir()
-    learner = make_learner(cfg, spec)
+    mesh = make_mesh(cfg.devices)
+    check_divisible(cfg, mesh.size)
+    learner = make_learner(cfg, spec, mesh)
 
     key = jax.random.key(cfg.seed)
     key_init, key_explore, key_eval = jax.random.split(key, 3)
@@ -464,7 +523,8 @@ def train(cfg: TrainConfig, console=None, resume: bool = False) -> dict:
                         "updates_per_s": (host["updates"] - mark["updates"]) / mark["update_s"]
                         if mark["update_s"]
                         else "",
-                        **{k: float(metrics.get(k, np.nan)) for k in LOSS_COLUMNS},
+                        # Empty until the first update.
+                        **{k: float(metrics[k]) if k in metrics else "" for k in LOSS_COLUMNS},
                         "synops_per_inference": host["spikes"]["synops_per_inference"],
                     }
                     rates = {k: v["firing_rate"] for k, v in host["spikes"]["layers"].items()}
@@ -506,6 +566,8 @@ def train(cfg: TrainConfig, console=None, resume: bool = False) -> dict:
         else None,
         "resumed_from": resume_step,
         "run_dir": run_dir,
+        "devices": mesh.size,
+        "global_batch_size": cfg.td3.batch_size * mesh.size,
         "energy": meter.report(),
         "spikes": host["spikes"],
     }

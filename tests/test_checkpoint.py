@@ -25,6 +25,7 @@ TINY = [
     "--env", "InvertedPendulum-v4", "--start-steps", "200", "--update-after", "100",
     "--eval-every", "300", "--eval-episodes", "2", "--hidden-sizes", "16", "16",
     "--critic-hidden-sizes", "16", "16", "--replay-size", "2000", "--no-progress",
+    "--devices", "1",
 ]  # fmt: skip
 TIMING = {"wall_s", "env_steps_per_s", "updates_per_s"}
 

@@ -13,7 +13,7 @@ TINY = [
     "--env", "InvertedPendulum-v4", "--total-steps", "600", "--start-steps", "200",
     "--update-after", "100", "--eval-every", "300", "--eval-episodes", "2",
     "--hidden-sizes", "16", "16", "--critic-hidden-sizes", "16", "16", "--replay-size", "1000",
-    "--no-progress",
+    "--no-progress", "--devices", "1",
 ]  # fmt: skip
 
 
@@ -89,7 +89,8 @@ def test_bad_input_gives_one_clear_line(args, message, tmp_path):
 def test_unwritable_out_dir(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    code, _, err = run_cli("train", "--out", str(blocker / "run"), "--total-steps", "100")
+    code, _, err = run_cli("train", "--out", str(blocker / "run"), "--total-steps", "100",
+                           "--devices", "1")  # fmt: skip
     assert code == 2 and "cannot write the run directory" in err and "Traceback" not in err
 
 

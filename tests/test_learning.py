@@ -12,7 +12,7 @@ from spikerl_jax.cli import main
 def test_popsan_td3_solves_inverted_pendulum(tmp_path):
     out = tmp_path / "run"
     args = ["train", "--env", "InvertedPendulum-v4", "--total-steps", "20000", "--seed", "0"]
-    assert main([*args, "--out", str(out), "--no-progress"]) == 0
+    assert main([*args, "--out", str(out), "--no-progress", "--devices", "1"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     # Solved: mean deterministic return over 10 episodes >= 950 (the maximum is 1000).
     assert summary["final_eval_return"] >= 950, summary

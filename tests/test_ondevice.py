@@ -72,7 +72,7 @@ def test_mjx_training_solves_inverted_pendulum(tmp_path):
     the maximum return of 1000 (TD3 oscillates on this task: BENCHMARKS.md)."""
     out = tmp_path / "run"
     args = ["train", "--env", "InvertedPendulum-v4", "--backend", "mjx", "--no-progress",
-            "--no-energy", "--out", str(out)]  # fmt: skip
+            "--no-energy", "--devices", "1", "--out", str(out)]  # fmt: skip
     assert main(args) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["total_steps"] == 20_000

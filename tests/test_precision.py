@@ -87,7 +87,7 @@ def test_td3_update_gradients_finite(precision):
 def test_bf16_training_solves_inverted_pendulum(tmp_path):
     out = tmp_path / "run"
     args = ["train", "--env", "InvertedPendulum-v4", "--precision", "bf16", "--seed", "0"]
-    assert main([*args, "--out", str(out), "--no-progress"]) == 0
+    assert main([*args, "--out", str(out), "--no-progress", "--devices", "1"]) == 0
     config = json.loads((out / "config.json").read_text())
     assert config["actor"]["actor_precision"] == config["critic"]["critic_precision"] == "bf16"
     summary = json.loads((out / "summary.json").read_text())

@@ -20,7 +20,7 @@ TINY = [
     "--env", "InvertedPendulum-v4", "--total-steps", "600", "--start-steps", "200",
     "--update-after", "100", "--eval-every", "300", "--eval-episodes", "2",
     "--hidden-sizes", "16", "16", "--critic-hidden-sizes", "16", "16", "--replay-size", "1000",
-    "--no-progress",
+    "--no-progress", "--devices", "1",
 ]  # fmt: skip
 
 

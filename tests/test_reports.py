@@ -9,19 +9,13 @@ import struct
 
 import numpy as np
 import pytest
+from test_cli import TINY
 
 from spikerl_jax.cli import main
 from spikerl_jax.compare import compare_runs
 from spikerl_jax.energy import EMISSIONS_COLUMNS, PhaseTotals
 from spikerl_jax.plots import _curve, group_runs
 from spikerl_jax.runlog import RunRecord, read_run
-
-TINY = [
-    "--env", "InvertedPendulum-v4", "--total-steps", "600", "--start-steps", "200",
-    "--update-after", "100", "--eval-every", "300", "--eval-episodes", "2",
-    "--hidden-sizes", "16", "16", "--critic-hidden-sizes", "16", "16", "--replay-size", "1000",
-    "--no-progress", "--devices", "1",
-]  # fmt: skip
 
 
 @pytest.fixture(scope="module")

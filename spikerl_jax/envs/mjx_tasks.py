@@ -34,6 +34,13 @@ def _normal(key: jax.Array, size: int, scale: float) -> jax.Array:
     return scale * jax.random.normal(key, (size,), jnp.float32)
 
 
+def _legged_reward(forward, healthy, ctrl, contact):
+    """Ant's and Humanoid's reward, ``forward + healthy - ctrl - contact``, with its terms."""
+    terms = {"reward_forward": forward, "reward_ctrl": -ctrl, "reward_contact": -contact,
+             "reward_survive": healthy}  # fmt: skip
+    return forward + healthy - ctrl - contact, terms
+
+
 class Task(MjxEnv):
     """A task with Gymnasium-named options and a v4/v5 switch.
 
@@ -126,41 +133,37 @@ class Walker2d(_PlanarWalker):
         return (z > 0.8) & (z < 2.0) & (angle > -1.0) & (angle < 1.0)
 
 
-class HalfCheetah(Task):
+class _Runner(Task):
+    """HalfCheetah and Swimmer: forward velocity of the root's x - control, no termination."""
+
+    forward_reward_weight = 1.0
+    reset_noise_scale = 0.1
+    skipped_qpos: int  # leading qpos entries left out of the observation (root position)
+    options = ("forward_reward_weight", "ctrl_cost_weight", "reset_noise_scale")
+    reward_terms = ("reward_forward", "reward_ctrl")
+
+    def observation(self, data):
+        return jnp.concatenate([data.qpos[self.skipped_qpos :], data.qvel])
+
+    def reward(self, before, after, action):
+        forward = self.forward_reward_weight * (after.qpos[0] - before.qpos[0]) / self.dt
+        ctrl = self.ctrl_cost_weight * jnp.sum(jnp.square(action))
+        return forward - ctrl, {"reward_forward": forward, "reward_ctrl": -ctrl}
+
+
+class HalfCheetah(_Runner):
     xml_file = "half_cheetah.xml"
     frame_skip = 5
-    forward_reward_weight = 1.0
     ctrl_cost_weight = 0.1
-    reset_noise_scale = 0.1
     qvel_noise = "normal"
-    options = ("forward_reward_weight", "ctrl_cost_weight", "reset_noise_scale")
-    reward_terms = ("reward_forward", "reward_ctrl")
-
-    def observation(self, data):
-        return jnp.concatenate([data.qpos[1:], data.qvel])
-
-    def reward(self, before, after, action):
-        forward = self.forward_reward_weight * (after.qpos[0] - before.qpos[0]) / self.dt
-        ctrl = self.ctrl_cost_weight * jnp.sum(jnp.square(action))
-        return forward - ctrl, {"reward_forward": forward, "reward_ctrl": -ctrl}
+    skipped_qpos = 1
 
 
-class Swimmer(Task):
+class Swimmer(_Runner):
     xml_file = "swimmer.xml"
     frame_skip = 4
-    forward_reward_weight = 1.0
     ctrl_cost_weight = 1e-4
-    reset_noise_scale = 0.1
-    options = ("forward_reward_weight", "ctrl_cost_weight", "reset_noise_scale")
-    reward_terms = ("reward_forward", "reward_ctrl")
-
-    def observation(self, data):
-        return jnp.concatenate([data.qpos[2:], data.qvel])
-
-    def reward(self, before, after, action):
-        forward = self.forward_reward_weight * (after.qpos[0] - before.qpos[0]) / self.dt
-        ctrl = self.ctrl_cost_weight * jnp.sum(jnp.square(action))
-        return forward - ctrl, {"reward_forward": forward, "reward_ctrl": -ctrl}
+    skipped_qpos = 2  # x and y
 
 
 class Ant(Task):
@@ -201,9 +204,7 @@ class Ant(Task):
         contact = jnp.zeros(())
         if self.version == "v5":
             contact = self.contact_cost_weight * jnp.sum(jnp.square(self.contact_forces(after)))
-        terms = {"reward_forward": forward, "reward_ctrl": -ctrl, "reward_contact": -contact,
-                 "reward_survive": healthy}  # fmt: skip
-        return forward + healthy - ctrl - contact, terms
+        return _legged_reward(forward, healthy, ctrl, contact)
 
 
 class Humanoid(Task):
@@ -251,9 +252,7 @@ class Humanoid(Task):
                 self.contact_cost_weight * jnp.sum(jnp.square(after._impl.cfrc_ext)),
                 self.contact_cost_max,
             )
-        terms = {"reward_forward": forward, "reward_ctrl": -ctrl, "reward_contact": -contact,
-                 "reward_survive": healthy}  # fmt: skip
-        return forward + healthy - ctrl - contact, terms
+        return _legged_reward(forward, healthy, ctrl, contact)
 
 
 class InvertedPendulum(Task):

@@ -76,6 +76,20 @@ class RunCheckpointer:
         self.best.close()
 
 
+def _placed(abstract_state):
+    """Gives every unplaced leaf a place on the default device, so that a checkpoint written
+    on another device layout (e.g. an 8-device run) restores here instead of orbax asking
+    for the saved topology."""
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+
+    def leaf(x):
+        if getattr(x, "sharding", None) is not None:
+            return x
+        return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device)
+
+    return jax.tree.map(leaf, abstract_state)
+
+
 def restore(
     run_dir: str, abstract_state, which: str = "latest", with_buffer: bool = True
 ) -> tuple[dict, Any, dict, int]:
@@ -100,6 +114,7 @@ def restore(
     step = manager.latest_step()
     if step is None:
         raise CheckpointError(f"no complete checkpoint in {path}")
+    abstract_state = _placed(abstract_state)
     args = {
         "host": ocp.args.JsonRestore(),
         "learner": ocp.args.StandardRestore(learner_tree(abstract_state)),

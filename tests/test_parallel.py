@@ -89,7 +89,10 @@ def test_eight_device_training_from_the_cli(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["devices"] == 8 and summary["global_batch_size"] == 800
     assert summary["total_steps"] == 400 and summary["updates"] > 0
-    assert (out / "checkpoints" / "latest").is_dir()
+    # The sharded run's checkpoints resume on 8 devices and load for evaluation on one.
+    assert main(["train", "--resume", str(out), "--total-steps", "496"]) == 0
+    assert json.loads((out / "summary.json").read_text())["total_steps"] == 496
+    assert main(["eval", str(out), "--episodes", "1"]) == 0
 
 
 WORKER = """

@@ -51,6 +51,11 @@ def train_command(args: list[str]) -> int:
     from spikerl_jax.train import Interrupted, TrainingError, train
 
     resume_dir, args = _pop_option(args, "--resume")
+    # Multi-process runs (also from JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES,
+    # JAX_PROCESS_ID): spikerl_jax.parallel.init_distributed.
+    coordinator, args = _pop_option(args, "--coordinator-address")
+    num_processes, args = _pop_option(args, "--num-processes")
+    process_id, args = _pop_option(args, "--process-id")
     precision, args = _pop_option(args, "--precision")  # shorthand for actor and critic
     if precision is not None:
         args = [*args, "--actor-precision", precision, "--critic-precision", precision]
@@ -73,7 +78,9 @@ def train_command(args: list[str]) -> int:
             description="Train a PopSAN spiking actor with TD3 on a Gymnasium MuJoCo task. "
             "--resume RUN_DIR continues a run (only the schedule's length, evaluation, "
             "checkpoint and logging options may change). --precision P sets --actor-precision and "
-            "--critic-precision together.",
+            "--critic-precision together. Multi-process: --coordinator-address HOST:PORT "
+            "--num-processes N --process-id I on every process (or JAX_COORDINATOR_ADDRESS, "
+            "JAX_NUM_PROCESSES, JAX_PROCESS_ID); process 0 writes the run's records.",
             config=(tyro.conf.OmitArgPrefixes,),
         )
         if resume_dir is not None:
@@ -82,6 +89,13 @@ def train_command(args: list[str]) -> int:
                 raise ConfigError(
                     f"cannot resume {resume_dir} with a different setting: {mismatch}"
                 )
+        from spikerl_jax.parallel import init_distributed
+
+        for flag, value in (("--num-processes", num_processes), ("--process-id", process_id)):
+            if value is not None and not value.isdigit():
+                raise ConfigError(f"{flag} must be a non-negative integer, got {value!r}")
+        init_distributed(coordinator, int(num_processes) if num_processes else None,
+                         int(process_id) if process_id is not None else None)  # fmt: skip
         summary = train(cfg, resume=resume_dir is not None)
     except (ConfigError, TrainingError, Interrupted) as e:
         return _fail(str(e))

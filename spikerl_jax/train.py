@@ -21,6 +21,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
@@ -312,10 +313,24 @@ class HostBackend:
     def __init__(self, cfg: TrainConfig, spec: EnvSpec, learner: Learner, key_explore, key_eval):
         self.cfg, self.spec, self.learner = cfg, spec, learner
         self.key_explore, self.key_eval = key_explore, key_eval
-        self.rng = np.random.default_rng(cfg.seed)  # uniform random actions of the first phase
-        self.envs = make_vector_env(cfg.env, cfg.num_envs)
-        self.collector = HostCollector(self.envs, spec, cfg.update_every, cfg.seed)
-        self.eval_envs = make_eval_envs(cfg.env, cfg.eval_episodes, cfg.seed + 1_000_003)
+        # With several processes each steps its share of the envs (its own seeds) and feeds
+        # its rows of every round to its devices' replay shards.
+        self.processes = jax.process_count()
+        seed = cfg.seed + 7919 * jax.process_index()
+        self.rng = np.random.default_rng(seed)  # uniform random actions of the first phase
+        self.envs = make_vector_env(cfg.env, cfg.num_envs // self.processes)
+        self.collector = HostCollector(self.envs, spec, cfg.update_every // self.processes, seed)
+        self.eval_envs = make_eval_envs(cfg.env, cfg.eval_episodes, seed + 1_000_003)
+        self._rows = None
+        if self.processes > 1:
+            self._rows = jax.sharding.NamedSharding(learner.mesh, P(AXIS))
+
+    def _local(self, tree):
+        """Acting runs per process on its own copy: the replicated global arrays' local
+        shard (a global array may only meet inputs that are equal on every process)."""
+        if self.processes == 1:
+            return tree
+        return jax.tree.map(lambda x: x.addressable_data(0), tree)
 
     def advance(self, state: TrainState, host: dict):
         """One round: ``update_every`` env steps (fewer at the run's end), then the replay
@@ -328,20 +343,25 @@ class HostBackend:
         cfg, spec, n = self.cfg, self.spec, self.cfg.num_envs
         step = host["step"]
         fill = min(cfg.update_every, (cfg.total_steps - step) // n * n) or n
-        for _ in range(0, fill, n):
+        n_local = n // self.processes
+        actor, normalizer = self._local((state.td3.actor_params, state.normalizer))
+        for _ in range(0, fill // self.processes, n_local):
             if step < cfg.start_steps:
                 action = self.rng.uniform(-spec.action_limit, spec.action_limit,
-                                          (n, spec.action_dim))  # fmt: skip
+                                          (n_local, spec.action_dim))  # fmt: skip
             else:
                 action = np.asarray(self.learner.explore(
-                    state.td3.actor_params, state.normalizer, self.collector.obs,
-                    self.key_explore, step,
+                    actor, normalizer, self.collector.obs, self.key_explore, step,
                 ))  # fmt: skip
             self.collector.step(action)
             step += n
         host["step"] = step
         host["buffered"] = min(host["buffered"] + fill, cfg.replay_size)
         chunk = self.collector.take()
+        if self._rows is not None:
+            chunk = jax.tree.map(
+                lambda x: jax.make_array_from_process_local_data(self._rows, np.asarray(x)), chunk
+            )
         ready = step >= cfg.update_after and host["buffered"] >= cfg.update_after
         if not (ready and fill == cfg.update_every):
             return self.learner.ingest(state, chunk), None, 0.0
@@ -353,16 +373,33 @@ class HostBackend:
 
     def evaluate(self, state: TrainState, step: int) -> EvalResult:
         key = jax.random.fold_in(self.key_eval, step)
-        act = functools.partial(self.learner.policy_spikes, state.td3.actor_params,
-                                state.normalizer, key=key)  # fmt: skip
-        return evaluate(act, self.eval_envs)
+        actor, normalizer = self._local((state.td3.actor_params, state.normalizer))
+        act = functools.partial(self.learner.policy_spikes, actor, normalizer, key=key)
+        result = evaluate(act, self.eval_envs)
+        if self.processes == 1:
+            return result
+        # Every process ran eval_episodes episodes: report the mean over all of them.
+        layers = sorted(result.spikes)
+        mine = np.array([result.mean, result.std, result.length, result.inferences,
+                         *(result.spikes[k] for k in layers)])  # fmt: skip
+        every = np.asarray(multihost_utils.process_allgather(mine))  # (processes, fields)
+        mean = float(every[:, 0].mean())
+        second_moment = float(np.mean(every[:, 1] ** 2 + every[:, 0] ** 2))
+        return EvalResult(mean, max(second_moment - mean**2, 0.0) ** 0.5,
+                          float(every[:, 2].mean()),
+                          {k: float(every[:, 4 + i].sum()) for i, k in enumerate(layers)},
+                          int(every[:, 3].sum()))  # fmt: skip
 
     def take_train_return(self) -> float | None:
-        """Mean return of the training episodes finished since the last call."""
+        """Mean return of the training episodes finished since the last call (on every
+        process)."""
         returns = self.collector.finished_returns
-        mean = float(np.mean(returns)) if returns else None
+        total, count = float(np.sum(returns)), len(returns)
         returns.clear()
-        return mean
+        if self.processes > 1:
+            every = np.asarray(multihost_utils.process_allgather(np.array([total, count])))
+            total, count = float(every[:, 0].sum()), int(every[:, 1].sum())
+        return total / count if count else None
 
     def snapshot(self) -> dict:
         return {
@@ -424,6 +461,12 @@ def train(cfg: TrainConfig, console=None, resume: bool = False) -> dict:
     cfg.validate()
     if cfg.energy:
         check_grid(cfg.energy_country, cfg.energy_region)
+    primary = jax.process_index() == 0  # only process 0 writes the run's records
+    if jax.process_count() > 1 and (resume or cfg.num_envs % jax.process_count()):
+        raise ConfigError(
+            f"multi-process runs ({jax.process_count()} processes) need --num-envs divisible "
+            "by the process count and cannot --resume yet"
+        )
     if resume and cfg.backend == "mjx":
         raise ConfigError(
             "--resume is not available for --backend mjx runs yet (their environment state "
@@ -462,10 +505,11 @@ def train(cfg: TrainConfig, console=None, resume: bool = False) -> dict:
     # Anchored to the step, so that a resumed run may change the intervals.
     host["next_eval"] = _next_multiple(host["step"], cfg.eval_every)
     host["next_checkpoint"] = _next_multiple(host["step"], cfg.checkpoint_interval)
-    recorder = RunRecorder(run_dir, cfg, resume_step, cfg.tensorboard)
+    recorder = RunRecorder(run_dir, cfg, resume_step, cfg.tensorboard) if primary else None
     checkpointer = RunCheckpointer(run_dir, cfg.keep_checkpoints, cfg.checkpoint_buffer)
-    meter = EnergyMeter(cfg.energy_country, cfg.energy_region, recorder.emissions.write,
-                        host["energy"], enabled=cfg.energy)  # fmt: skip
+    meter = EnergyMeter(cfg.energy_country, cfg.energy_region,
+                        recorder.emissions.write if primary else None, host["energy"],
+                        enabled=cfg.energy and primary)  # fmt: skip
 
     def host_state() -> dict:
         host["energy"] = meter.totals()
@@ -475,7 +519,7 @@ def train(cfg: TrainConfig, console=None, resume: bool = False) -> dict:
     update_s_total, updates_at_start = 0.0, host["updates"]
     t_start = time.perf_counter()
     mark = {"t": t_start, "step": host["step"], "updates": host["updates"], "update_s": 0.0}
-    progress = TrainProgress(cfg.total_steps, enabled=cfg.progress, console=console)
+    progress = TrainProgress(cfg.total_steps, enabled=cfg.progress and primary, console=console)
     try:
         with progress, _StopRequest() as stop:
             progress.advance(host["step"])
@@ -528,7 +572,8 @@ def train(cfg: TrainConfig, console=None, resume: bool = False) -> dict:
                         "synops_per_inference": host["spikes"]["synops_per_inference"],
                     }
                     rates = {k: v["firing_rate"] for k, v in host["spikes"]["layers"].items()}
-                    recorder.evaluation(row, rates)
+                    if primary:
+                        recorder.evaluation(row, rates)
                     progress.report(row)
                     new_best = host["best"] is None or ret > host["best"]
                     host["best"] = ret if new_best else host["best"]
@@ -548,7 +593,8 @@ def train(cfg: TrainConfig, console=None, resume: bool = False) -> dict:
         meter.close()
         checkpointer.wait()
         checkpointer.close()
-        recorder.close()
+        if primary:
+            recorder.close()
         backend.close()
 
     wall = time.perf_counter() - t_start
@@ -571,5 +617,6 @@ def train(cfg: TrainConfig, console=None, resume: bool = False) -> dict:
         "energy": meter.report(),
         "spikes": host["spikes"],
     }
-    recorder.summary(summary)
+    if primary:
+        recorder.summary(summary)
     return summary

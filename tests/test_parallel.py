@@ -149,3 +149,28 @@ def test_devices_beyond_the_machine_are_refused():
 
     with pytest.raises(ConfigError, match="--devices 9: this process has 8"):
         make_mesh(9)
+
+
+def test_two_process_training_from_the_cli(tmp_path):
+    """`spikerl-jax train` on 2 processes x 4 devices: each steps its env, process 0 writes
+    the records (one metrics.csv, summary with 8 devices), both exit cleanly."""
+    out = tmp_path / "run"
+    address = f"127.0.0.1:{free_port()}"
+    env = {**os.environ, "JAX_PLATFORMS": "cpu",
+           "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}  # fmt: skip
+    args = ["-m", "spikerl_jax.cli", "train", "--env", "InvertedPendulum-v4", "--total-steps",
+            "192", "--start-steps", "96", "--update-after", "48", "--eval-every", "96",
+            "--eval-episodes", "1", "--hidden-sizes", "16", "--critic-hidden-sizes", "16",
+            "--replay-size", "800", "--update-every", "48", "--num-envs", "2", "--no-progress",
+            "--no-energy", "--out", str(out), "--coordinator-address", address,
+            "--num-processes", "2", "--process-id"]  # fmt: skip
+    procs = [subprocess.Popen([sys.executable, *args, str(i)], env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+             for i in range(2)]  # fmt: skip
+    for proc in procs:
+        output, _ = proc.communicate(timeout=300)
+        assert proc.returncode == 0, output[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["devices"] == 8 and summary["total_steps"] == 192 and summary["updates"] > 0
+    rows = (out / "metrics.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["96", "192"]

@@ -326,9 +326,10 @@ class HostBackend:
             self._rows = jax.sharding.NamedSharding(learner.mesh, P(AXIS))
 
     def _local(self, tree):
-        """Acting runs per process on its own copy: the replicated global arrays' local
-        shard (a global array may only meet inputs that are equal on every process)."""
-        if self.processes == 1:
+        """With a mesh, acting runs on one device's copy of the replicated parameters: not
+        once per device, and with several processes, each on its own (a global array may
+        only meet inputs that are equal on every process)."""
+        if self.learner.mesh is None:
             return tree
         return jax.tree.map(lambda x: x.addressable_data(0), tree)
 

@@ -264,8 +264,8 @@ class TrainConfig:
         mutable = {"total_steps", "eval_every", "eval_episodes", "checkpoint_every",
                    "keep_checkpoints", "progress", "out", "tensorboard", "energy",
                    "pj_per_synop", "pj_per_mac"}  # fmt: skip
-        saved_items = dict(_leaf_items(saved))
-        for name, mine in _leaf_items(self):
+        saved_items = dict(leaf_items(saved))
+        for name, mine in leaf_items(self):
             if name not in mutable and mine != saved_items[name]:
                 flag = name.replace("_", "-")
                 return f"--{flag}: the run has {saved_items[name]!r}, this command gives {mine!r}"
@@ -280,12 +280,12 @@ class TrainConfig:
         return os.path.join("runs", f"{self.env}-s{self.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
-def _leaf_items(cfg):
+def leaf_items(cfg):
     """``(name, value)`` of every non-dataclass field, nested configs flattened (as the CLI)."""
     for field in dataclasses.fields(cfg):
         value = getattr(cfg, field.name)
         if dataclasses.is_dataclass(value):
-            yield from _leaf_items(value)
+            yield from leaf_items(value)
         else:
             yield field.name, value
 

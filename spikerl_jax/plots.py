@@ -12,6 +12,7 @@ import os
 import numpy as np
 from matplotlib.figure import Figure
 
+from spikerl_jax.config import TrainConfig, leaf_items
 from spikerl_jax.runlog import RunRecord
 
 # Config entries that do not change what is learned: runs differing only here are one group.
@@ -20,23 +21,13 @@ NOT_GROUPING = {"seed", "out", "progress", "tensorboard", "energy", "energy_coun
                 "checkpoint_every", "keep_checkpoints", "checkpoint_buffer"}  # fmt: skip
 
 
-def _flat(config: dict) -> dict:
-    """The config's entries with nested configs inlined (their names are unique)."""
-    items = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            items.update(_flat(value))
-        else:
-            items[key] = tuple(value) if isinstance(value, list) else value
-    return items
-
-
 def group_runs(runs: list[RunRecord]) -> dict[str, list[RunRecord]]:
     """Groups runs by their learning-relevant config; labels name what tells groups apart.
 
     A label is the env, plus ``key=value`` for each setting that differs between groups.
     """
-    keys = [{k: v for k, v in _flat(r.config).items() if k not in NOT_GROUPING} for r in runs]
+    keys = [{k: v for k, v in leaf_items(TrainConfig.from_dict(r.config)) if k not in NOT_GROUPING}
+            for r in runs]  # fmt: skip
     distinct: list[dict] = []
     for key in keys:
         if key not in distinct:

@@ -22,9 +22,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import machine, median_time
 
 from spikerl_jax.config import PopSANConfig, TrainConfig
-from spikerl_jax.envs.gymnasium_backend import EnvSpec
-from spikerl_jax.networks import PopSAN
-from spikerl_jax.train import make_learner
+from spikerl_jax.envs.registry import EnvSpec
+from spikerl_jax.rl.td3 import hparams_from_config
+from spikerl_jax.snn.popsan import PopSAN
+from spikerl_jax.training.learner import make_learner, member_keys, stack_hparams
+from spikerl_jax.training.parallel import make_layout, make_mesh
 
 OBS_DIM, ACT_DIM = 11, 3
 
@@ -50,13 +52,18 @@ def actor_timings(layerwise: bool, repeats: int) -> dict:
 def explore_latency(repeats: int) -> float:
     """The per-env-step call of the training loop: numpy obs in, numpy action out."""
     spec = EnvSpec(OBS_DIM, ACT_DIM, 1.0, 1000)
-    learner = make_learner(TrainConfig(env="Hopper-v4", replay_size=1000), spec)
-    state = learner.init(jax.random.key(0))
-    obs = np.zeros((1, OBS_DIM), np.float32)
-    key = jax.random.key(1)
+    cfg = TrainConfig(env="Hopper-v4", replay_size=1000)
+    learner = make_learner(cfg, spec, make_layout(1, make_mesh(1)))
+    keys = member_keys([0])
+    state = learner.init(keys["init"], stack_hparams([hparams_from_config(cfg)]))
+    actor, normalizer, noise, key = learner.acting_view(
+        (state.td3.actor_params, state.normalizer, state.td3.hparams.exploration_noise,
+         keys["explore"])
+    )  # fmt: skip
+    obs = np.zeros((1, 1, OBS_DIM), np.float32)  # one member, one env
 
     def call():
-        np.asarray(learner.explore(state.td3.actor_params, state.normalizer, obs, key, 12345))
+        learner.explore(actor, normalizer, obs, key, 12345, noise)
 
     return median_time(call, repeats, 10) * 1e6
 

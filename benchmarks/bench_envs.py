@@ -25,11 +25,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import machine, median_time
 
 from spikerl_jax.config import TrainConfig
-from spikerl_jax.envs.gymnasium_backend import env_spec, make_vector_env
+from spikerl_jax.envs.gymnasium_backend import make_vector_env
 from spikerl_jax.envs.mjx_env import EpisodeWrapper, VmapWrapper
 from spikerl_jax.envs.mjx_tasks import make
-from spikerl_jax.ondevice import make_interval
-from spikerl_jax.train import make_learner
+from spikerl_jax.training.session import Session
 
 
 def timed(fn, *args):
@@ -82,21 +81,23 @@ def bench_gymnasium(env_id: str, num_envs: int, steps: int, repeats: int) -> dic
 
 
 def bench_ondevice(env_id: str, num_envs: int, rounds: int, repeats: int) -> dict:
-    """The paper's update schedule per env step (50 updates per 50 steps at N=1; with N
-    envs, one round is 50*N steps and 50 updates)."""
+    """The on-device learning program (policy actions, inserts, updates; the paper's update
+    schedule per env step: 50 updates per 50 steps at N=1; with N envs, one round is 50*N
+    steps and 50 updates). ``compile_s`` is its first call (trace, compile, run)."""
+    import tempfile
+
     cfg = TrainConfig(env=env_id, backend="mjx", num_envs=num_envs, update_every=50 * num_envs,
-                      start_steps=0, update_after=0, replay_size=100_000)  # fmt: skip
-    spec = env_spec(env_id)
-    learner = make_learner(cfg, spec)
-    env = VmapWrapper(EpisodeWrapper(make(env_id), spec.max_episode_steps), num_envs)
-    run = jax.jit(make_interval(cfg, spec, learner, env, jax.random.key(3)),
-                  static_argnums=3, donate_argnums=(0, 1))  # fmt: skip
-    box = {"state": learner.init(jax.random.key(0)),
-           "env": jax.jit(env.reset)(jax.random.key(1)), "step": 0}  # fmt: skip
+                      start_steps=0, update_after=0, replay_size=100_000, progress=False,
+                      energy=False, tensorboard=False, devices=1,
+                      out=tempfile.mkdtemp(prefix="bench_envs_"))  # fmt: skip
+    session = Session([cfg])
+    backend = session.backend
+    program = backend.program(update=True)
+    box = {"state": session.state, "step": 0}
 
     def call():
-        box["state"], box["env"], out = run(box["state"], box["env"], jnp.int32(box["step"]),
-                                            rounds)  # fmt: skip
+        box["state"], out = program(box["state"], backend.key_explore, jnp.int32(box["step"]),
+                                    jnp.int32(rounds), jnp.bool_(False))  # fmt: skip
         jax.block_until_ready(out)
         box["step"] += rounds * cfg.update_every
 
@@ -114,14 +115,18 @@ def main() -> None:
     parser.add_argument("--num-envs", type=int, nargs="+", default=[1, 64, 1024])
     parser.add_argument("--steps", type=int, default=20, help="env steps per compiled call")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--train-envs", type=int, nargs="+", default=[1],
+    parser.add_argument("--train-envs", type=int, nargs="+", default=[2],
                         help="num_envs of the on-device training measurement")  # fmt: skip
     parser.add_argument("--rounds", type=int, default=4, help="rounds per training call")
+    parser.add_argument("--only-train", action="store_true",
+                        help="only the on-device training measurement")  # fmt: skip
     args = parser.parse_args()
     info = machine()
+    if args.only_train:
+        args.num_envs = []
     for n in args.num_envs:
         print(json.dumps({**bench_mjx(args.env, n, args.steps, args.repeats), **info}), flush=True)
-    for n in [1, 16]:
+    for n in [] if args.only_train else [1, 16]:
         print(json.dumps({**bench_gymnasium(args.env, n, 200, args.repeats), **info}), flush=True)
     for n in args.train_envs:
         row = bench_ondevice(args.env, n, args.rounds, args.repeats)

@@ -19,17 +19,11 @@ import jax
 sys.path.insert(0, str(Path(__file__).parent))
 from common import machine, matmul_peak_flops, median_time
 
-from spikerl_jax.config import CriticConfig, PopSANConfig, TD3Config
-from spikerl_jax.networks import make_networks
-from spikerl_jax.replay import (
-    normalizer_init,
-    normalizer_update,
-    random_transitions,
-    replay_add,
-    replay_init,
-    sample_normalized,
-)
-from spikerl_jax.td3 import make_td3
+from spikerl_jax.config import CriticConfig, PopSANConfig, TD3Config, TrainConfig
+from spikerl_jax.rl.networks import make_networks
+from spikerl_jax.rl.normalizer import normalizer_init, normalizer_update
+from spikerl_jax.rl.replay import random_transitions, replay_add, replay_init, sample_normalized
+from spikerl_jax.rl.td3 import hparam_values, hparams_from_config, make_td3
 
 OBS_DIM, ACT_DIM = 11, 3
 
@@ -67,9 +61,11 @@ def updates_per_second(
     )
     critic_cfg = CriticConfig(critic_precision=precision)
     td3_cfg = TD3Config(batch_size=batch_size)
-    td3 = make_td3(make_networks(ACT_DIM, 1.0, actor_cfg, critic_cfg), td3_cfg)
+    cfg = TrainConfig(td3=td3_cfg)  # the paper's settings, compiled in as a run's are
+    td3 = make_td3(make_networks(ACT_DIM, 1.0, actor_cfg, critic_cfg), td3_cfg,
+                   constants=hparam_values(cfg))  # fmt: skip
     key = jax.random.key(0)
-    state = td3.init(key, OBS_DIM)
+    state = td3.init(key, OBS_DIM, hparams_from_config(cfg))
     n = 10_000
     data = random_transitions(jax.random.key(1), n, OBS_DIM, ACT_DIM)
     buffer = replay_add(replay_init(n, OBS_DIM, ACT_DIM), data)

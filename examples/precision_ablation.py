@@ -29,16 +29,17 @@ def updates_per_second(precision: str) -> float:
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
     from common import median_time
 
-    from spikerl_jax.config import CriticConfig, PopSANConfig, TD3Config
-    from spikerl_jax.networks import make_networks
-    from spikerl_jax.replay import random_transitions
-    from spikerl_jax.td3 import make_td3
+    from spikerl_jax.config import CriticConfig, PopSANConfig, TrainConfig
+    from spikerl_jax.rl.networks import make_networks
+    from spikerl_jax.rl.replay import random_transitions
+    from spikerl_jax.rl.td3 import hparam_values, hparams_from_config, make_td3
 
     nets = make_networks(
         3, 1.0, PopSANConfig(actor_precision=precision), CriticConfig(critic_precision=precision)
     )
-    td3 = make_td3(nets, TD3Config())
-    state = td3.init(jax.random.key(0), 11)
+    cfg = TrainConfig()
+    td3 = make_td3(nets, cfg.td3, constants=hparam_values(cfg))
+    state = td3.init(jax.random.key(0), 11, hparams_from_config(cfg))
     batch = random_transitions(jax.random.key(1), 100, 11, 3)
     run = jax.jit(lambda s, k: td3.update(s, lambda _: batch, k, 25))
     holder = {"state": state}
@@ -58,7 +59,7 @@ def one_run(precision: str, env: str, seed: int, out: str) -> dict:
     from codecarbon import OfflineEmissionsTracker
 
     from spikerl_jax.config import preset_for
-    from spikerl_jax.train import train
+    from spikerl_jax.training.trainer import train
 
     preset = preset_for(env)
     cfg = dataclasses.replace(

@@ -32,11 +32,12 @@ if "--no-force" not in sys.argv and "xla_force_host_platform_device_count" not i
 import jax
 
 from spikerl_jax.config import TD3Config, TrainConfig
-from spikerl_jax.energy import EnergyMeter
-from spikerl_jax.envs.gymnasium_backend import EnvSpec
-from spikerl_jax.parallel import make_mesh
-from spikerl_jax.replay import random_transitions
-from spikerl_jax.train import make_learner
+from spikerl_jax.envs.registry import EnvSpec
+from spikerl_jax.reporting.energy import EnergyMeter
+from spikerl_jax.rl.replay import random_transitions
+from spikerl_jax.rl.td3 import hparams_from_config
+from spikerl_jax.training.learner import make_learner, member_keys, stack_hparams
+from spikerl_jax.training.parallel import make_layout, make_mesh
 
 HOPPER = EnvSpec(obs_dim=11, action_dim=3, action_limit=1.0, max_episode_steps=1000)
 
@@ -44,18 +45,19 @@ HOPPER = EnvSpec(obs_dim=11, action_dim=3, action_limit=1.0, max_episode_steps=1
 def measure(devices: int, args) -> dict:
     cfg = TrainConfig(td3=TD3Config(batch_size=args.batch_size), replay_size=8 * 8192,
                       update_every=8 * 50, updates_per_round=args.updates)  # fmt: skip
-    learner = make_learner(cfg, HOPPER, make_mesh(devices))
-    state = learner.init(jax.random.key(0))
-    chunk = random_transitions(jax.random.key(1), cfg.update_every, 11, 3)
+    learner = make_learner(cfg, HOPPER, make_layout(1, make_mesh(devices)))
+    state = learner.init(member_keys([0])["init"], stack_hparams([hparams_from_config(cfg)]))
+    chunk = jax.tree.map(lambda x: x[None],  # one member's rows
+                         random_transitions(jax.random.key(1), cfg.update_every, 11, 3))
     for _ in range(4):  # compile, and fill the buffer past a batch on every device
-        state, _ = learner.ingest_and_update(state, chunk)
+        state, _ = learner.learn(state, chunk)
     jax.block_until_ready(state)
     meter = EnergyMeter(args.country, enabled=not args.no_energy)
     times = []
     meter.begin("train")
     for _ in range(args.repeats):
         t0 = time.perf_counter()
-        state, metrics = learner.ingest_and_update(state, chunk)
+        state, metrics = learner.learn(state, chunk)
         jax.block_until_ready(metrics)
         times.append(time.perf_counter() - t0)
     meter.end(0, sync=state)

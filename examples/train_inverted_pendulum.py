@@ -8,7 +8,7 @@ import dataclasses
 import os
 
 from spikerl_jax.config import preset_for
-from spikerl_jax.train import train
+from spikerl_jax.training.trainer import train
 
 
 def main() -> None:

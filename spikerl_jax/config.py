@@ -10,13 +10,42 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from typing import Literal
+from typing import Annotated, Literal
 
-from spikerl_jax.activity import PJ_PER_MAC, PJ_PER_SYNOP
+import tyro
+
+from spikerl_jax.envs.registry import MJX_ENVS, SUPPORTED_ENVS
+from spikerl_jax.schema import SchemaError, from_jsonable
+
+# Energy per operation of the actor's neuromorphic estimate (spikerl_jax.reporting.activity):
+# 45 nm CMOS figures of M. Horowitz, "Computing's energy problem", ISSCC 2014.
+PJ_PER_SYNOP = 0.9  # 32-bit float add: one synaptic operation
+PJ_PER_MAC = 4.6  # 32-bit float multiply (3.7) + add (0.9): one multiply-accumulate
+# Device-side step counters are int32 (jax's default integer): runs are kept below 2**31 steps.
+MAX_STEPS = 2**31 - 1
 
 
 class ConfigError(ValueError):
     """A configuration value that cannot work; the message names it and the fix."""
+
+
+# Fields whose command-line flag is not their name with dashes.
+FLAG_NAMES = {"actor_kind": "--actor"}
+
+
+def flag(name: str) -> str:
+    """The command-line flag of a config field (``actor_lr`` -> ``--actor-lr``)."""
+    return FLAG_NAMES.get(name, "--" + name.replace("_", "-"))
+
+
+def _finite(name: str, value: float, low: float | None = None, low_open: bool = False) -> None:
+    """Raises ``ConfigError`` unless ``value`` is finite and (if given) above ``low``."""
+    if not math.isfinite(value):
+        raise ConfigError(f"{flag(name)} must be a finite number, got {value}")
+    if low is not None and (value <= low if low_open else value < low):
+        bound = ("positive" if low_open else "non-negative") if low == 0 else (
+            f"> {low}" if low_open else f">= {low}")  # fmt: skip
+        raise ConfigError(f"{flag(name)} must be {bound}, got {value}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,7 +57,7 @@ class PopSANConfig:
     pop_out: int = 10
     """Output (decoder) neurons per action dimension."""
     hidden_sizes: tuple[int, ...] = (256, 256)
-    """LIF neurons per hidden layer."""
+    """Hidden layer widths of the actor: LIF neurons (PopSAN) or ReLU units (--actor mlp)."""
     timesteps: int = 5
     """Spike timesteps T per inference."""
     encoder: Literal["regular", "poisson"] = "regular"
@@ -58,9 +87,15 @@ class PopSANConfig:
     def validate(self) -> None:
         for name in ("pop_in", "pop_out", "timesteps"):
             if getattr(self, name) <= 0:
-                raise ConfigError(f"--{name.replace('_', '-')} must be positive")
+                raise ConfigError(f"{flag(name)} must be positive")
         if not self.hidden_sizes or min(self.hidden_sizes) <= 0:
             raise ConfigError("--hidden-sizes must be one or more positive layer widths")
+        _finite("encoder_std", self.encoder_std, 0.0, low_open=True)
+        for name in ("current_decay", "voltage_decay"):
+            _finite(name, getattr(self, name), 0.0)
+        _finite("threshold", self.threshold, 0.0, low_open=True)
+        if self.surrogate_param is not None:
+            _finite("surrogate_param", self.surrogate_param, 0.0, low_open=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,6 +106,10 @@ class CriticConfig:
     """ReLU units per hidden layer of each critic."""
     critic_precision: Literal["fp32", "bf16", "bf16-pure"] = "fp32"
     """Critic dtype policy (as --actor-precision); losses and targets stay float32."""
+
+    def validate(self) -> None:
+        if not self.critic_hidden_sizes or min(self.critic_hidden_sizes) <= 0:
+            raise ConfigError("--critic-hidden-sizes must be one or more positive layer widths")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,16 +132,35 @@ class TD3Config:
     """Std of the target-policy smoothing noise (absolute action units, as in PopSAN)."""
     target_noise_clip: float = 0.5
     """The smoothing noise is clipped to +-this."""
+    target_actor: Literal["snn", "proxy"] = "snn"
+    """Where the critic's target action comes from: 'snn', the actor's own Polyak-averaged
+    target network (TD3; PopSAN's setting); 'proxy', an ANN proxy fitted to the actor's
+    actions at every critic step (Xu et al., NeurIPS 2025, arXiv 2505.24161), with Polyak
+    averaging of the critic targets only."""
+    proxy_hidden_sizes: tuple[int, ...] = (512, 512)
+    """--target-actor proxy: ReLU units per hidden layer of the proxy network."""
+    proxy_lr: float = 1e-3
+    """--target-actor proxy: Adam learning rate of the proxy."""
+    proxy_steps: int = 3
+    """--target-actor proxy: proxy regression steps (fresh replay batches) per critic step."""
 
     def validate(self) -> None:
         if self.batch_size <= 0:
             raise ConfigError(f"--batch-size must be positive, got {self.batch_size}")
         if self.policy_delay <= 0:
             raise ConfigError(f"--policy-delay must be positive, got {self.policy_delay}")
-        if not 0.0 <= self.polyak <= 1.0:
-            raise ConfigError(f"--polyak must lie in [0, 1], got {self.polyak}")
-        if not 0.0 <= self.gamma <= 1.0:
-            raise ConfigError(f"--gamma must lie in [0, 1], got {self.gamma}")
+        for name in ("polyak", "gamma"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:  # NaN fails too
+                raise ConfigError(f"{flag(name)} must lie in [0, 1], got {value}")
+        for name in ("actor_lr", "critic_lr", "proxy_lr"):
+            _finite(name, getattr(self, name), 0.0, low_open=True)
+        for name in ("target_noise", "target_noise_clip"):
+            _finite(name, getattr(self, name), 0.0)
+        if self.proxy_steps <= 0:
+            raise ConfigError(f"--proxy-steps must be positive, got {self.proxy_steps}")
+        if not self.proxy_hidden_sizes or min(self.proxy_hidden_sizes) <= 0:
+            raise ConfigError("--proxy-hidden-sizes must be one or more positive layer widths")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,64 +232,72 @@ class TrainConfig:
     pj_per_mac: float = PJ_PER_MAC
     """Estimated picojoules per multiply-accumulate of the same-size ANN it is compared with
     (default: 32-bit float multiply + add at 45 nm, Horowitz 2014)."""
+    actor_kind: Annotated[Literal["popsan", "mlp"], tyro.conf.arg(name="actor")] = "popsan"
+    """The actor: 'popsan' (the spiking PopSAN) or 'mlp' (a deterministic ReLU MLP of the same
+    hidden sizes with a tanh output: the ANN baseline, trained by the same TD3)."""
     actor: PopSANConfig = PopSANConfig()
     critic: CriticConfig = CriticConfig()
     td3: TD3Config = TD3Config()
 
-    def validate(self) -> None:
-        """Raises ``ConfigError`` naming the first bad value."""
-        from spikerl_jax.envs import SUPPORTED_ENVS
+    def __post_init__(self):
+        # ISO 3166 codes are upper case; accept them in any case.
+        if isinstance(self.energy_country, str):
+            object.__setattr__(self, "energy_country", self.energy_country.upper())
 
+    def validate(self) -> None:
+        """Raises ``ConfigError`` naming the first bad value and the fix; imports no
+        simulator."""
         if self.env not in SUPPORTED_ENVS:
             raise ConfigError(
                 f"unknown env {self.env!r}; supported: {', '.join(sorted(SUPPORTED_ENVS))}"
             )
-        positive = (
-            "total_steps",
-            "num_envs",
-            "update_every",
-            "replay_size",
-            "eval_every",
-            "eval_episodes",
-        )
+        positive = ("total_steps", "num_envs", "update_every", "replay_size", "eval_every",
+                    "eval_episodes", "keep_checkpoints")  # fmt: skip
         for name in positive:
             if getattr(self, name) <= 0:
-                raise ConfigError(
-                    f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}"
-                )
-        for name in ("pj_per_synop", "pj_per_mac"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"--{name.replace('_', '-')} must be positive")
+                raise ConfigError(f"{flag(name)} must be positive, got {getattr(self, name)}")
+        if self.total_steps > MAX_STEPS:
+            raise ConfigError(f"--total-steps must be at most 2**31 - 1 ({MAX_STEPS})")
+        if not 0 <= self.seed < 2**32:
+            raise ConfigError(f"--seed must lie in [0, 2**32), got {self.seed}")
+        if self.out is not None and not self.out.strip():
+            raise ConfigError("--out must name a directory (it is empty)")
+        for name in ("pj_per_synop", "pj_per_mac", "obs_clip"):
+            _finite(name, getattr(self, name), 0.0, low_open=True)
+        _finite("exploration_noise", self.exploration_noise, 0.0)
         if self.checkpoint_every is not None and self.checkpoint_every <= 0:
             raise ConfigError(f"--checkpoint-every must be positive, got {self.checkpoint_every}")
         for name in ("start_steps", "update_after", "updates_per_round"):
             if getattr(self, name) < 0:
-                raise ConfigError(f"--{name.replace('_', '-')} must be >= 0")
+                raise ConfigError(f"{flag(name)} must be >= 0, got {getattr(self, name)}")
         if self.update_every % self.num_envs:
             raise ConfigError(
                 f"--update-every ({self.update_every}) must be a multiple of --num-envs "
                 f"({self.num_envs}): each round is a whole number of vector steps"
+            )
+        if self.total_steps % self.update_every:
+            raise ConfigError(
+                f"--total-steps ({self.total_steps}) must be a multiple of --update-every "
+                f"({self.update_every}): a run is a whole number of rounds"
             )
         if self.updates_per_round % self.td3.policy_delay:
             raise ConfigError(
                 f"--updates-per-round ({self.updates_per_round}) must be a multiple of "
                 f"--policy-delay ({self.td3.policy_delay})"
             )
-        if self.backend == "mjx":
-            from spikerl_jax.envs.mjx_tasks import MJX_ENVS
-
-            if self.env not in MJX_ENVS:
-                raise ConfigError(
-                    f"--backend mjx has no port of {self.env}; MJX ports: "
-                    f"{', '.join(sorted(MJX_ENVS))} (or use --backend gymnasium)"
-                )
+        if self.backend == "mjx" and self.env not in MJX_ENVS:
+            raise ConfigError(
+                f"--backend mjx has no port of {self.env}; MJX ports: "
+                f"{', '.join(sorted(MJX_ENVS))} (or use --backend gymnasium)"
+            )
         if self.devices is not None and self.devices <= 0:
             raise ConfigError(f"--devices must be positive, got {self.devices}")
         for name in ("mjx_iterations", "mjx_ls_iterations"):
             value = getattr(self, name)
             if value is not None and value <= 0:
-                raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value}")
+                raise ConfigError(f"{flag(name)} must be positive, got {value}")
         self.actor.validate()
+        self.critic.validate()
         self.td3.validate()
         if self.td3.batch_size > self.replay_size:
             raise ConfigError("--batch-size cannot exceed --replay-size")
@@ -241,43 +307,56 @@ class TrainConfig:
         return self.eval_every if self.checkpoint_every is None else self.checkpoint_every
 
     @classmethod
-    def from_dict(cls, data: dict) -> TrainConfig:
-        """Inverts ``dataclasses.asdict`` (as written to ``config.json``)."""
-        nested = {"actor": PopSANConfig, "critic": CriticConfig, "td3": TD3Config}
-        kwargs = {}
-        for field in dataclasses.fields(cls):
-            if field.name not in data:
-                continue
-            value = data[field.name]
-            if field.name in nested:
-                value = _from_flat_dict(nested[field.name], value)
-            kwargs[field.name] = value
-        return cls(**kwargs)
+    def from_dict(cls, data) -> TrainConfig:
+        """Inverts ``dataclasses.asdict`` (as written to ``config.json``), checking every
+        field's type.
+
+        Raises:
+          ConfigError: one line per unknown, missing or wrongly typed field.
+        """
+        try:
+            return from_jsonable(cls, data)
+        except SchemaError as e:
+            raise ConfigError("; ".join(e.problems)) from None
 
     def resume_mismatch(self, saved: TrainConfig) -> str | None:
         """The first setting that a resumed run may not change, or None.
 
-        Only the schedule's length, evaluation, checkpointing, display and logging (TensorBoard,
-        energy on/off, pJ per operation) may differ from the saved run: anything else would
-        make the restored state mean something else (a changed grid would mix carbon figures).
+        Only the fields of ``RESUME_MUTABLE`` may differ from the saved run.
         """
-        mutable = {"total_steps", "eval_every", "eval_episodes", "checkpoint_every",
-                   "keep_checkpoints", "progress", "out", "tensorboard", "energy",
-                   "pj_per_synop", "pj_per_mac"}  # fmt: skip
         saved_items = dict(leaf_items(saved))
         for name, mine in leaf_items(self):
-            if name not in mutable and mine != saved_items[name]:
-                flag = name.replace("_", "-")
-                return f"--{flag}: the run has {saved_items[name]!r}, this command gives {mine!r}"
+            if name not in RESUME_MUTABLE and mine != saved_items[name]:
+                had = saved_items[name]
+                return f"{flag(name)}: the run has {had!r}, this command gives {mine!r}"
         return None
 
     def run_dir(self) -> str:
-        """The output directory: ``out`` or a fresh ``runs/ENV-sSEED-TIMESTAMP``."""
+        """The output directory: ``out``, or a new ``runs/ENV-sSEED-TIMESTAMP`` (created here,
+        atomically, with a ``-2``, ``-3``, ... suffix if runs started in the same second: two
+        runs never share a default directory)."""
         if self.out is not None:
             return self.out
         import time
 
-        return os.path.join("runs", f"{self.env}-s{self.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
+        stem = os.path.join("runs", f"{self.env}-s{self.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
+        os.makedirs("runs", exist_ok=True)
+        for n in range(1, 10_000):
+            path = stem if n == 1 else f"{stem}-{n}"
+            try:
+                os.mkdir(path)
+                return path
+            except FileExistsError:
+                continue
+        raise ConfigError(f"cannot find a free run directory name next to {stem}; use --out")
+
+
+# What a resumed run may change: the schedule's length, evaluation, checkpointing, display and
+# logging. Anything else would make the restored state mean something else (a changed grid
+# would mix carbon figures).
+RESUME_MUTABLE = frozenset({"total_steps", "eval_every", "eval_episodes", "checkpoint_every",
+                            "keep_checkpoints", "progress", "out", "tensorboard", "energy",
+                            "pj_per_synop", "pj_per_mac"})  # fmt: skip
 
 
 def leaf_items(cfg):
@@ -288,15 +367,6 @@ def leaf_items(cfg):
             yield from leaf_items(value)
         else:
             yield field.name, value
-
-
-def _from_flat_dict(cls, data: dict):
-    kwargs = {}
-    for field in dataclasses.fields(cls):
-        if field.name in data:
-            value = data[field.name]
-            kwargs[field.name] = tuple(value) if isinstance(value, list) else value
-    return cls(**kwargs)
 
 
 # Changes to the paper's defaults per task family (keyed by the id before "-v").

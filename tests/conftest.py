@@ -18,3 +18,8 @@ CACHE_DIR = Path(__file__).resolve().parent.parent / ".jax_cache"  # git-ignored
 jax.config.update("jax_compilation_cache_dir", str(CACHE_DIR))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+import sys  # noqa: E402
+
+# Test modules live in per-package folders and share helpers.py (imported as `helpers`).
+sys.path.insert(0, str(Path(__file__).resolve().parent))

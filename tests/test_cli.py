@@ -6,15 +6,9 @@ import subprocess
 import sys
 
 import pytest
+from helpers import TINY
 
 from spikerl_jax.cli import main
-
-TINY = [
-    "--env", "InvertedPendulum-v4", "--total-steps", "600", "--start-steps", "200",
-    "--update-after", "100", "--eval-every", "300", "--eval-episodes", "2",
-    "--hidden-sizes", "16", "16", "--critic-hidden-sizes", "16", "16", "--replay-size", "1000",
-    "--no-progress", "--devices", "1",
-]  # fmt: skip
 
 
 def run_cli(*args):
@@ -84,6 +78,40 @@ def test_bad_input_gives_one_clear_line(args, message, tmp_path):
     assert message in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists()  # nothing written for a bad config
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--keep-checkpoints", "0"], "--keep-checkpoints must be positive, got 0"),
+        (["--actor-lr", "-1"], "--actor-lr must be positive, got -1.0"),
+        (["--actor-lr", "inf"], "--actor-lr must be a finite number, got inf"),
+        (["--critic-lr", "nan"], "--critic-lr must be a finite number, got nan"),
+        (["--gamma", "1.5"], "--gamma must lie in [0, 1], got 1.5"),
+        (["--exploration-noise", "-0.1"], "--exploration-noise must be non-negative"),
+        (["--seed", "-1"], "--seed must lie in [0, 2**32), got -1"),
+        (["--out="], "--out must name a directory (it is empty)"),
+        (["--precision", "fp8"], "--precision must be one of fp32, bf16, bf16-pure, got 'fp8'"),
+        (["--total-steps", "1234"], "--total-steps (1234) must be a multiple of --update-every"),
+        (["--replay-size", "4000000000"], "lower --replay-size"),
+        (["--resume"], "--resume needs a value"),
+    ],
+)
+def test_bad_values_are_refused_up_front_in_one_line(args, message, tmp_path, capsys):
+    out = [] if any(a.startswith("--out") for a in args) else ["--out", str(tmp_path / "run")]
+    assert main(["train", "--env", "InvertedPendulum-v4", "--devices", "1", *args, *out]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"spikerl-jax: error: {err[0].split('error: ', 1)[1]}"] and message in err[0]
+    assert not (tmp_path / "run").exists()  # nothing written for a bad config
+
+
+def test_energy_country_in_any_case():
+    from spikerl_jax.config import TrainConfig
+    from spikerl_jax.reporting.energy import check_grid
+
+    cfg = TrainConfig(energy_country="usa")
+    assert cfg.energy_country == "USA"
+    check_grid(cfg.energy_country, cfg.energy_region)  # accepted
 
 
 def test_unwritable_out_dir(tmp_path):

@@ -6,13 +6,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import hparams
 
 from spikerl_jax.cli import main
 from spikerl_jax.config import CriticConfig, PopSANConfig, TD3Config
-from spikerl_jax.networks import PopSAN, make_networks
 from spikerl_jax.precision import get_policy
-from spikerl_jax.replay import random_transitions
-from spikerl_jax.td3 import make_td3
+from spikerl_jax.rl.networks import make_networks
+from spikerl_jax.rl.replay import random_transitions
+from spikerl_jax.rl.td3 import make_td3
+from spikerl_jax.snn.popsan import PopSAN
 
 OBS, ACT = 11, 3  # Hopper sizes, the paper's network
 
@@ -72,7 +74,7 @@ def test_td3_update_gradients_finite(precision):
         CriticConfig(critic_hidden_sizes=(32, 32), critic_precision=precision),
     )
     td3 = make_td3(nets, TD3Config(batch_size=16))
-    state = td3.init(jax.random.key(0), OBS)
+    state = td3.init(jax.random.key(0), OBS, hparams())
     batch = random_transitions(jax.random.key(1), 16, OBS, ACT)
     new, metrics = td3.update(state, lambda k: batch, jax.random.key(2), 5)
     assert all(np.isfinite(float(v)) for v in metrics.values())
@@ -84,6 +86,7 @@ def test_td3_update_gradients_finite(precision):
     assert float(metrics["critic_loss"]) > 0
 
 
+@pytest.mark.slow
 def test_bf16_training_solves_inverted_pendulum(tmp_path):
     out = tmp_path / "run"
     args = ["train", "--env", "InvertedPendulum-v4", "--precision", "bf16", "--seed", "0"]

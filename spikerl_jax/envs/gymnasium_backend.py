@@ -1,4 +1,5 @@
-"""The host backend: Gymnasium's MuJoCo tasks on native MuJoCo, stepped from Python."""
+"""The host backend's simulator: Gymnasium's MuJoCo tasks on native MuJoCo, stepped from
+Python, and each env's state between steps as a typed record (for checkpoints)."""
 
 from __future__ import annotations
 
@@ -10,35 +11,15 @@ import warnings
 import zlib
 
 import gymnasium as gym
-import numpy as np
 
-FAMILIES = (
-    "Hopper",
-    "HalfCheetah",
-    "Walker2d",
-    "Ant",
-    "Humanoid",
-    "InvertedPendulum",
-    "InvertedDoublePendulum",
-    "Swimmer",
-    "Reacher",
-)
-SUPPORTED_ENVS = frozenset(f"{family}-v{v}" for family in FAMILIES for v in (4, 5))
-
-
-@dataclasses.dataclass(frozen=True)
-class EnvSpec:
-    """What the networks need to know of a task."""
-
-    obs_dim: int
-    action_dim: int
-    action_limit: float
-    max_episode_steps: int
+from spikerl_jax.envs.mujoco_log import route_mujoco_warnings
 
 
 def quiet_make(env_id: str, **kwargs) -> gym.Env:
-    # v4 ids are deprecated in Gymnasium 1.x but are the paper's tasks; their warning (and
-    # MuJoCo's XML deprecation notes) would otherwise be printed once per environment.
+    """``gym.make`` without the per-env noise: v4 ids are deprecated in Gymnasium 1.x but are
+    the paper's tasks; their warning (and MuJoCo's notes on Gymnasium's XML files) would
+    otherwise be printed once per environment."""
+    route_mujoco_warnings()
     gym_logger = logging.getLogger("gymnasium")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -50,22 +31,6 @@ def quiet_make(env_id: str, **kwargs) -> gym.Env:
             gym_logger.setLevel(level)
 
 
-def env_spec(env_id: str) -> EnvSpec:
-    """Reads the observation/action sizes and the (symmetric) action limit of ``env_id``."""
-    env = quiet_make(env_id)
-    low, high = env.action_space.low, env.action_space.high
-    if not (np.allclose(low, -high) and np.allclose(high, high[0])):
-        raise ValueError(f"{env_id}: PopSAN's decoder needs equal symmetric action bounds")
-    spec = EnvSpec(
-        obs_dim=int(np.prod(env.observation_space.shape)),
-        action_dim=int(np.prod(env.action_space.shape)),
-        action_limit=float(high[0]),
-        max_episode_steps=int(env.spec.max_episode_steps),
-    )
-    env.close()
-    return spec
-
-
 def make_vector_env(
     env_id: str, num_envs: int, max_episode_steps: int | None = None
 ) -> gym.vector.SyncVectorEnv:
@@ -75,19 +40,36 @@ def make_vector_env(
     episode's first observation, and the true last one in ``info["final_obs"]``, so every
     transition stored is ``(obs, action, reward, final or next obs)`` of one episode.
     """
-    envs = gym.vector.SyncVectorEnv(
+    return gym.vector.SyncVectorEnv(
         [lambda: quiet_make(env_id, max_episode_steps=max_episode_steps)] * num_envs,
         autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
     )
+
+
+def make_eval_envs(env_id: str, seeds: list[int]) -> list[gym.Env]:
+    """One env per seed for evaluation, seeded once; later resets continue their RNG."""
+    envs = [quiet_make(env_id) for _ in seeds]
+    for env, seed in zip(envs, seeds, strict=True):
+        env.reset(seed=seed)
     return envs
 
 
-def make_eval_envs(env_id: str, count: int, seed: int) -> list[gym.Env]:
-    """``count`` independent envs for evaluation, seeded once; later resets continue their RNG."""
-    envs = [quiet_make(env_id) for _ in range(count)]
-    for i, env in enumerate(envs):
-        env.reset(seed=seed + i)
-    return envs
+@dataclasses.dataclass(frozen=True)
+class GymEnvState:
+    """Everything a Gymnasium MuJoCo env carries between steps.
+
+    Attributes:
+      mjdata: the whole ``MjData`` as a zlib-compressed pickle in base64. Not just
+        ``mj_getState``'s integration state: Gymnasium's rewards read derived quantities that
+        ``mj_step`` leaves from its last substep (Ant's and Humanoid's body positions), which
+        a recomputation from the state would change. Restore only checkpoints you wrote.
+      elapsed_steps: the time limit's step counter (None: no time limit).
+      rng: the env's numpy bit generator state (it draws the next reset's noise).
+    """
+
+    mjdata: str
+    elapsed_steps: int | None
+    rng: dict
 
 
 def _time_limit(env: gym.Env) -> gym.wrappers.TimeLimit | None:
@@ -98,32 +80,25 @@ def _time_limit(env: gym.Env) -> gym.wrappers.TimeLimit | None:
     return None
 
 
-def get_env_state(env: gym.Env) -> dict:
-    """Everything an env carries between steps, as JSON-able values.
-
-    The whole ``MjData`` (zlib-compressed pickle, base64), not just ``mj_getState``'s
-    integration state: Gymnasium's rewards read derived quantities that ``mj_step`` leaves from
-    its last substep (Ant's and Humanoid's body positions), which a recomputation from the
-    state would change. Also the time limit's step counter and the env's RNG (it draws the
-    next reset's noise). Restore only checkpoints you wrote: they hold a pickle.
-    """
+def get_env_state(env: gym.Env) -> GymEnvState:
+    """The env's state between steps (see ``GymEnvState``)."""
     base = env.unwrapped
     limit = _time_limit(env)
-    return {
-        "mjdata": base64.b64encode(zlib.compress(pickle.dumps(base.data))).decode("ascii"),
-        "elapsed_steps": None if limit is None else limit._elapsed_steps,
-        "rng": base.np_random.bit_generator.state,
-    }
+    return GymEnvState(
+        mjdata=base64.b64encode(zlib.compress(pickle.dumps(base.data))).decode("ascii"),
+        elapsed_steps=None if limit is None else limit._elapsed_steps,
+        rng=base.np_random.bit_generator.state,
+    )
 
 
-def set_env_state(env: gym.Env, state: dict) -> None:
+def set_env_state(env: gym.Env, state: GymEnvState) -> None:
     """Restores what ``get_env_state`` returned (the env must have been reset once)."""
     import mujoco
 
     base = env.unwrapped
-    saved = pickle.loads(zlib.decompress(base64.b64decode(state["mjdata"])))
+    saved = pickle.loads(zlib.decompress(base64.b64decode(state.mjdata)))
     mujoco.mj_copyData(base.data, base.model, saved)
     limit = _time_limit(env)
     if limit is not None:
-        limit._elapsed_steps = state["elapsed_steps"]
-    base.np_random.bit_generator.state = state["rng"]
+        limit._elapsed_steps = state.elapsed_steps
+    base.np_random.bit_generator.state = state.rng

@@ -24,6 +24,8 @@ import jax.numpy as jnp
 import mujoco
 import numpy as np
 
+from spikerl_jax.envs.mujoco_log import route_mujoco_warnings
+
 # mujoco.mjx prints "Failed to import warp" at import when the optional Warp backend is not
 # installed; only its JAX implementation is used here.
 with contextlib.redirect_stdout(io.StringIO()):
@@ -84,6 +86,7 @@ class MjxEnv:
     ):
         self.xml_file = xml_file or self.xml_file
         self.frame_skip = frame_skip or self.frame_skip
+        route_mujoco_warnings()
         model = mujoco.MjModel.from_xml_path(gymnasium_asset(self.xml_file))
         if solver is not None:
             model.opt.solver = {"newton": mujoco.mjtSolver.mjSOL_NEWTON,

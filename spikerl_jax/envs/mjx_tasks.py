@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from spikerl_jax.envs.mjx_env import MjxEnv
+from spikerl_jax.envs.registry import MJX_ENVS
 
 
 def _uniform(key: jax.Array, size: int, scale: float) -> jax.Array:
@@ -315,7 +316,6 @@ TASKS: dict[str, type[Task]] = {
     "InvertedDoublePendulum": InvertedDoublePendulum,
     "Swimmer": Swimmer,
 }
-MJX_ENVS = frozenset(f"{family}-v{v}" for family in TASKS for v in (4, 5))
 
 
 def make(env_id: str, **options) -> Task:

@@ -1,0 +1,163 @@
+"""A trained run's policy outside training: ``load_policy`` and ``spikerl-jax eval``.
+
+    from spikerl_jax import load_policy
+    policy = load_policy("runs/hopper")          # best checkpoint by evaluation return
+    action = policy(obs)                         # numpy (obs_dim,) or (B, obs_dim) -> action
+
+Only the actor's parameters and the observation normalizer are used; no replay buffer, critic
+or optimizer code runs when acting. The actor is called through the same policy functions as
+in training (``spikerl_jax.rl.policy``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import numpy as np
+
+from spikerl_jax.config import ConfigError, TrainConfig
+from spikerl_jax.envs.registry import EnvSpec, env_spec
+from spikerl_jax.reporting.activity import spike_report
+from spikerl_jax.reporting.runlog import load_run_config
+from spikerl_jax.rl.networks import make_networks
+from spikerl_jax.rl.normalizer import Normalizer
+from spikerl_jax.rl.policy import make_policies
+from spikerl_jax.training.checkpoint import CheckpointError, restore
+from spikerl_jax.training.session import abstract_run_state
+
+CHECKPOINTS = ("best", "latest")
+
+
+@dataclasses.dataclass
+class Policy:
+    """A trained actor with its normalizer, as a function from observations to actions.
+
+    Usable as a Gymnasium agent: ``env.step(policy(obs))``.
+
+    Attributes:
+      config: the run's configuration.
+      spec: the task's shapes.
+      actor_params: the actor's parameters.
+      normalizer: the observation statistics it was trained with.
+      step: the training step of the checkpoint.
+    """
+
+    config: TrainConfig
+    spec: EnvSpec
+    actor_params: dict
+    normalizer: Normalizer
+    step: int
+
+    def __post_init__(self):
+        cfg = self.config
+        self.actor = make_networks(self.spec.action_dim, self.spec.action_limit, cfg.actor,
+                                   actor_kind=cfg.actor_kind).actor  # fmt: skip
+        policies = make_policies(self.actor, cfg.obs_clip)
+        self._act = jax.jit(policies.act)
+        self._act_with_spikes = jax.jit(policies.act_with_spikes)
+        self._key = jax.random.key(0)  # only the Poisson encoder draws from it
+
+    def _check(self, obs: np.ndarray) -> np.ndarray:
+        obs = np.asarray(obs, np.float32)
+        if obs.shape[-1:] != (self.spec.obs_dim,) or obs.ndim not in (1, 2):
+            raise ValueError(
+                f"{self.config.env} observations have shape ({self.spec.obs_dim},) or "
+                f"(batch, {self.spec.obs_dim}); got {obs.shape}"
+            )
+        if not np.all(np.isfinite(obs)):
+            raise ValueError("the observation holds NaN or infinite values; the policy "
+                             "cannot act on it (check the environment's state)")  # fmt: skip
+        return obs
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        """Deterministic actions for ``(obs_dim,)`` or ``(B, obs_dim)`` observations."""
+        obs = self._check(obs)
+        batch = obs[None] if obs.ndim == 1 else obs
+        action = np.asarray(self._act(self.actor_params, self.normalizer, batch, self._key))
+        return action[0] if obs.ndim == 1 else action
+
+    def with_spikes(self, obs_BD: np.ndarray) -> tuple[np.ndarray, dict]:
+        """Actions ``(B, A)`` and each layer's spike count per observation ``{layer: (B,)}``
+        (an empty dict for the MLP actor)."""
+        obs_BD = self._check(obs_BD)
+        action, spikes = self._act_with_spikes(self.actor_params, self.normalizer, obs_BD,
+                                               self._key)  # fmt: skip
+        return np.asarray(action), spikes
+
+
+def load_policy(run_dir: str, checkpoint: str = "best") -> Policy:
+    """Loads the actor and normalizer of ``run_dir``'s ``best`` or ``latest`` checkpoint.
+
+    Raises:
+      ConfigError: no run there, an unknown ``checkpoint``, or a checkpoint that cannot be
+        read.
+    """
+    if checkpoint not in CHECKPOINTS:
+        raise ConfigError(f"checkpoint must be 'best' or 'latest', got {checkpoint!r}")
+    cfg = load_run_config(run_dir)
+    items, _, step = restore(run_dir, abstract_run_state(cfg), checkpoint, with_buffer=False)
+    learner = jax.tree.map(lambda x: x[0], items["learner"])  # the member axis of one
+    return Policy(cfg, env_spec(cfg.env), learner["td3"].actor_params, learner["normalizer"],
+                  step)  # fmt: skip
+
+
+def evaluate_run(
+    run_dir: str, episodes: int, checkpoint: str, seed: int, render: str | None = None
+) -> dict:
+    """Deterministic episodes of a run's policy with the actor's spike statistics (see
+    ``spikerl_jax.reporting.activity``); optionally records the first episode as a video."""
+    from spikerl_jax.envs.gymnasium_backend import make_eval_envs
+    from spikerl_jax.training.host_loop import evaluate_episodes
+
+    policy = load_policy(run_dir, checkpoint)
+    cfg, spec = policy.config, policy.spec
+    envs = make_eval_envs(cfg.env, [seed + i for i in range(episodes)])
+
+    def act(obs_MED):
+        action, spikes = policy.with_spikes(obs_MED[0])
+        return action[None], {k: np.asarray(v)[None] for k, v in spikes.items()}
+
+    res = evaluate_episodes(act, [envs])[0]
+    spikes = None
+    if res.spikes:
+        spikes = spike_report(res.spikes, res.inferences, spec.obs_dim, spec.action_dim,
+                              cfg.actor, cfg.pj_per_synop, cfg.pj_per_mac)  # fmt: skip
+    result = {"run_dir": run_dir, "checkpoint": checkpoint, "step": policy.step,
+              "episodes": episodes, "return_mean": res.mean, "return_std": res.std,
+              "length_mean": res.length, "spikes": spikes}  # fmt: skip
+    if render:
+        result["video"] = record_video(policy, render, seed)
+    return result
+
+
+def record_video(policy: Policy, path: str, seed: int) -> str:
+    """Renders one deterministic episode offscreen into ``path`` (an .mp4)."""
+    from spikerl_jax.envs.gymnasium_backend import quiet_make
+
+    try:
+        env = quiet_make(policy.config.env, render_mode="rgb_array")
+        obs, _ = env.reset(seed=seed)
+        frames = [env.render()]
+    except Exception as e:  # GL backends fail in many ways: report which and the fix
+        raise CheckpointError(
+            f"cannot render offscreen ({type(e).__name__}: {str(e)[:160]}); MuJoCo needs an "
+            "OpenGL backend: install EGL or OSMesa (e.g. apt-get install libegl1 or "
+            "libosmesa6) and set MUJOCO_GL and PYOPENGL_PLATFORM to egl or osmesa"
+        ) from None
+    done = False
+    while not done:
+        obs, _, terminated, truncated, _ = env.step(policy(obs))
+        frames.append(env.render())
+        done = terminated or truncated
+    env.close()
+    try:
+        import imageio.v2 as imageio
+
+        imageio.mimsave(path, frames, fps=round(1 / env.unwrapped.dt))
+    except Exception as e:
+        raise CheckpointError(
+            f"cannot write {path} ({type(e).__name__}: {str(e)[:160]}); mp4 needs "
+            "imageio-ffmpeg: pip install 'spikerl_jax[render]'"
+        ) from None
+    return path

@@ -1,0 +1,121 @@
+"""``spikerl-jax compare BASE NEW [...]``: Speedup, Powerup, Greenup and carbon of runs.
+
+For each run against the base run (SpikeRL's definitions, arXiv 2502.17496):
+
+    Speedup = T_base / T_new        Powerup = P_new / P_base        Greenup = E_base / E_new
+    carbon reduction % = 100 * (1 - C_new / C_base)
+
+with T the measured duration of the run's training and evaluation (codecarbon's phases,
+added over resumed processes), E its energy (kWh), P = E / T its mean power and C its
+emissions (kgCO2eq). Greenup = Speedup / Powerup. Runs trained with ``--no-energy`` have only
+their wall time: their Speedup uses ``wall_s`` and the energy columns stay empty.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import warnings
+
+from spikerl_jax.reporting.runlog import RunRecord
+
+COLUMNS = (
+    "run",
+    "env",
+    "steps",
+    "final_return",
+    "best_return",
+    "duration_s",
+    "energy_kwh",
+    "mean_power_w",
+    "emissions_kg",
+    "speedup",
+    "powerup",
+    "greenup",
+    "carbon_reduction_pct",
+)
+
+
+def _measures(run: RunRecord) -> dict:
+    """Duration, energy, mean power and emissions of a run (None where not measured)."""
+    energy = run.summary.get("energy") or {}
+    total = energy.get("total") if energy.get("enabled") else None
+    if total is None:
+        return {"duration_s": run.summary["wall_s"], "energy_kwh": None,
+                "mean_power_w": None, "emissions_kg": None}  # fmt: skip
+    return {key: total[key] for key in ("duration_s", "energy_kwh", "mean_power_w",
+                                        "emissions_kg")}  # fmt: skip
+
+
+def _ratio(numerator: float | None, denominator: float | None) -> float | None:
+    if numerator is None or denominator is None or denominator == 0:
+        return None
+    return numerator / denominator
+
+
+def compare_runs(base: RunRecord, others: list[RunRecord]) -> list[dict]:
+    """One row per run (the base first, its ratios 1) with the columns of ``COLUMNS``."""
+    envs = sorted({run.summary["env"] for run in [base, *others]})
+    if len(envs) > 1:
+        warnings.warn(f"comparing runs of different environments ({', '.join(envs)}): their "
+                      "returns are not comparable", stacklevel=2)  # fmt: skip
+    b = _measures(base)
+    rows = []
+    for run in [base, *others]:
+        m = _measures(run)
+        greenup = _ratio(b["energy_kwh"], m["energy_kwh"])
+        carbon = _ratio(m["emissions_kg"], b["emissions_kg"])
+        rows.append({
+            "run": run.run_dir,
+            "env": run.summary["env"],
+            "steps": run.summary["total_steps"],
+            "final_return": run.summary["final_eval_return"],
+            "best_return": run.summary["best_eval_return"],
+            **m,
+            "speedup": _ratio(b["duration_s"], m["duration_s"]),
+            "powerup": _ratio(m["mean_power_w"], b["mean_power_w"]),
+            "greenup": greenup,
+            "carbon_reduction_pct": None if carbon is None else 100.0 * (1.0 - carbon),
+        })  # fmt: skip
+    return rows
+
+
+def write_comparison(rows: list[dict], prefix: str) -> tuple[str, str]:
+    """Writes ``PREFIX.json`` and ``PREFIX.csv``; returns their paths."""
+    json_path, csv_path = f"{prefix}.json", f"{prefix}.csv"
+    with open(json_path, "w") as f:
+        json.dump(rows, f, indent=2)
+    with open(csv_path, "w", newline="") as f:
+        writer = csv.DictWriter(f, COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    return json_path, csv_path
+
+
+def comparison_table(rows: list[dict]):
+    """A rich table with one column per run (energy in Wh, carbon in g; '-': not measured)."""
+    from rich.table import Table
+
+    # (label, column, scale, format)
+    shown = (
+        ("final return", "final_return", 1, ".1f"),
+        ("best return", "best_return", 1, ".1f"),
+        ("duration (s)", "duration_s", 1, ".1f"),
+        ("energy (Wh)", "energy_kwh", 1e3, ".4g"),
+        ("mean power (W)", "mean_power_w", 1, ".1f"),
+        ("emissions (gCO2eq)", "emissions_kg", 1e3, ".4g"),
+        ("Speedup", "speedup", 1, ".2f"),
+        ("Powerup", "powerup", 1, ".2f"),
+        ("Greenup", "greenup", 1, ".2f"),
+        ("carbon reduction (%)", "carbon_reduction_pct", 1, "+.1f"),
+    )
+    table = Table(title=f"{rows[0]['env']}: runs against the base {rows[0]['run']}")
+    table.add_column("")
+    for i, row in enumerate(rows):
+        name = os.path.basename(os.path.normpath(row["run"]))
+        table.add_column(f"{name} (base)" if i == 0 else name, justify="right", overflow="fold")
+    for label, column, scale, spec in shown:
+        cells = ["-" if r[column] is None else format(r[column] * scale, spec) for r in rows]
+        table.add_row(label, *cells)
+    return table

@@ -1,0 +1,268 @@
+"""A run directory's records: config.json, metrics.csv, emissions.csv, TensorBoard, summary.json.
+
+On resume, each CSV keeps its rows up to the checkpoint's step; rows written after that
+checkpoint (by the interrupted process) are dropped, as the resumed run writes them again.
+TensorBoard events after the checkpoint are purged the same way.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+import warnings
+from collections.abc import Sequence
+
+from spikerl_jax.config import ConfigError, TrainConfig
+from spikerl_jax.reporting.energy import EMISSIONS_COLUMNS
+
+METRICS_COLUMNS = (
+    "step",
+    "eval_return",
+    "eval_return_std",
+    "eval_length",
+    "train_return",
+    "wall_s",
+    "env_steps_per_s",
+    "updates_per_s",
+    "critic_loss",
+    "actor_loss",
+    "q",
+    "critic_grad_norm",
+    "actor_grad_norm",
+    "synops_per_inference",
+)
+# TensorBoard groups scalars by the tag's prefix.
+TENSORBOARD_TAGS = {
+    "eval_return": "eval/return",
+    "eval_return_std": "eval/return_std",
+    "eval_length": "eval/length",
+    "train_return": "train/episode_return",
+    "env_steps_per_s": "speed/env_steps_per_s",
+    "updates_per_s": "speed/updates_per_s",
+    "critic_loss": "loss/critic",
+    "actor_loss": "loss/actor",
+    "q": "loss/q",
+    "critic_grad_norm": "grad_norm/critic",
+    "actor_grad_norm": "grad_norm/actor",
+    "synops_per_inference": "spikes/synops_per_inference",
+}
+
+
+class CsvLog:
+    """A CSV file written one flushed row at a time (a crash keeps every finished row).
+
+    Args:
+      path: the file.
+      columns: its header.
+      resume_step: keep the existing file's rows with ``step <= resume_step``; None: a new file.
+    """
+
+    def __init__(self, path: str, columns: Sequence[str], resume_step: int | None = None):
+        kept = kept_rows(path, resume_step) if resume_step is not None else []
+        self._file = open(path, "w", newline="")  # noqa: SIM115 (closed by close())
+        self._writer = csv.DictWriter(self._file, columns, extrasaction="ignore")
+        self._writer.writeheader()
+        self._writer.writerows(kept)
+        self._file.flush()
+
+    def write(self, row: dict) -> None:
+        self._writer.writerow(row)
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def kept_rows(path: str, resume_step: int) -> list[dict]:
+    """The rows of a run's CSV up to ``resume_step``; rows that do not parse (a damaged or
+    hand-edited file) are dropped with one warning, as rows after the step are."""
+    if not os.path.exists(path):
+        return []
+    kept, damaged = [], 0
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            try:
+                step = int(row["step"])
+            except (TypeError, ValueError, KeyError):
+                damaged += 1
+                continue
+            if step <= resume_step:
+                kept.append(row)
+    if damaged:
+        warnings.warn(f"{path}: dropped {damaged} row(s) that do not parse", stacklevel=2)
+    return kept
+
+
+def has_records(run_dir: str) -> bool:
+    """Whether ``run_dir`` holds a run's results: an evaluation row or a checkpoint (a run
+    that failed before either, e.g. on a bad option, leaves a directory that may be reused)."""
+    checkpoints = os.path.join(run_dir, "checkpoints", "latest")
+    if os.path.isdir(checkpoints) and any(p.isdigit() for p in os.listdir(checkpoints)):
+        return True
+    path = os.path.join(run_dir, "metrics.csv")
+    if not os.path.exists(path):
+        return False
+    with open(path, newline="") as f:
+        return any(True for _ in csv.DictReader(f))
+
+
+class RunLock:
+    """An exclusive lock on a run directory (``RUN_DIR/.lock``, ``fcntl.flock``): one process
+    trains a run at a time. The kernel releases it when the process dies, so a lock left by
+    a killed process never blocks a resume.
+
+    Raises:
+      ConfigError: another live process holds the run (its pid is named).
+    """
+
+    def __init__(self, run_dir: str):
+        import fcntl
+
+        try:
+            os.makedirs(run_dir, exist_ok=True)
+            self._file = open(os.path.join(run_dir, ".lock"), "a+")  # noqa: SIM115
+        except OSError as e:
+            raise ConfigError(
+                f"cannot write the run directory --out {run_dir}: {e.strerror}"
+            ) from None
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._file.seek(0)
+            holder = self._file.read().strip() or "unknown"
+            self._file.close()
+            raise ConfigError(
+                f"{run_dir} is in use by another spikerl-jax process (pid {holder}); wait for "
+                "it to finish or stop it (Ctrl-C or kill: it saves a checkpoint), then resume"
+            ) from None
+        self._file.seek(0)
+        self._file.truncate()
+        self._file.write(str(os.getpid()))
+        self._file.flush()
+
+    def release(self) -> None:
+        if not self._file.closed:
+            self._file.close()  # closing releases the flock
+
+
+class RunRecorder:
+    """Everything a training run writes besides checkpoints.
+
+    Args:
+      run_dir: the run directory (created).
+      cfg: written to ``config.json``.
+      resume_step: the checkpoint step a resumed run continues from; None for a new run (then
+        a directory already holding a run is refused).
+      tensorboard: also write TensorBoard event files to ``run_dir/tensorboard``.
+    """
+
+    def __init__(self, run_dir: str, cfg: TrainConfig, resume_step: int | None, tensorboard: bool):
+        self.run_dir = run_dir
+        if resume_step is None and has_records(run_dir):
+            raise ConfigError(
+                f"{run_dir} already holds a run; choose another --out, or continue it with "
+                f"--resume {run_dir}"
+            )
+        try:
+            os.makedirs(run_dir, exist_ok=True)
+            with open(os.path.join(run_dir, "config.json"), "w") as f:
+                json.dump(dataclasses.asdict(cfg), f, indent=2)
+            self.metrics = CsvLog(os.path.join(run_dir, "metrics.csv"), METRICS_COLUMNS,
+                                  resume_step)  # fmt: skip
+            self.emissions = CsvLog(os.path.join(run_dir, "emissions.csv"), EMISSIONS_COLUMNS,
+                                    resume_step)  # fmt: skip
+        except OSError as e:
+            raise ConfigError(
+                f"cannot write the run directory --out {run_dir}: {e.strerror}"
+            ) from e
+        self._tensorboard = None
+        if tensorboard:
+            from tensorboardX import SummaryWriter
+
+            purge = None if resume_step is None else resume_step + 1
+            self._tensorboard = SummaryWriter(os.path.join(run_dir, "tensorboard"),
+                                              purge_step=purge)  # fmt: skip
+
+    def evaluation(self, row: dict, firing_rates: dict[str, float]) -> None:
+        """One evaluation: a metrics.csv row, and its numbers and firing rates as scalars."""
+        self.metrics.write(row)
+        if self._tensorboard is None:
+            return
+        step = row["step"]
+        for column, tag in TENSORBOARD_TAGS.items():
+            value = row.get(column)
+            if isinstance(value, int | float):
+                self._tensorboard.add_scalar(tag, value, step)
+        for layer, rate in firing_rates.items():
+            self._tensorboard.add_scalar(f"spikes/firing_rate_{layer}", rate, step)
+        self._tensorboard.flush()
+
+    def summary(self, summary: dict) -> None:
+        with open(os.path.join(self.run_dir, "summary.json"), "w") as f:
+            json.dump(summary, f, indent=2)
+
+    def close(self) -> None:
+        self.metrics.close()
+        self.emissions.close()
+        if self._tensorboard is not None:
+            self._tensorboard.close()
+
+
+@dataclasses.dataclass(frozen=True)
+class RunRecord:
+    """A finished run's records, read back (``read_run``)."""
+
+    run_dir: str
+    config: dict
+    summary: dict
+    metrics: list[dict]  # metrics.csv rows, numbers as floats (None where empty)
+
+
+def read_run(run_dir: str) -> RunRecord:
+    """Reads ``run_dir``'s config.json, summary.json and metrics.csv.
+
+    Raises:
+      ConfigError: the directory is not a run, or the run has not finished (no summary.json).
+    """
+    paths = {name: os.path.join(run_dir, name)
+             for name in ("config.json", "summary.json", "metrics.csv")}  # fmt: skip
+    if not os.path.isfile(paths["config.json"]):
+        raise ConfigError(f"{run_dir} is not a run directory (no config.json)")
+    if not os.path.isfile(paths["summary.json"]):
+        raise ConfigError(
+            f"{run_dir} has no summary.json: the run has not finished; finish it with "
+            f"spikerl-jax train --resume {run_dir}"
+        )
+    try:
+        with open(paths["config.json"]) as f:
+            config = json.load(f)
+        with open(paths["summary.json"]) as f:
+            summary = json.load(f)
+        with open(paths["metrics.csv"], newline="") as f:
+            metrics = [{k: float(v) if v not in ("", None) else None for k, v in row.items()}
+                       for row in csv.DictReader(f)]  # fmt: skip
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"cannot read the run {run_dir}: {e}") from None
+    return RunRecord(run_dir, config, summary, metrics)
+
+
+def load_run_config(run_dir: str) -> TrainConfig:
+    """The ``TrainConfig`` a run was started with (its ``config.json``), validated.
+
+    Raises:
+      ConfigError: no run there, or a config.json that is not valid (one entry per problem).
+    """
+    path = os.path.join(run_dir, "config.json")
+    if not os.path.isfile(path):
+        raise ConfigError(f"{run_dir} is not a run directory (no config.json)")
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{path} is not valid JSON ({e})") from None
+    try:
+        return TrainConfig.from_dict(data)
+    except ConfigError as e:
+        raise ConfigError(f"{path} is not a valid run config: {e}") from None

@@ -1,0 +1,2 @@
+"""Reinforcement learning: networks, TD3 (with the proxy-target option), replay, the
+observation normalizer and the policy factory."""

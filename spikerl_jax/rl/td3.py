@@ -1,0 +1,253 @@
+"""TD3 for the spiking actor, as pure functions over a ``flax.struct`` training state.
+
+The policy delay is structure: an update *block* is ``policy_delay`` critic steps (a
+``lax.scan``) followed by one actor step and the Polyak update of the targets; ``update`` scans
+over blocks. There is no Python ``if`` and no ``lax.cond`` on a step counter.
+
+Settings that keep shapes (learning rates, noise, discount, Polyak) are traced values in the
+state (``HParams``), not constants of the compiled program: one program serves every value,
+and a population of learners (``jax.vmap``) can give each member its own.
+
+Shapes: ``B`` batch, ``D`` observation dims, ``A`` action dims.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import NamedTuple
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from spikerl_jax.config import TD3Config, TrainConfig
+from spikerl_jax.rl.networks import Networks, first_q
+from spikerl_jax.rl.optim import ADAM, adam_step
+from spikerl_jax.rl.proxy import ProxyTarget, make_proxy
+from spikerl_jax.rl.replay import Transition
+
+Params = dict
+Metrics = dict[str, jax.Array]
+
+
+@flax.struct.dataclass
+class HParams:
+    """TD3's shape-preserving settings as float32 scalars (per member: ``(P,)`` under vmap)."""
+
+    gamma: jax.Array
+    target_step: jax.Array  # 1 - polyak, computed in float64 before rounding to float32
+    actor_lr: jax.Array
+    critic_lr: jax.Array
+    target_noise: jax.Array
+    target_noise_clip: jax.Array
+    exploration_noise: jax.Array
+    proxy_lr: jax.Array
+    encoder_std: jax.Array  # PopSAN's initial receptive-field width (read at init only)
+
+
+def hparam_values(cfg: TrainConfig) -> dict[str, float]:
+    """The run's ``HParams`` as Python floats (``target_step`` computed in float64)."""
+    td3 = cfg.td3
+    return dict(gamma=td3.gamma, target_step=1.0 - td3.polyak, actor_lr=td3.actor_lr,
+                critic_lr=td3.critic_lr, target_noise=td3.target_noise,
+                target_noise_clip=td3.target_noise_clip,
+                exploration_noise=cfg.exploration_noise, proxy_lr=td3.proxy_lr,
+                encoder_std=cfg.actor.encoder_std)  # fmt: skip
+
+
+def hparams_from_config(cfg: TrainConfig) -> HParams:
+    """The run's settings as the float32 values the state carries."""
+    return HParams(**{k: np.float32(v) for k, v in hparam_values(cfg).items()})
+
+
+def with_constants(hparams: HParams, constants: Mapping[str, float]) -> HParams:
+    """``hparams`` with the fields of ``constants`` replaced by those Python floats.
+
+    Settings that every member shares enter the compiled program as constants, exactly as
+    an unbatched program written with them would (XLA folds and fuses constants, so a
+    traced value can round differently in the last bit); only the settings that differ
+    between members are read from the state.
+    """
+    return hparams.replace(**constants) if constants else hparams
+
+
+@flax.struct.dataclass
+class TD3State:
+    """Everything TD3 learns (online and target networks, their optimizers, the proxy target
+    when used) and the settings it learns with."""
+
+    actor_params: Params
+    critic_params: Params
+    target_actor_params: Params  # unused (empty) with the proxy target
+    target_critic_params: Params
+    actor_opt_state: optax.OptState
+    critic_opt_state: optax.OptState
+    proxy: ProxyTarget | None
+    hparams: HParams
+
+
+def polyak(new: Params, old: Params, step) -> Params:
+    """``step * new + (1 - step) * old`` in the targets' own dtype (a traced float32 step
+    would otherwise promote bfloat16 targets)."""
+    mixed = optax.incremental_update(new, old, step)
+    return jax.tree.map(lambda m, o: m.astype(o.dtype), mixed, old)
+
+
+class TD3(NamedTuple):
+    """TD3's pure functions for one set of networks and hyperparameters."""
+
+    init: Callable[[jax.Array, int, HParams], TD3State]
+    critic_loss: Callable[..., tuple[jax.Array, Metrics]]
+    actor_loss: Callable[..., jax.Array]
+    update: Callable[..., tuple[TD3State, Metrics]]
+
+
+def make_td3(
+    networks: Networks,
+    cfg: TD3Config,
+    axis_name: str | None = None,
+    constants: Mapping[str, float] | None = None,
+) -> TD3:
+    """Builds TD3's init, losses and fused update for ``networks`` under ``cfg``.
+
+    ``constants`` are the ``HParams`` fields compiled in as constants (``with_constants``);
+    the others are read from the state. None: every field from the state.
+
+    With ``axis_name`` (inside ``shard_map`` over that mesh axis), gradients and metrics are
+    averaged across the axis (an all-reduce: NCCL on GPUs) before each optimizer step, so
+    every device applies the same update: the gradient of the mean loss over all devices'
+    batches, as one large batch would give.
+
+    With ``cfg.target_actor == "proxy"`` the critic's target action comes from an ANN proxy
+    fitted to the actor (``spikerl_jax.rl.proxy``) instead of a target actor.
+    """
+
+    def all_mean(tree):
+        return tree if axis_name is None else jax.lax.pmean(tree, axis_name)
+
+    actor, critic = networks
+    action_limit = actor.action_limit
+    proxy = make_proxy(actor, cfg, all_mean) if cfg.target_actor == "proxy" else None
+
+    def init(key: jax.Array, obs_dim: int, hparams: HParams) -> TD3State:
+        key_actor, key_critic = jax.random.split(key)
+        key_proxy = jax.random.fold_in(key, 1)
+        obs = jnp.zeros((1, obs_dim))
+        actor_params = actor.init(key_actor, obs, key_actor)
+        critic_params = critic.init(key_critic, obs, jnp.zeros((1, actor.action_dim)))
+        return TD3State(
+            actor_params=actor_params,
+            critic_params=critic_params,
+            # Copies, not aliases: the state is donated, and a buffer may be donated only once.
+            target_actor_params={} if proxy else jax.tree.map(jnp.copy, actor_params),
+            target_critic_params=jax.tree.map(jnp.copy, critic_params),
+            actor_opt_state=ADAM.init(actor_params),
+            critic_opt_state=ADAM.init(critic_params),
+            proxy=proxy.init(key_proxy, obs_dim) if proxy else None,
+            hparams=hparams,
+        )
+
+    def target_action(state: TD3State, next_obs_BD: jax.Array, key: jax.Array) -> jax.Array:
+        """The target policy's action on the next observations, before smoothing."""
+        if proxy is not None:
+            return proxy.act(state.proxy, next_obs_BD)
+        return actor.apply(state.target_actor_params, next_obs_BD, key)
+
+    def critic_loss(critic_params, state: TD3State, batch: Transition, key: jax.Array):
+        """Clipped double-Q regression onto the smoothed target policy's value."""
+        hp = with_constants(state.hparams, constants)
+        key_smooth, key_encoder = jax.random.split(key)
+        noise = hp.target_noise * jax.random.normal(key_smooth, batch.action.shape)
+        noise = jnp.clip(noise, -hp.target_noise_clip, hp.target_noise_clip)
+        next_action = target_action(state, batch.next_obs, key_encoder)
+        next_action = jnp.clip(next_action + noise, -action_limit, action_limit)
+        next_q = critic.apply(state.target_critic_params, batch.next_obs, next_action).min(0)
+        # Terminal states do not bootstrap; time-limit truncations are stored as non-terminal.
+        target = batch.reward + hp.gamma * (1.0 - batch.terminated) * next_q
+        q_2B = critic.apply(critic_params, batch.obs, batch.action)
+        loss = ((q_2B - jax.lax.stop_gradient(target)) ** 2).mean(1).sum()
+        return loss, {"critic_loss": loss, "q": q_2B[0].mean()}
+
+    def actor_loss(actor_params, critic_params, obs_BD: jax.Array, key: jax.Array):
+        """Deterministic policy gradient through Q1 (the critic's weights get no gradient)."""
+        return -first_q(
+            critic, critic_params, obs_BD, actor.apply(actor_params, obs_BD, key)
+        ).mean()
+
+    def critic_step(state: TD3State, batch: Transition, key: jax.Array):
+        grads, metrics = jax.grad(critic_loss, has_aux=True)(state.critic_params, state, batch, key)
+        grads, metrics = all_mean((grads, metrics))
+        metrics["critic_grad_norm"] = optax.tree.norm(grads).astype(jnp.float32)
+        critic_lr = with_constants(state.hparams, constants).critic_lr
+        params, opt_state = adam_step(grads, state.critic_opt_state, state.critic_params,
+                                      critic_lr)  # fmt: skip
+        return state.replace(critic_params=params, critic_opt_state=opt_state), metrics
+
+    def actor_step(state: TD3State, obs_BD: jax.Array, key: jax.Array):
+        hp = with_constants(state.hparams, constants)
+        loss, grads = jax.value_and_grad(actor_loss)(
+            state.actor_params, state.critic_params, obs_BD, key
+        )
+        loss, grads = all_mean((loss, grads))
+        params, opt_state = adam_step(grads, state.actor_opt_state, state.actor_params,
+                                      hp.actor_lr)  # fmt: skip
+        target_actor = state.target_actor_params
+        if proxy is None:  # the proxy target keeps no target actor: critic targets only
+            target_actor = polyak(params, target_actor, hp.target_step)
+        state = state.replace(
+            actor_params=params,
+            actor_opt_state=opt_state,
+            target_actor_params=target_actor,
+            target_critic_params=polyak(
+                state.critic_params, state.target_critic_params, hp.target_step
+            ),
+        )
+        grad_norm = optax.tree.norm(grads).astype(jnp.float32)
+        return state, {"actor_loss": loss, "actor_grad_norm": grad_norm}
+
+    def update(
+        state: TD3State,
+        sample: Callable[[jax.Array], Transition],
+        key: jax.Array,
+        num_blocks: int,
+    ) -> tuple[TD3State, Metrics]:
+        """Runs ``num_blocks * policy_delay`` critic steps and ``num_blocks`` actor steps.
+
+        Args:
+          state: the current TD3 state.
+          sample: draws a normalized batch from a key.
+          key: PRNG key for sampling, smoothing noise and encoder spikes.
+          num_blocks: static number of (critic x policy_delay, actor) blocks.
+
+        Returns:
+          The new state and the metrics averaged over the blocks.
+        """
+
+        def critic_scan_step(state, key):
+            key_sample, key_loss = jax.random.split(key)
+            if proxy is not None:  # fit the proxy to the current actor, then use it
+                key_loss, key_proxy = jax.random.split(key_loss)
+                proxy_lr = with_constants(state.hparams, constants).proxy_lr
+                fitted, proxy_metrics = proxy.fit(state.proxy, state.actor_params, sample,
+                                                  key_proxy, proxy_lr)  # fmt: skip
+                state = state.replace(proxy=fitted)
+            batch = sample(key_sample)
+            state, metrics = critic_step(state, batch, key_loss)
+            if proxy is not None:
+                metrics = {**metrics, **proxy_metrics}
+            return state, (metrics, batch.obs)
+
+        def block(state, key):
+            key_critic, key_actor = jax.random.split(key)
+            keys = jax.random.split(key_critic, cfg.policy_delay)
+            state, (metrics, obs) = jax.lax.scan(critic_scan_step, state, keys)
+            # The actor learns on the batch of the block's last critic step (as in TD3).
+            state, actor_metrics = actor_step(state, obs[-1], key_actor)
+            return state, {**jax.tree.map(jnp.mean, metrics), **actor_metrics}
+
+        state, metrics = jax.lax.scan(block, state, jax.random.split(key, num_blocks))
+        return state, jax.tree.map(jnp.mean, metrics)
+
+    return TD3(init=init, critic_loss=critic_loss, actor_loss=actor_loss, update=update)

@@ -1,0 +1,172 @@
+"""Sweeps: a grid of settings x seeds trained as one population (``spikerl-jax sweep``).
+
+Members may differ in their seed and in the settings that keep every array's shape
+(``SWEEPABLE``): those become traced values of the state (``spikerl_jax.rl.td3.HParams``),
+so all members share one set of compiled programs, vmapped over the member axis. Settings
+that change shapes (hidden sizes, populations, T, batch size, ...) need separate sweeps.
+
+Each member writes its own run directory, exactly as a single run (``ROOT/LABEL-sSEED``);
+the sweep root holds ``sweep_spec.json`` (what to train, for ``--resume``) and, at the end,
+``sweep.json`` / ``sweep.csv`` (per setting: mean and std over seeds of the final and best
+returns, ranked) and ``learning_curves.png``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import os
+
+from spikerl_jax.config import ConfigError, TrainConfig, flag, leaf_items
+from spikerl_jax.schema import SchemaError, from_jsonable, to_jsonable
+
+# Sweepable settings: where they live in TrainConfig (None: at its top), and the HParams
+# field each sets.
+SWEEPABLE: dict[str, tuple[str | None, str | None]] = {
+    "actor_lr": ("td3", "actor_lr"),
+    "critic_lr": ("td3", "critic_lr"),
+    "gamma": ("td3", "gamma"),
+    "polyak": ("td3", "target_step"),
+    "target_noise": ("td3", "target_noise"),
+    "target_noise_clip": ("td3", "target_noise_clip"),
+    "proxy_lr": ("td3", "proxy_lr"),
+    "exploration_noise": (None, "exploration_noise"),
+    "encoder_std": ("actor", "encoder_std"),
+}
+SPEC_FILE = "sweep_spec.json"
+# What members of one population may differ in besides the sweepable settings.
+PER_MEMBER = {"seed", "out"}
+
+
+def with_setting(cfg: TrainConfig, name: str, value: float) -> TrainConfig:
+    """``cfg`` with the sweepable setting ``name`` set to ``value``."""
+    section, _ = SWEEPABLE[name]
+    if section is None:
+        return dataclasses.replace(cfg, **{name: value})
+    inner = dataclasses.replace(getattr(cfg, section), **{name: value})
+    return dataclasses.replace(cfg, **{section: inner})
+
+
+def setting_label(setting: dict[str, float]) -> str:
+    """A member directory's prefix, e.g. ``actor_lr=0.0003,exploration_noise=0.2``."""
+    return ",".join(f"{k}={v:g}" for k, v in setting.items()) or "base"
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepSpec:
+    """What a sweep trains.
+
+    Attributes:
+      base: the configuration every member starts from (its ``out`` is the sweep root).
+      seeds: the seeds of every setting.
+      grid: ``(setting, values)`` pairs; the members are their product times the seeds.
+    """
+
+    base: TrainConfig
+    seeds: tuple[int, ...]
+    grid: tuple[tuple[str, tuple[float, ...]], ...] = ()
+
+    @property
+    def root(self) -> str:
+        return self.base.out
+
+    def settings(self) -> list[dict[str, float]]:
+        """Every combination of the grid's values (one empty setting without a grid)."""
+        names = [name for name, _ in self.grid]
+        return [dict(zip(names, values, strict=True))
+                for values in itertools.product(*(v for _, v in self.grid))]  # fmt: skip
+
+    def members(self) -> list[TrainConfig]:
+        """Each member's full config: settings x seeds, in that order."""
+        configs = []
+        for setting in self.settings():
+            cfg = self.base
+            for name, value in setting.items():
+                cfg = with_setting(cfg, name, value)
+            for seed in self.seeds:
+                out = os.path.join(self.root, f"{setting_label(setting)}-s{seed}")
+                configs.append(dataclasses.replace(cfg, seed=seed, out=out))
+        return configs
+
+    def validate(self) -> None:
+        """Raises ``ConfigError`` for an empty or duplicated seed list, an unknown or
+        repeated setting, or no output directory."""
+        if not self.root or not self.root.strip():
+            raise ConfigError("a sweep needs --out ROOT (its members' runs go inside)")
+        if not self.seeds:
+            raise ConfigError("--seeds needs at least one seed")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"--seeds has repeated seeds: {list(self.seeds)}")
+        names = [name for name, _ in self.grid]
+        for name, values in self.grid:
+            if name not in SWEEPABLE:
+                raise ConfigError(
+                    f"{flag(name)} cannot vary within one sweep (it changes the compiled "
+                    f"program); sweepable: {', '.join(flag(n) for n in SWEEPABLE)}"
+                )
+            if len(set(values)) != len(values):
+                raise ConfigError(f"{flag(name)} has repeated values: {list(values)}")
+        if len(set(names)) != len(names):
+            raise ConfigError("a setting is given twice")
+        for cfg in self.members():
+            cfg.validate()
+
+
+def varying_hparams(configs: list[TrainConfig]) -> frozenset[str]:
+    """The ``HParams`` fields whose values differ between members."""
+    from spikerl_jax.rl.td3 import hparam_values
+
+    values = [hparam_values(c) for c in configs]
+    return frozenset(k for k in values[0] if any(v[k] != values[0][k] for v in values))
+
+
+def check_population(configs: list[TrainConfig]) -> None:
+    """Raises ``ConfigError`` unless the members differ only in what a population may vary:
+    seeds, outputs and the ``SWEEPABLE`` settings."""
+    allowed = PER_MEMBER | set(SWEEPABLE)
+    first = dict(leaf_items(configs[0]))
+    for cfg in configs[1:]:
+        for name, value in leaf_items(cfg):
+            if name not in allowed and value != first[name]:
+                raise ConfigError(
+                    f"members of one population must share {flag(name)} ({first[name]!r} vs "
+                    f"{value!r}): it changes the compiled program; train them separately"
+                )
+    outs = [c.run_dir() for c in configs]
+    if len(set(outs)) != len(outs):
+        raise ConfigError("members of one population need distinct output directories")
+
+
+def save_spec(spec: SweepSpec) -> None:
+    """Writes ``ROOT/sweep_spec.json`` (refusing a root that already holds a sweep)."""
+    path = os.path.join(spec.root, SPEC_FILE)
+    if os.path.exists(path):
+        raise ConfigError(
+            f"{spec.root} already holds a sweep; choose another --out, or continue it with "
+            f"spikerl-jax sweep --resume {spec.root}"
+        )
+    try:
+        os.makedirs(spec.root, exist_ok=True)
+        with open(path, "w") as f:
+            json.dump(to_jsonable(spec), f, indent=2)
+    except OSError as e:
+        raise ConfigError(
+            f"cannot write the sweep directory --out {spec.root}: {e.strerror}"
+        ) from None
+
+
+def load_spec(root: str) -> SweepSpec:
+    """Reads ``ROOT/sweep_spec.json``.
+
+    Raises:
+      ConfigError: no sweep there, or a spec that does not validate (one entry per problem).
+    """
+    path = os.path.join(root, SPEC_FILE)
+    if not os.path.isfile(path):
+        raise ConfigError(f"{root} is not a sweep directory (no {SPEC_FILE})")
+    try:
+        with open(path) as f:
+            return from_jsonable(SweepSpec, json.load(f))
+    except (OSError, json.JSONDecodeError, SchemaError) as e:
+        raise ConfigError(f"{path} is not a valid sweep spec: {e}") from None

@@ -1,0 +1,82 @@
+"""Helpers shared by the test modules."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+from spikerl_jax.config import TrainConfig
+from spikerl_jax.rl.td3 import hparams_from_config
+
+# A tiny InvertedPendulum run: 16x16 networks, short phases, two evaluation episodes.
+TINY = [
+    "--env", "InvertedPendulum-v4", "--total-steps", "600", "--start-steps", "200",
+    "--update-after", "100", "--eval-every", "300", "--eval-episodes", "2",
+    "--hidden-sizes", "16", "16", "--critic-hidden-sizes", "16", "16", "--replay-size", "1000",
+    "--no-progress", "--devices", "1",
+]  # fmt: skip
+TIMING = {"wall_s", "env_steps_per_s", "updates_per_s"}
+
+
+def hparams(td3_cfg=None, **train_fields):
+    """The ``HParams`` of a config with ``td3_cfg`` (and other TrainConfig fields)."""
+    cfg = TrainConfig(**train_fields) if td3_cfg is None else TrainConfig(td3=td3_cfg,
+                                                                          **train_fields)
+    return hparams_from_config(cfg)
+
+
+def as_numpy(tree) -> list[np.ndarray]:
+    """Every leaf as numpy (PRNG keys as their key data)."""
+
+    def leaf(x):
+        is_key = jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+        return np.asarray(jax.random.key_data(x) if is_key else x)
+
+    return [leaf(x) for x in jax.tree.leaves(tree)]
+
+
+def assert_trees_equal(a, b) -> None:
+    for x, y in zip(as_numpy(a), as_numpy(b), strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+def rows(run_dir) -> list[dict]:
+    """metrics.csv without its timing columns (which differ between any two runs)."""
+    import csv
+    import os
+
+    with open(os.path.join(run_dir, "metrics.csv")) as f:
+        return [{k: v for k, v in r.items() if k not in TIMING} for r in csv.DictReader(f)]
+
+
+def latest_state(run_dir, which: str = "latest"):
+    """``(items, host, step)`` of a run's newest checkpoint (learner, buffer, MJX envs)."""
+    from spikerl_jax.reporting.runlog import load_run_config
+    from spikerl_jax.training.checkpoint import restore
+    from spikerl_jax.training.session import abstract_run_state
+
+    cfg = load_run_config(str(run_dir))
+    return restore(str(run_dir), abstract_run_state(cfg, with_env=True), which)
+
+
+def comparable(host):
+    """Host state without the measured energy and time, and with each pickled MjData replaced
+    by its physics (its profiling timers are wall-clock readings, which differ between any two
+    runs)."""
+    import base64
+    import pickle
+    import zlib
+
+    from spikerl_jax.schema import to_jsonable
+
+    host = to_jsonable(host)
+    for key in ("energy", "wall_s", "segments"):  # measured, differs between any two runs
+        del host["loop"][key]
+    for envs in host["backend"]:
+        for env in envs["collector"]["envs"]:
+            data = pickle.loads(zlib.decompress(base64.b64decode(env.pop("mjdata"))))
+            env["physics"] = [
+                np.asarray(getattr(data, f)).tolist()
+                for f in ("time", "qpos", "qvel", "act", "qacc_warmstart", "xpos", "ctrl")
+            ]
+    return host

@@ -1,0 +1,218 @@
+"""Checkpoints: exact resume, reproducibility, export, and every failure path's message."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+from helpers import TINY, assert_trees_equal, comparable, latest_state, rows
+
+from spikerl_jax.cli import main
+from spikerl_jax.envs.registry import env_spec
+from spikerl_jax.export.policy import load_policy
+from spikerl_jax.reporting.runlog import load_run_config
+from spikerl_jax.rl.networks import make_networks
+from spikerl_jax.rl.policy import make_policies
+from spikerl_jax.training.host_loop import HostCollector
+
+# TINY without its length, with a larger buffer.
+CKPT = [*TINY[: TINY.index("--total-steps")], *TINY[TINY.index("--total-steps") + 2 :]]
+CKPT[CKPT.index("--replay-size") + 1] = "2000"
+
+
+def train(out, *args):
+    return main(["train", *CKPT, "--out", str(out), *args])
+
+
+def latest_learner(run_dir):
+    items, host, step = latest_state(run_dir)
+    return items["learner"], host, step
+
+
+@pytest.fixture(scope="module")
+def straight_run(tmp_path_factory):
+    """900 steps in one go, buffer checkpointed (the reference for resumes)."""
+    out = tmp_path_factory.mktemp("straight") / "run"
+    assert train(out, "--total-steps", "900", "--checkpoint-buffer") == 0
+    return out
+
+
+def test_same_seed_same_results(straight_run, tmp_path):
+    out = tmp_path / "again"
+    assert train(out, "--total-steps", "900", "--checkpoint-buffer") == 0
+    assert rows(out) == rows(straight_run)
+    assert_trees_equal(latest_learner(out)[0], latest_learner(straight_run)[0])
+
+
+def test_resume_with_buffer_is_exact(straight_run, tmp_path):
+    out = tmp_path / "resumed"
+    assert train(out, "--total-steps", "300", "--checkpoint-buffer") == 0
+    assert main(["train", "--resume", str(out), "--total-steps", "900"]) == 0
+    assert rows(out) == rows(straight_run)  # same metrics, rows of the first part kept
+    learner, host, step = latest_learner(out)
+    ref_learner, ref_host, ref_step = latest_learner(straight_run)
+    assert step == ref_step == 900
+    assert_trees_equal(learner, ref_learner)
+    assert comparable(host) == comparable(ref_host)  # counters, RNGs and env states too
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["resumed_from"] == 300 and summary["total_steps"] == 900
+    # The energy of the first process (up to its checkpoint) carries over: emissions.csv
+    # keeps its stretches, and they and the new ones add up to the summary's total.
+    with open(out / "emissions.csv") as f:
+        stretches = list(csv.DictReader(f))
+    assert {int(r["step"]) for r in stretches} == {300, 600, 900}
+    assert sum(float(r["energy_kwh"]) for r in stretches) == pytest.approx(
+        summary["energy"]["total"]["energy_kwh"], rel=1e-9
+    )
+
+
+def test_resume_without_buffer_refills_before_updating(straight_run, tmp_path):
+    """Without the buffer the resumed run restarts it empty: updates pause until it holds
+    update_after (100) transitions again, so the round ending at step 350 makes no updates and
+    the params differ from the uninterrupted run's; evaluation, counters and env states carry
+    on."""
+    out = tmp_path / "resumed"
+    assert train(out, "--total-steps", "300") == 0
+    assert main(["train", "--resume", str(out), "--total-steps", "900"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    reference = json.loads((straight_run / "summary.json").read_text())
+    assert summary["updates"] == reference["updates"] - 50
+    assert [r["step"] for r in rows(out)] == ["300", "600", "900"]
+    learner, _, _ = latest_learner(out)
+    ref = latest_learner(straight_run)[0]
+    kernel = learner["td3"].actor_params["params"]["snn"]["kernel_0"]
+    assert not np.array_equal(kernel, ref["td3"].actor_params["params"]["snn"]["kernel_0"])
+
+
+def test_resume_rejects_changed_architecture_and_env(straight_run, capsys):
+    assert main(["train", "--resume", str(straight_run), "--hidden-sizes", "32", "32"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines() == [
+        f"spikerl-jax: error: cannot resume {straight_run} with a different setting: "
+        "--hidden-sizes: the run has (16, 16), this command gives (32, 32)"
+    ]
+    assert main(["train", "--resume", str(straight_run), "--env", "Hopper-v4"]) == 2
+    assert "--env: the run has 'InvertedPendulum-v4'" in capsys.readouterr().err
+
+
+def test_missing_and_corrupted_checkpoints(straight_run, tmp_path, capsys):
+    assert main(["train", "--resume", str(tmp_path / "nothing")]) == 2
+    assert "is not a run directory (no config.json)" in capsys.readouterr().err
+    assert main(["eval", str(tmp_path / "nothing")]) == 2
+    assert "is not a run directory" in capsys.readouterr().err
+    # A run whose checkpoint files were damaged.
+    broken = tmp_path / "broken"
+    assert train(broken, "--total-steps", "300") == 0
+    step_dir = broken / "checkpoints" / "latest" / "300" / "learner"
+    for root, _, files in os.walk(step_dir):
+        for name in files:
+            with open(os.path.join(root, name), "wb") as f:
+                f.write(b"garbage")
+    capsys.readouterr()
+    assert main(["train", "--resume", str(broken), "--total-steps", "600"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot restore checkpoint" in err[0] and "300" in err[0]
+
+
+def test_exported_policy_reproduces_training_actor(straight_run):
+    policy = load_policy(str(straight_run), "latest")
+    learner, _, _ = latest_learner(straight_run)
+    learner = jax.tree.map(lambda x: x[0], learner)  # the member axis of one
+    cfg = load_run_config(str(straight_run))
+    spec = env_spec(cfg.env)
+    actor = make_networks(spec.action_dim, spec.action_limit, cfg.actor).actor
+    act = jax.jit(make_policies(actor, cfg.obs_clip).act)  # what evaluation runs
+    obs = np.random.default_rng(0).normal(size=(32, 4)).astype(np.float32)
+    expected = act(learner["td3"].actor_params, learner["normalizer"], obs, None)
+    np.testing.assert_array_equal(policy(obs), np.asarray(expected))
+    np.testing.assert_array_equal(policy(obs[0]), np.asarray(expected)[0])
+    best = load_policy(str(straight_run), "best")
+    assert best.step in (300, 600, 900)
+
+
+def test_eval_command_prints_returns(straight_run, capsys):
+    assert main(["eval", str(straight_run), "--episodes", "3", "--checkpoint", "latest"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["episodes"] == 3 and result["step"] == 900 and result["return_mean"] > 0
+
+
+def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, capsys):
+    original_step = HostCollector.step
+    calls = {"n": 0}
+
+    def poisoned_step(self, action):
+        calls["n"] += 1
+        original_step(self, action)
+        if calls["n"] > 450:  # a NaN reward reaches the buffer after step 450
+            self._stage["reward"][0, self._size - 1] = np.nan
+
+    monkeypatch.setattr(HostCollector, "step", poisoned_step)
+    out = tmp_path / "run"
+    assert train(out, "--total-steps", "900") == 2
+    err = capsys.readouterr().err
+    assert "non-finite losses at step 500" in err and "last good checkpoint (step 300)" in err
+    _, _, step = latest_learner(out)
+    assert step == 300
+
+
+def run_cli_background(*args):
+    return subprocess.Popen(
+        [sys.executable, "-m", "spikerl_jax.cli", "train", *CKPT, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for_checkpoint(run_dir, timeout=120):
+    latest = run_dir / "checkpoints" / "latest"
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if latest.is_dir() and any(p.name.isdigit() for p in latest.iterdir()):
+            return
+        time.sleep(0.2)
+    raise TimeoutError("no checkpoint appeared")
+
+
+def test_sigint_saves_and_exits_cleanly(tmp_path):
+    out = tmp_path / "run"
+    proc = run_cli_background("--out", str(out), "--total-steps", "200000",
+                              "--eval-every", "1000", "--checkpoint-every", "1000")  # fmt: skip
+    wait_for_checkpoint(out)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130  # 128 + SIGINT
+    assert "interrupted by SIGINT at step" in err and "Traceback" not in err
+    step = int(err.split("at step ")[1].split(";")[0])
+    _, _, saved = latest_learner(out)
+    assert saved == step  # the state at the interruption was saved
+
+
+@pytest.mark.slow
+def test_sigkill_mid_save_loses_at_most_one_interval(tmp_path):
+    out = tmp_path / "run"
+    latest = out / "checkpoints" / "latest"
+    # Checkpoints every 100 steps with a 300k-transition buffer (13 MB): each save takes long
+    # enough for the kill below to land inside it.
+    proc = run_cli_background("--out", str(out), "--total-steps", "200000", "--eval-every",
+                              "100", "--checkpoint-every", "100", "--checkpoint-buffer",
+                              "--eval-episodes", "1", "--replay-size", "300000")  # fmt: skip
+    wait_for_checkpoint(out)
+    deadline, in_flight = time.time() + 120, None
+    while in_flight is None and time.time() < deadline:
+        in_flight = next((p.name for p in latest.iterdir() if "tmp" in p.name), None)
+    proc.send_signal(signal.SIGKILL)  # while Orbax writes `in_flight`
+    proc.wait(timeout=60)
+    assert in_flight is not None, "no save was caught in flight"
+    killed_step = int(in_flight.split(".")[0])
+    assert main(["train", "--resume", str(out), "--total-steps", str(killed_step + 200)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    # The half-written checkpoint is ignored; the one before it (one interval back) is used.
+    assert killed_step - 100 <= summary["resumed_from"] < killed_step
+    assert summary["total_steps"] == killed_step + 200

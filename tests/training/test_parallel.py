@@ -1,0 +1,203 @@
+"""Data parallelism on 8 forced CPU devices and across 2 processes (gloo)."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from jax.sharding import PartitionSpec as P
+
+from spikerl_jax.cli import main
+from spikerl_jax.config import CriticConfig, PopSANConfig, TD3Config, TrainConfig
+from spikerl_jax.envs.registry import EnvSpec
+from spikerl_jax.rl.networks import make_networks
+from spikerl_jax.rl.replay import random_transitions
+from spikerl_jax.rl.td3 import hparams_from_config, make_td3
+from spikerl_jax.training.learner import make_learner, member_keys, stack_hparams
+from spikerl_jax.training.parallel import AXIS, make_layout, make_mesh
+
+SPEC = EnvSpec(obs_dim=3, action_dim=2, action_limit=1.0, max_episode_steps=1000)
+ACTOR, CRITIC = PopSANConfig(hidden_sizes=(16,)), CriticConfig(critic_hidden_sizes=(16,))
+# Deterministic updates: regular encoder, no target smoothing noise.
+TD3_CFG = TD3Config(batch_size=4, target_noise=0.0)
+CFG = TrainConfig(actor=ACTOR, critic=CRITIC, td3=TD3_CFG, replay_size=256, update_every=16,
+                  updates_per_round=4)  # fmt: skip
+CHUNKS = [random_transitions(jax.random.key(10 + i), 16, 3, 2) for i in range(5)]
+
+
+def leaves(tree):
+    return [np.asarray(x) for x in jax.tree.leaves(tree)]
+
+
+def test_eight_device_update_equals_one_device_update_on_the_concatenated_batch():
+    mesh = make_mesh(8)
+    networks = make_networks(2, 1.0, ACTOR, CRITIC)
+    single, sharded = make_td3(networks, TD3_CFG), make_td3(networks, TD3_CFG, axis_name=AXIS)
+    state = single.init(jax.random.key(0), 3, hparams_from_config(CFG))
+    batch = random_transitions(jax.random.key(1), 8 * 4, 3, 2)  # per-device b = 4
+    key = jax.random.key(2)
+    ref, ref_metrics = jax.jit(lambda s: single.update(s, lambda k: batch, key, 3))(state)
+
+    def body(s, local_batch):
+        new, metrics = sharded.update(s, lambda k: local_batch, key, 3)
+        return jax.tree.map(lambda x: x[None], new), metrics  # each device's copy, stacked
+
+    run = jax.shard_map(
+        body, mesh=mesh, in_specs=(P(), P(AXIS)), out_specs=(P(AXIS), P()), check_vma=False
+    )  # as make_learner: the pmean is TD3's own
+    copies, metrics = jax.jit(run)(state, batch)
+    for stacked, reference in zip(leaves(copies), leaves(ref), strict=True):
+        assert all(np.array_equal(stacked[0], stacked[i]) for i in range(8))  # bitwise
+        np.testing.assert_allclose(stacked[0], reference, rtol=1e-5, atol=1e-5)
+    assert metrics["critic_loss"] == pytest.approx(float(ref_metrics["critic_loss"]), rel=1e-5)
+    assert not np.array_equal(leaves(copies)[0][0], leaves(state)[0])  # it did learn
+
+
+def learner_on(devices: int):
+    return make_learner(CFG, SPEC, make_layout(1, make_mesh(devices)))
+
+
+def run_rounds(learner):
+    state = learner.init(member_keys([0])["init"], stack_hparams([hparams_from_config(CFG)]))
+    for chunk in CHUNKS:
+        state, metrics = learner.learn(state, jax.tree.map(lambda x: x[None], chunk))
+    return state, metrics
+
+
+def test_replicas_stay_bit_identical_and_buffers_are_sharded():
+    learner = learner_on(8)
+    assert learner.layout.mode == "data"
+    state, metrics = run_rounds(learner)
+    for leaf in jax.tree.leaves(state.td3):
+        shards = [np.asarray(s.data) for s in leaf.addressable_shards]
+        assert len(shards) == 8 and all(np.array_equal(shards[0], x) for x in shards)
+    # Each device's shard holds its 2 rows of each 16-row chunk (5 rounds: 10 each).
+    assert np.asarray(state.buffer.size).tolist() == [[10] * 8]
+    first_rows = np.asarray(state.buffer.data.obs)[0, [0, 32]]  # shards are 32 rows long
+    np.testing.assert_array_equal(first_rows, np.asarray(CHUNKS[0].obs)[[0, 2]])
+    assert np.isfinite(metrics["critic_loss"]).all()
+
+
+def test_eight_device_training_from_the_cli(tmp_path):
+    out = tmp_path / "run"
+    args = ["train", "--env", "InvertedPendulum-v4", "--total-steps", "400", "--start-steps",
+            "192", "--update-after", "96", "--eval-every", "192", "--eval-episodes", "2",
+            "--hidden-sizes", "16", "--critic-hidden-sizes", "16", "--replay-size", "800",
+            "--update-every", "48", "--num-envs", "2", "--devices", "8", "--no-progress",
+            "--no-energy", "--out", str(out)]  # fmt: skip
+    args[args.index("--total-steps") + 1] = "384"
+    assert main(args) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["devices"] == 8 and summary["global_batch_size"] == 800
+    assert summary["total_steps"] == 384 and summary["updates"] > 0
+    # The sharded run's checkpoints resume on 8 devices and load for evaluation on one.
+    assert main(["train", "--resume", str(out), "--total-steps", "480"]) == 0
+    assert json.loads((out / "summary.json").read_text())["total_steps"] == 480
+    assert main(["eval", str(out), "--episodes", "1"]) == 0
+
+
+WORKER = """
+import json, sys
+import jax, numpy as np
+from spikerl_jax.training.parallel import init_distributed, make_layout, make_mesh
+init_distributed({address!r}, 2, int(sys.argv[1]))  # before anything touches a device
+sys.path.insert(0, {tests!r})
+import test_parallel as t
+from spikerl_jax.rl.td3 import hparams_from_config
+from spikerl_jax.training.learner import make_learner, member_keys, stack_hparams
+learner = make_learner(t.CFG, t.SPEC, make_layout(1, make_mesh()))
+state = learner.init(member_keys([0])["init"], stack_hparams([hparams_from_config(t.CFG)]))
+sharding = learner.layout.sharding(learner.layout.spec(0))
+half = slice(8 * jax.process_index(), 8 * jax.process_index() + 8)
+for chunk in t.CHUNKS:
+    local = jax.tree.map(lambda x: np.asarray(x)[None, half], chunk)
+    chunk = jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), local)
+    state, metrics = learner.learn(state, chunk)
+params = [np.asarray(x.addressable_data(0)).tolist() for x in jax.tree.leaves(state.td3)]
+if jax.process_index() == 0:
+    json.dump(params, open(sys.argv[2], "w"))
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_processes_agree_with_one(tmp_path):
+    """2 processes x 4 CPU devices (gloo collectives on 127.0.0.1) run the same rounds as one
+    process with 8 devices, each process feeding its half of every chunk."""
+    script = tmp_path / "worker.py"
+    address = f"127.0.0.1:{free_port()}"
+    script.write_text(WORKER.format(tests=str(Path(__file__).parent), address=address))
+    env = {**os.environ, "JAX_PLATFORMS": "cpu",
+           "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}  # fmt: skip
+    out = tmp_path / "params.json"
+    procs = [subprocess.Popen([sys.executable, str(script), str(i), str(out)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for i in range(2)]  # fmt: skip
+    for proc in procs:
+        output, _ = proc.communicate(timeout=240)
+        assert proc.returncode == 0, output[-3000:]
+    two_process = json.loads(out.read_text())
+    state, _ = run_rounds(learner_on(8))
+    for mine, theirs in zip(leaves(state.td3), two_process, strict=True):
+        np.testing.assert_allclose(mine, np.asarray(theirs), rtol=1e-5, atol=1e-6)
+
+
+def test_devices_beyond_the_machine_are_refused():
+    from spikerl_jax.config import ConfigError
+
+    with pytest.raises(ConfigError, match="--devices 9: this process has 8"):
+        make_mesh(9)
+
+
+TWO_PROCESS = ["--env", "InvertedPendulum-v4", "--start-steps", "96", "--update-after", "48",
+               "--eval-every", "96", "--eval-episodes", "1", "--hidden-sizes", "16",
+               "--critic-hidden-sizes", "16", "--replay-size", "800", "--update-every", "48",
+               "--num-envs", "2", "--no-progress", "--no-energy",
+               "--checkpoint-buffer"]  # fmt: skip
+
+
+def two_processes(*args):
+    """Runs ``spikerl-jax ARGS`` as 2 processes x 4 CPU devices (gloo on 127.0.0.1)."""
+    address = f"127.0.0.1:{free_port()}"
+    env = {**os.environ, "JAX_PLATFORMS": "cpu",
+           "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}  # fmt: skip
+    command = [sys.executable, "-m", "spikerl_jax.cli", *args, "--coordinator-address", address,
+               "--num-processes", "2", "--process-id"]  # fmt: skip
+    procs = [subprocess.Popen([*command, str(i)], env=env, text=True, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT) for i in range(2)]  # fmt: skip
+    for proc in procs:
+        output, _ = proc.communicate(timeout=300)
+        assert proc.returncode == 0, output[-3000:]
+
+
+@pytest.mark.slow
+def test_two_process_training_and_resume_from_the_cli(tmp_path):
+    """`spikerl-jax train` on 2 processes x 4 devices: each steps its env, process 0 writes
+    the records (one metrics.csv, summary with 8 devices); a run stopped at step 96 and
+    resumed (each process restoring its shards and its envs) equals the straight run."""
+    from helpers import assert_trees_equal, comparable, latest_state, rows
+
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    two_processes("train", *TWO_PROCESS, "--total-steps", "192", "--out", str(straight))
+    summary = json.loads((straight / "summary.json").read_text())
+    assert summary["devices"] == 8 and summary["total_steps"] == 192 and summary["updates"] > 0
+    assert [r["step"] for r in rows(straight)] == ["96", "192"]
+
+    two_processes("train", *TWO_PROCESS, "--total-steps", "96", "--out", str(resumed))
+    two_processes("train", "--resume", str(resumed), "--total-steps", "192")
+    assert rows(resumed) == rows(straight)
+    (items, host, _), (ref_items, ref_host, _) = latest_state(resumed), latest_state(straight)
+    assert_trees_equal(items, ref_items)
+    assert len(host.backend) == 2  # each process's envs
+    assert comparable(host) == comparable(ref_host)
+    assert json.loads((resumed / "summary.json").read_text())["resumed_from"] == 96

@@ -1,0 +1,203 @@
+"""Run records that survive resumes, concurrent starts, signals, full disks and hostile
+files: what a session guarantees around the training loop."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from helpers import TINY, assert_trees_equal, latest_state, rows
+
+from spikerl_jax.cli import main
+
+SHORT = [*TINY[: TINY.index("--total-steps")], *TINY[TINY.index("--total-steps") + 2 :]]
+
+
+def train(out, *args):
+    return main(["train", *SHORT, "--out", str(out), *args])
+
+
+def cli(*args, **popen):
+    return subprocess.Popen([sys.executable, "-m", "spikerl_jax.cli", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            **popen)  # fmt: skip
+
+
+def wait_for_checkpoint(run_dir, timeout=180):
+    latest = run_dir / "checkpoints" / "latest"
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if latest.is_dir() and any(p.name.isdigit() for p in latest.iterdir()):
+            return
+        time.sleep(0.2)
+    raise TimeoutError("no checkpoint appeared")
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    out = tmp_path_factory.mktemp("finished") / "run"
+    assert train(out, "--total-steps", "600") == 0
+    return out
+
+
+def test_a_resume_with_nothing_to_do_says_so_and_changes_nothing(finished, capsys):
+    before = {name: (finished / name).read_bytes() for name in ("summary.json", "metrics.csv")}
+    assert main(["train", "--resume", str(finished)]) == 2
+    assert "nothing to do" in capsys.readouterr().err
+    assert main(["train", "--resume", str(finished), "--total-steps", "300"]) == 2
+    assert {name: (finished / name).read_bytes() for name in before} == before
+
+
+def test_time_and_energy_accumulate_across_resumes(finished, tmp_path):
+    out = tmp_path / "run"
+    assert train(out, "--total-steps", "300") == 0
+    first = json.loads((out / "summary.json").read_text())
+    assert main(["train", "--resume", str(out), "--total-steps", "600"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    (start_a, end_a, wall_a), (start_b, end_b, wall_b) = summary["segments"]
+    assert (start_a, end_a, start_b, end_b) == (0, 300, 300, 600)
+    assert summary["wall_s"] == pytest.approx(wall_a + wall_b)
+    # The first process's time up to its last checkpoint (its summary adds the close-down).
+    assert 0.5 * first["wall_s"] < wall_a <= first["wall_s"]
+    assert summary["wall_s"] > wall_b
+    # The straight run's wall time is of the same order (not a resumed part's alone).
+    straight = json.loads((finished / "summary.json").read_text())["wall_s"]
+    assert summary["wall_s"] > 0.5 * straight
+
+
+def test_one_process_per_run_directory_and_stale_locks_do_not_block(tmp_path):
+    out = tmp_path / "run"
+    first = cli("train", *SHORT, "--total-steps", "200000", "--eval-every", "300",
+                "--out", str(out))  # fmt: skip
+    try:
+        wait_for_checkpoint(out)
+        second = cli("train", "--resume", str(out), "--total-steps", "900")
+        _, err = second.communicate(timeout=120)
+        assert second.returncode == 2
+        assert f"is in use by another spikerl-jax process (pid {first.pid})" in err
+        assert len(err.strip().splitlines()) == 1
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=60)
+    # The killed process's lock died with it: the run resumes.
+    saved = max(int(p.name) for p in (out / "checkpoints" / "latest").iterdir()
+                if p.name.isdigit())  # fmt: skip
+    assert main(["train", "--resume", str(out), "--total-steps", str(saved + 300)]) == 0
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_143(tmp_path):
+    out = tmp_path / "run"
+    proc = cli("train", *SHORT, "--total-steps", "200000", "--eval-every", "1000",
+               "--checkpoint-every", "1000", "--out", str(out))  # fmt: skip
+    wait_for_checkpoint(out)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143  # 128 + SIGTERM
+    assert "interrupted by SIGTERM at step" in err and "Traceback" not in err
+    step = int(err.split("at step ")[1].split(";")[0])
+    assert latest_state(out)[2] == step  # the state at the signal was saved
+
+
+def test_same_seed_is_bit_identical_on_one_thread_and_under_load(finished, tmp_path):
+    """The same run on one CPU (so one XLA thread) while another process keeps the CPUs
+    busy gives the same metrics.csv and parameters as the unloaded run."""
+    out = tmp_path / "run"
+    burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        pinned = ("import os, sys; os.sched_setaffinity(0, {0}); "
+                  "from spikerl_jax.cli import main; sys.exit(main(sys.argv[1:]))")  # fmt: skip
+        proc = subprocess.run([sys.executable, "-c", pinned, "train", *SHORT, "--total-steps",
+                               "600", "--out", str(out)], capture_output=True, text=True,
+                              timeout=600)  # fmt: skip
+    finally:
+        burner.kill()
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert rows(out) == rows(finished)
+    assert_trees_equal(latest_state(out)[0], latest_state(finished)[0])
+
+
+def test_resume_may_change_eval_episodes_and_survives_a_damaged_metrics_row(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train(out, "--total-steps", "300") == 0
+    with open(out / "metrics.csv", "a") as f:
+        f.write("garbage,,,\n")
+    with pytest.warns(UserWarning, match=r"metrics\.csv: dropped 1 row\(s\) that do not parse"):
+        assert main(["train", "--resume", str(out), "--total-steps", "600",
+                     "--eval-episodes", "3"]) == 0  # fmt: skip
+    assert "Traceback" not in capsys.readouterr().err
+    assert [r["step"] for r in rows(out)] == ["300", "600"]
+    assert json.loads((out / "summary.json").read_text())["total_steps"] == 600
+
+
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        ("[1, 2]", "expected an object, got list"),
+        ('{"td3": {"actor_lr": "fast"}, "seed": "one"}',
+         "seed: expected int, got 'one'; td3.actor_lr: expected float, got 'fast'"),
+        ("{not json", "is not valid JSON"),
+    ],
+)
+def test_a_damaged_config_json_is_refused_naming_each_problem(finished, tmp_path, content,
+                                                              problem, capsys):  # fmt: skip
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(finished, out)
+    (out / "config.json").write_text(content)
+    assert main(["train", "--resume", str(out), "--total-steps", "900"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and problem in err[0], err
+
+
+def test_nan_before_any_checkpoint_says_none_was_kept(tmp_path, monkeypatch, capsys):
+    from spikerl_jax.training.host_loop import HostCollector
+
+    original = HostCollector.step
+
+    def poisoned(self, action):
+        original(self, action)
+        self._stage["reward"][0, self._size - 1] = np.nan
+
+    monkeypatch.setattr(HostCollector, "step", poisoned)
+    assert train(tmp_path / "run", "--total-steps", "600") == 2
+    err = capsys.readouterr().err
+    assert "non-finite losses at step 100" in err and "no checkpoint was saved yet" in err
+
+
+def test_a_full_disk_stops_with_one_line_and_keeps_the_last_checkpoint(tmp_path, monkeypatch,
+                                                                        capsys):  # fmt: skip
+    """A save that fails (here: ENOSPC from the second checkpoint on, where Orbax writes the
+    host state) stops training at once with one line naming the path and the free space;
+    the earlier checkpoint stays restorable and no temporary directory is left."""
+    import errno
+
+    import orbax.checkpoint as ocp
+
+    saves = {"n": 0}
+    original = ocp.CheckpointManager.save
+
+    def full_disk(self, step, *args, **kwargs):
+        saves["n"] += 1
+        if step >= 600:
+            tmp = os.path.join(str(self.directory), f"{step}.orbax-checkpoint-tmp-1")
+            os.makedirs(tmp, exist_ok=True)  # as a half-written save leaves it
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return original(self, step, *args, **kwargs)
+
+    monkeypatch.setattr(ocp.CheckpointManager, "save", full_disk)
+    out = tmp_path / "run"
+    assert train(out, "--total-steps", "1200") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert "cannot save checkpoint 600" in err[0] and "No space left on device" in err[0]
+    assert "MB free" in err[0] and "the last complete checkpoint (step 300) is kept" in err[0]
+    latest = out / "checkpoints" / "latest"
+    assert sorted(p.name for p in latest.iterdir()) == ["300"]
+    monkeypatch.undo()
+    assert latest_state(out)[2] == 300
+    assert rows(out)[-1]["step"] == "600"  # training stopped at the failed save

@@ -339,9 +339,9 @@ def _use_compile_cache() -> None:
     """Keeps compiled programs on disk between runs (JAX's persistent compilation cache):
     the first run of a configuration compiles (MJX programs take tens of seconds on a CPU),
     later ones (resumes, repeats, the members of later sweeps) load them. The cache lives in
-    ``$XDG_CACHE_HOME/spikerl_jax/xla`` (``~/.cache``), holds at most 4 GB (least recently
-    used entries go first) and is off with ``SPIKERL_JAX_COMPILE_CACHE=0``; a cache already
-    configured (``JAX_COMPILATION_CACHE_DIR``) is left alone."""
+    ``$XDG_CACHE_HOME/spikerl_jax/xla`` (``~/.cache``; delete it to reclaim the space) and
+    is off with ``SPIKERL_JAX_COMPILE_CACHE=0``; a cache already configured
+    (``JAX_COMPILATION_CACHE_DIR``) is left alone."""
     import os
 
     import jax
@@ -351,7 +351,6 @@ def _use_compile_cache() -> None:
     root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     jax.config.update("jax_compilation_cache_dir", os.path.join(root, "spikerl_jax", "xla"))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
-    jax.config.update("jax_compilation_cache_max_size", 4 * 2**30)
 
 
 def _one_line(message, category, filename, lineno, line=None) -> str:

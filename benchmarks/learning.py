@@ -1,0 +1,147 @@
+"""The learning benchmark: PopSAN vs an MLP actor vs PopSAN with the proxy target, several
+seeds each, trained by ``spikerl-jax sweep`` (one population per task and variant), and the
+report that puts the results beside the published anchors.
+
+    python benchmarks/learning.py run --envs HalfCheetah-v4 Hopper-v4 --seeds 0 1 2 \\
+        --steps 100000 --root runs/learning            # hours on a 2-core CPU
+    python benchmarks/learning.py report --root runs/learning --out docs
+
+``run`` skips finished sweeps and resumes interrupted ones. ``report`` reads every run under
+``ROOT/ENV-VARIANT/`` (sweep members, or runs copied there) and writes ``learning.csv`` and
+``learning_curves.png`` into ``--out``, and prints the markdown table of docs/learning.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+VARIANTS = {
+    "popsan": [],
+    "mlp": ["--actor", "mlp"],
+    "proxy": ["--target-actor", "proxy"],
+    "popsan-bf16": ["--precision", "bf16"],
+}
+# Published anchors (see docs/learning.md for their settings): TD3 with an ANN actor, the
+# TD3 authors' evaluations at 100k and 300k steps (gym v1, 10 seeds, mean, std).
+ANCHORS_TD3 = {
+    "HalfCheetah": {100_000: (5514, 554), 300_000: (7697, 727)},
+    "Hopper": {100_000: (659, 752), 300_000: (2410, 900)},
+    "Walker2d": {100_000: (770, 586), 300_000: (3335, 957)},
+}
+
+
+def run(args) -> None:
+    for env in args.envs:
+        for variant in args.variants:
+            root = os.path.join(args.root, f"{env}-{variant}")
+            if os.path.exists(os.path.join(root, "sweep.json")):
+                print(f"{root}: done", flush=True)
+                continue
+            if os.path.exists(os.path.join(root, "sweep_spec.json")):
+                command = ["sweep", "--resume", root]
+            else:
+                command = ["sweep", "--env", env, "--seeds", *map(str, args.seeds),
+                           "--total-steps", str(args.steps), "--out", root,
+                           *VARIANTS[variant], *args.extra]  # fmt: skip
+            print(" ".join(["spikerl-jax", *command]), flush=True)
+            subprocess.run([sys.executable, "-m", "spikerl_jax.cli", *command, "--no-progress"],
+                           check=True)  # fmt: skip
+
+
+def runs_of(root: str) -> dict[tuple[str, str], list[str]]:
+    """``{(env, variant): [run dirs]}`` under ``root`` (any depth below ENV-VARIANT)."""
+    found: dict[tuple[str, str], list[str]] = {}
+    for name in sorted(os.listdir(root)):
+        env, _, variant = name.partition("-v4-")
+        if not variant:
+            continue
+        for folder, _, files in os.walk(os.path.join(root, name)):
+            if "summary.json" in files and "metrics.csv" in files:
+                found.setdefault((f"{env}-v4", variant), []).append(folder)
+    return found
+
+
+def curve(run_dir: str) -> dict[int, float]:
+    with open(os.path.join(run_dir, "metrics.csv")) as f:
+        return {int(r["step"]): float(r["eval_return"]) for r in csv.DictReader(f)}
+
+
+def report(args) -> None:
+    from matplotlib.figure import Figure
+
+    groups = runs_of(args.root)
+    rows = []
+    envs = sorted({env for env, _ in groups})
+    fig = Figure(figsize=(5.5 * len(envs), 4), layout="constrained")
+    axes = fig.subplots(1, len(envs), squeeze=False)[0]
+    for ax, env in zip(axes, envs, strict=True):
+        for (group_env, variant), dirs in sorted(groups.items()):
+            if group_env != env:
+                continue
+            curves = [curve(d) for d in dirs]
+            steps = sorted(set.intersection(*(set(c) for c in curves)))
+            values = np.array([[c[s] for s in steps] for c in curves])
+            mean, std = values.mean(0), values.std(0)
+            ax.plot(steps, mean, marker="o", markersize=3, label=f"{variant} (n={len(dirs)})")
+            ax.fill_between(steps, mean - std, mean + std, alpha=0.2)
+            best = np.array([max(c.values()) for c in curves])
+            for step in (100_000, 300_000):
+                if step in steps:
+                    at = values[:, steps.index(step)]
+                    names = " ".join(os.path.relpath(d, args.root) for d in dirs)
+                    rows.append({"env": env, "variant": variant, "step": step,
+                                 "seeds": len(dirs), "mean": float(at.mean()),
+                                 "std": float(at.std()), "best_mean": float(best.mean()),
+                                 "runs": names})  # fmt: skip
+        family = env.split("-v")[0]
+        for step, (mean, std) in ANCHORS_TD3.get(family, {}).items():
+            ax.errorbar([step], [mean], yerr=[std], fmt="k^", capsize=3,
+                        label=f"TD3 (ANN), authors' curve, {step // 1000}k")  # fmt: skip
+        ax.set_title(env)
+        ax.set_xlabel("environment steps")
+        ax.set_ylabel("evaluation return (mean ± std over seeds)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    os.makedirs(args.out, exist_ok=True)
+    fig.savefig(os.path.join(args.out, "learning_curves.png"), dpi=110)
+    with open(os.path.join(args.out, "learning.csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, ["env", "variant", "step", "seeds", "mean", "std",
+                                    "best_mean", "runs"])  # fmt: skip
+        writer.writeheader()
+        writer.writerows(rows)
+    print("| env | actor | step | seeds | eval return (mean ± std) | best (mean over seeds) |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for r in rows:
+        print(f"| {r['env']} | {r['variant']} | {r['step'] // 1000}k | {r['seeds']} | "
+              f"{r['mean']:.0f} ± {r['std']:.0f} | {r['best_mean']:.0f} |")
+    print(json.dumps({"written": [os.path.join(args.out, n)
+                                  for n in ("learning.csv", "learning_curves.png")]}))  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_run = sub.add_parser("run", help="train the sweeps (skips finished ones)")
+    p_run.add_argument("--envs", nargs="+", default=["HalfCheetah-v4", "Hopper-v4"])
+    p_run.add_argument("--variants", nargs="+", default=["popsan", "mlp", "proxy"],
+                       choices=sorted(VARIANTS))  # fmt: skip
+    p_run.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p_run.add_argument("--steps", type=int, default=100_000)
+    p_run.add_argument("--root", default="runs/learning")
+    p_run.add_argument("extra", nargs="*", help="more train options, after --")
+    p_report = sub.add_parser("report", help="table and curves of the finished runs")
+    p_report.add_argument("--root", default="runs/learning")
+    p_report.add_argument("--out", default="docs")
+    args = parser.parse_args()
+    run(args) if args.command == "run" else report(args)
+
+
+if __name__ == "__main__":
+    main()

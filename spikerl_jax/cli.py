@@ -14,7 +14,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import sys
+import threading
 import warnings
 
 from spikerl_jax.config import ConfigError, TrainConfig, flag, preset_for
@@ -316,7 +318,11 @@ def main(argv: list[str] | None = None) -> int:
     from spikerl_jax.training.session import TrainingError
     from spikerl_jax.training.signals import Interrupted
 
-    absl.logging.set_verbosity(absl.logging.ERROR)  # orbax's per-save INFO/WARNING lines
+    # Orbax logs (absl) and its worker threads print a failing save's tracebacks, many times
+    # over; the failure reaches the main thread as one SaveError or CheckpointError line.
+    absl.logging.set_verbosity(absl.logging.FATAL)
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+    threading.excepthook = _quiet_checkpoint_threads
     warnings.formatwarning = _one_line  # a warning is one line on the terminal
     args = sys.argv[1:] if argv is None else argv
     if not args or args[0] in ("-h", "--help"):
@@ -351,6 +357,21 @@ def _use_compile_cache() -> None:
     root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     jax.config.update("jax_compilation_cache_dir", os.path.join(root, "spikerl_jax", "xla"))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
+_THREAD_HOOK = threading.excepthook
+
+
+def _quiet_checkpoint_threads(args) -> None:
+    """Drops the exceptions of Orbax's and asyncio's worker threads (their errors reach the
+    main thread, which reports them); any other thread's exception is printed as usual."""
+    import traceback
+
+    frames = traceback.extract_tb(args.exc_traceback) if args.exc_traceback else []
+    if any("/orbax/" in f.filename or "/asyncio/" in f.filename for f in frames):
+        logging.getLogger("spikerl_jax").debug("checkpoint thread: %r", args.exc_value)
+        return
+    _THREAD_HOOK(args)
 
 
 def _one_line(message, category, filename, lineno, line=None) -> str:

@@ -47,7 +47,14 @@ TENSORBOARD_TAGS = {
     "critic_grad_norm": "grad_norm/critic",
     "actor_grad_norm": "grad_norm/actor",
     "synops_per_inference": "spikes/synops_per_inference",
+    "proxy_loss": "loss/proxy",
 }
+
+
+def metrics_columns(cfg: TrainConfig) -> tuple[str, ...]:
+    """metrics.csv's columns for ``cfg``: ``proxy_loss`` (the proxy's imitation loss) is
+    added for the proxy target."""
+    return METRICS_COLUMNS + (("proxy_loss",) if cfg.td3.target_actor == "proxy" else ())
 
 
 class CsvLog:
@@ -169,7 +176,7 @@ class RunRecorder:
             os.makedirs(run_dir, exist_ok=True)
             with open(os.path.join(run_dir, "config.json"), "w") as f:
                 json.dump(dataclasses.asdict(cfg), f, indent=2)
-            self.metrics = CsvLog(os.path.join(run_dir, "metrics.csv"), METRICS_COLUMNS,
+            self.metrics = CsvLog(os.path.join(run_dir, "metrics.csv"), metrics_columns(cfg),
                                   resume_step)  # fmt: skip
             self.emissions = CsvLog(os.path.join(run_dir, "emissions.csv"), EMISSIONS_COLUMNS,
                                     resume_step)  # fmt: skip

@@ -180,6 +180,8 @@ class Session:
                        "update_s": 0.0}  # fmt: skip
         self.update_s, self.updates_at_start = 0.0, self.loop.updates
         self.metrics: dict = {}
+        proxy = cfg.td3.target_actor == "proxy"
+        self.loss_columns = LOSS_COLUMNS + (("proxy_loss",) if proxy else ())
 
     # --- set-up ----------------------------------------------------------------------------
 
@@ -287,7 +289,7 @@ class Session:
                 if window["update_s"]
                 else "",
                 # Empty until the first update.
-                **{k: float(metrics[k]) if k in metrics else "" for k in LOSS_COLUMNS},
+                **{k: float(metrics[k]) if k in metrics else "" for k in self.loss_columns},
                 "synops_per_inference": spikes["synops_per_inference"] if spikes else "",
             }
             rates = {k: v["firing_rate"] for k, v in spikes["layers"].items()} if spikes else {}

@@ -192,6 +192,13 @@ def test_compare_arithmetic():
     assert rows[2]["greenup"] is None and rows[2]["carbon_reduction_pct"] is None
 
 
+def test_compare_warns_about_runs_of_different_environments():
+    base = record("base", {"enabled": False})
+    other = RunRecord("other", {}, {**base.summary, "env": "Walker2d-v4"}, [])
+    with pytest.warns(UserWarning, match=r"different environments \(Hopper-v4, Walker2d-v4\)"):
+        compare_runs(base, [other])
+
+
 def copy_run(src, dst, seed, returns, actor_lr=None):
     """A copy of a real run with another seed (and learning rate) and chosen eval returns."""
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns("checkpoints", "tensorboard"))

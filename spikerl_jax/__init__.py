@@ -8,15 +8,38 @@ __version__ = "0.1.0"
 
 _API = (
     "CriticConfig",
+    "MLPActor",
+    "Policy",
     "PopSAN",
     "PopSANConfig",
+    "RunRecord",
+    "SweepSpec",
     "TD3Config",
     "TrainConfig",
+    "TrainResult",
     "TwinQ",
+    "compare_runs",
+    "episode_spike_trains",
+    "evaluate",
+    "export_nir",
+    "load_policy",
     "make_networks",
+    "plot_learning_curves",
+    "plot_receptive_fields",
+    "plot_runs",
+    "plot_spike_raster",
+    "popsan_to_nir",
     "preset_for",
+    "read_run",
+    "spike_report",
+    "train",
+    "train_sweep",
 )
 __all__ = [*_API]
+
+
+def __dir__():
+    return sorted([*globals(), *_API])
 
 
 def __getattr__(name: str):

@@ -30,6 +30,7 @@ commands:
   eval     run deterministic episodes of a trained run's policy
   compare  Speedup, Powerup, Greenup and carbon of runs against a base run
   plot     learning curves, energy and firing-rate plots of runs (PNG)
+  export-nir  a trained PopSAN actor as a NIR graph (neuromorphic toolchains)
 
 Run 'spikerl-jax COMMAND --help' for the command's options."""
 
@@ -237,12 +238,16 @@ def eval_command(args: list[str]) -> int:
     )
     parser.add_argument("--seed", type=int, default=0, help="seeds the episodes' resets")
     parser.add_argument("--render", metavar="VIDEO.mp4", help="also record the first episode")
+    parser.add_argument("--raster", metavar="RASTER.png",
+                        help="also draw every layer's spikes over the first steps of an "
+                        "episode (PopSAN)")  # fmt: skip
     opts = parser.parse_args(args)
     if opts.episodes <= 0:
         raise ConfigError(f"--episodes must be positive, got {opts.episodes}")
     if opts.seed < 0:
         raise ConfigError(f"--seed must be non-negative, got {opts.seed}")
-    result = evaluate_run(opts.run_dir, opts.episodes, opts.checkpoint, opts.seed, opts.render)
+    result = _writing("--raster/--render", evaluate_run, opts.run_dir, opts.episodes,
+                      opts.checkpoint, opts.seed, opts.render, opts.raster)  # fmt: skip
     print(json.dumps(result))
     return 0
 
@@ -266,7 +271,7 @@ def compare_command(args: list[str]) -> int:
     opts = parser.parse_args(args)
     base, runs = read_run(opts.base), [read_run(r) for r in opts.runs]
     rows = compare_runs(base, runs)
-    paths = _writing(opts.out, write_comparison, rows, opts.out)
+    paths = _writing(f"--out {opts.out}", write_comparison, rows, opts.out)
     console = Console()
     console.print(comparison_table(rows))
     console.print(f"written: {', '.join(paths)}")
@@ -288,17 +293,38 @@ def plot_command(args: list[str]) -> int:
                         "for one run, plots/ for several)")  # fmt: skip
     opts = parser.parse_args(args)
     out = opts.out or (opts.runs[0] if len(opts.runs) == 1 else "plots")
-    paths = _writing(out, plot_runs, [read_run(r) for r in opts.runs], out)
+    paths = _writing(f"--out {out}", plot_runs, [read_run(r) for r in opts.runs], out)
     print("written: " + ", ".join(paths))
     return 0
 
 
-def _writing(out: str, fn, *args):
-    """``fn(*args)``, with an OSError reported as a command error about ``--out``."""
+def export_nir_command(args: list[str]) -> int:
+    """``spikerl-jax export-nir RUN_DIR OUT.nir [--checkpoint best|latest]``."""
+    from spikerl_jax.export.nir import export_nir
+
+    parser = argparse.ArgumentParser(
+        prog="spikerl-jax export-nir",
+        description="Export a trained PopSAN actor to NIR (Neuromorphic Intermediate "
+        "Representation): its LIF layers as Affine + CubaLIF nodes, the population encoder "
+        "and decoder as documented pre/post-processing in OUT.popsan.npz beside the graph "
+        "(spikerl_jax/export/nir.py has the mapping). Needs pip install 'spikerl_jax[nir]'.",
+    )
+    parser.add_argument("run_dir", help="the run directory")
+    parser.add_argument("out", help="the NIR file to write (e.g. actor.nir)")
+    parser.add_argument("--checkpoint", choices=("best", "latest"), default="best")
+    opts = parser.parse_args(args)
+    paths = _writing(opts.out, export_nir, opts.run_dir, opts.out, opts.checkpoint)
+    print("written: " + ", ".join(paths))
+    return 0
+
+
+def _writing(target: str, fn, *args):
+    """``fn(*args)``, with an OSError reported as a command error about ``target`` (the
+    option naming what is written)."""
     try:
         return fn(*args)
     except OSError as e:
-        raise CommandError(f"cannot write --out {out}: {e.strerror or e}") from None
+        raise CommandError(f"cannot write {target}: {e.strerror or e}") from None
 
 
 COMMANDS = {
@@ -307,6 +333,7 @@ COMMANDS = {
     "eval": eval_command,
     "compare": compare_command,
     "plot": plot_command,
+    "export-nir": export_nir_command,
 }
 
 

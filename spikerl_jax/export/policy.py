@@ -21,7 +21,7 @@ from spikerl_jax.envs.registry import EnvSpec, env_spec
 from spikerl_jax.reporting.activity import spike_report
 from spikerl_jax.reporting.runlog import load_run_config
 from spikerl_jax.rl.networks import make_networks
-from spikerl_jax.rl.normalizer import Normalizer
+from spikerl_jax.rl.normalizer import Normalizer, normalize
 from spikerl_jax.rl.policy import make_policies
 from spikerl_jax.training.checkpoint import CheckpointError, restore
 from spikerl_jax.training.session import abstract_run_state
@@ -77,6 +77,23 @@ class Policy:
         action = np.asarray(self._act(self.actor_params, self.normalizer, batch, self._key))
         return action[0] if obs.ndim == 1 else action
 
+    def spike_trains(self, obs_BD: np.ndarray) -> tuple[np.ndarray, dict]:
+        """Actions ``(B, A)`` and every layer's spikes over the ``T`` timesteps
+        ``{layer: (T, B, N)}`` (PopSAN only): what a spike raster shows."""
+        if self.config.actor_kind != "popsan":
+            raise ValueError("spike trains exist for the PopSAN actor only (this run: mlp)")
+        obs_BD = self._check(obs_BD)
+        if not hasattr(self, "_trains"):
+            clip, actor = self.config.obs_clip, self.actor
+
+            def trains(params, norm, obs, key):
+                return actor.apply(params, normalize(norm, obs, clip), key,
+                                   method=actor.spike_trains)  # fmt: skip
+
+            self._trains = jax.jit(trains)
+        action, spikes = self._trains(self.actor_params, self.normalizer, obs_BD, self._key)
+        return np.asarray(action), {k: np.asarray(v) for k, v in spikes.items()}
+
     def with_spikes(self, obs_BD: np.ndarray) -> tuple[np.ndarray, dict]:
         """Actions ``(B, A)`` and each layer's spike count per observation ``{layer: (B,)}``
         (an empty dict for the MLP actor)."""
@@ -103,15 +120,19 @@ def load_policy(run_dir: str, checkpoint: str = "best") -> Policy:
 
 
 def evaluate_run(
-    run_dir: str, episodes: int, checkpoint: str, seed: int, render: str | None = None
-) -> dict:
+    run_dir: str, episodes: int = 10, checkpoint: str = "best", seed: int = 0,
+    render: str | None = None, raster: str | None = None,
+) -> dict:  # fmt: skip
     """Deterministic episodes of a run's policy with the actor's spike statistics (see
-    ``spikerl_jax.reporting.activity``); optionally records the first episode as a video."""
+    ``spikerl_jax.reporting.activity``); optionally records the first episode as a video
+    (``render``, an .mp4) and the spikes of its first steps as a raster (``raster``, a PNG)."""
     from spikerl_jax.envs.gymnasium_backend import make_eval_envs
     from spikerl_jax.training.host_loop import evaluate_episodes
 
     policy = load_policy(run_dir, checkpoint)
     cfg, spec = policy.config, policy.spec
+    if raster and cfg.actor_kind != "popsan":
+        raise ConfigError(f"--raster shows spikes: {run_dir} trained an MLP actor")
     envs = make_eval_envs(cfg.env, [seed + i for i in range(episodes)])
 
     def act(obs_MED):
@@ -128,7 +149,31 @@ def evaluate_run(
               "length_mean": res.length, "spikes": spikes}  # fmt: skip
     if render:
         result["video"] = record_video(policy, render, seed)
+    if raster:
+        from spikerl_jax.reporting.plots import plot_spike_raster
+
+        trains = episode_spike_trains(policy, steps=4, seed=seed)
+        result["raster"] = plot_spike_raster(trains, cfg.actor.timesteps, raster)
     return result
+
+
+def episode_spike_trains(policy: Policy, steps: int = 4, seed: int = 0) -> dict:
+    """Every layer's spikes over ``steps`` consecutive env steps of a deterministic episode
+    (from its reset), ``{layer: (steps * T, N)}``: the input of a spike raster."""
+    from spikerl_jax.envs.gymnasium_backend import quiet_make
+
+    env = quiet_make(policy.config.env)
+    obs, _ = env.reset(seed=seed)
+    trains: dict[str, list] = {}
+    for _ in range(steps):
+        action, spikes = policy.spike_trains(obs[None])
+        for layer, train in spikes.items():
+            trains.setdefault(layer, []).append(train[:, 0])
+        obs, _, terminated, truncated, _ = env.step(action[0])
+        if terminated or truncated:
+            break
+    env.close()
+    return {layer: np.concatenate(parts) for layer, parts in trains.items()}
 
 
 def record_video(policy: Policy, path: str, seed: int) -> str:

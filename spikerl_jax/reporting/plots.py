@@ -132,3 +132,49 @@ def plot_runs(runs: list[RunRecord], out_dir: str) -> list[str]:
         plot_firing_rates(groups, os.path.join(out_dir, "firing_rates.png")),
     ]
     return [p for p in paths if p is not None]
+
+
+def plot_spike_raster(trains: dict[str, np.ndarray], timesteps: int, path: str) -> str:
+    """A spike raster: one panel per layer, a dot per spike, time (spike timesteps of
+    consecutive env steps, separated by lines every ``timesteps``) left to right.
+
+    Args:
+      trains: ``{layer: (time, neurons)}`` 0/1 spikes, layers in network order.
+      timesteps: ``T``, the spike timesteps per env step.
+      path: the PNG to write.
+    """
+    fig = Figure(figsize=(8, 1.2 + 1.4 * len(trains)), layout="constrained")
+    axes = fig.subplots(len(trains), 1, sharex=True, squeeze=False)[:, 0]
+    for ax, (layer, train) in zip(axes, trains.items(), strict=True):
+        time, neuron = np.nonzero(np.asarray(train))
+        ax.scatter(time, neuron, s=max(4.0, 400.0 / train.shape[1]), marker="|", color="black",
+                   linewidths=1.0)  # fmt: skip
+        for boundary in range(timesteps, len(train), timesteps):
+            ax.axvline(boundary - 0.5, color="tab:blue", alpha=0.3, linewidth=0.8)
+        rate = float(np.asarray(train).mean())
+        ax.set_ylabel(f"{layer}\n({train.shape[1]})", fontsize=8)
+        ax.set_ylim(-1, train.shape[1])
+        ax.set_title(f"{layer}: firing rate {rate:.2f}", fontsize=8, loc="left")
+    axes[-1].set_xlabel(f"spike timestep ({timesteps} per env step)")
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def plot_receptive_fields(mean_DP: np.ndarray, std_DP: np.ndarray, path: str,
+                          dims: int = 4, clip: float = 3.0) -> str:  # fmt: skip
+    """The population encoder's Gaussian receptive fields of the first ``dims`` observation
+    dims: each neuron's activation ``exp(-(o - mu)^2 / (2 sigma^2))`` over normalized
+    observations in ``[-clip, clip]``."""
+    mean_DP, std_DP = np.asarray(mean_DP), np.asarray(std_DP)
+    dims = min(dims, mean_DP.shape[0])
+    o = np.linspace(-clip, clip, 400)
+    fig = Figure(figsize=(3 * dims, 2.6), layout="constrained")
+    axes = fig.subplots(1, dims, squeeze=False)[0]
+    for d, ax in enumerate(axes):
+        for mu, sigma in zip(mean_DP[d], std_DP[d], strict=True):
+            ax.plot(o, np.exp(-0.5 * (o - mu) ** 2 / sigma**2), linewidth=1)
+        ax.set_title(f"observation dim {d}", fontsize=9)
+        ax.set_xlabel("normalized observation")
+    axes[0].set_ylabel("activation")
+    fig.savefig(path, dpi=110)
+    return path

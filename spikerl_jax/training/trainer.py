@@ -39,6 +39,13 @@ def train(cfg: TrainConfig, resume: bool = False, console=None) -> dict:
 def train_population(configs: list[TrainConfig], resume: bool = False, console=None) -> list:
     """Trains the members ``configs`` (same networks and schedule; seeds and shape-keeping
     settings may differ) in one set of compiled programs; returns their summaries."""
+    return train_members(configs, resume, console)[0]
+
+
+def train_members(configs: list[TrainConfig], resume: bool = False, console=None):
+    """The algorithm: init, then per stretch of rounds collect and learn, evaluate, record,
+    checkpoint. Returns the members' summaries and the final ``RunState`` (member axis
+    first)."""
     session = Session(configs, resume, console)  # validate, build, restore, open the records
     state, loop = session.state, session.loop
     with session:
@@ -56,7 +63,7 @@ def train_population(configs: list[TrainConfig], resume: bool = False, console=N
                 session.checkpoint(state, loop, best=improved)
             if session.stop.requested:
                 raise session.interrupted(loop.step)
-        return session.finish(state, loop)
+        return session.finish(state, loop), state
 
 
 def train_sweep(spec: SweepSpec, resume: bool = False, console=None) -> list[dict]:

@@ -45,3 +45,25 @@ def test_the_policy_refuses_nan_and_misshaped_observations(run):
 def test_only_best_and_latest_checkpoints_exist(run):
     with pytest.raises(ConfigError, match="checkpoint must be 'best' or 'latest', got 'foo'"):
         load_policy(str(run), "foo")
+
+
+def test_eval_draws_a_spike_raster(run, tmp_path, capsys):
+    from matplotlib.image import imread
+
+    path = tmp_path / "raster.png"
+    assert main(["eval", str(run), "--episodes", "1", "--raster", str(path)]) == 0
+    assert str(path) in capsys.readouterr().out
+    pixels = imread(path)[..., :3]
+    assert pixels.shape[0] > 200 and pixels.std() > 0.05  # not blank
+    dark = (pixels.mean(-1) < 0.3).mean()
+    assert 0.001 < dark < 0.5  # spikes drawn, the canvas not filled
+
+
+def test_export_nir_from_the_cli(run, tmp_path, capsys):
+    import nir
+
+    out = tmp_path / "actor.nir"
+    assert main(["export-nir", str(run), str(out)]) == 0
+    assert out.exists() and (tmp_path / "actor.popsan.npz").exists()
+    graph = nir.read(str(out))
+    assert isinstance(graph.nodes["lif0"], nir.CubaLIF)

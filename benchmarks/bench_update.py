@@ -93,6 +93,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--updates", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--only", nargs="+", metavar="NAME",
+                        help="measure only these settings (e.g. b100_h256 b1024_h256)")  # fmt: skip
     args = parser.parse_args()
     peak = matmul_peak_flops()
     result = {"benchmark": "td3_update", "machine": machine(), "matmul_peak_gflops": peak / 1e9}
@@ -105,6 +107,8 @@ def main() -> None:
         ("b100_h256_bf16", 100, (256, 256), True, "bf16"),
         ("b1024_h256_bf16", 1024, (256, 256), True, "bf16"),
     ]:
+        if args.only and name not in args.only:
+            continue
         ups, flops = updates_per_second(
             batch, hidden, args.updates, args.repeats, layer_by_layer, precision
         )

@@ -32,6 +32,21 @@ def matmul_peak_flops(n: int = 2048, repeats: int = 7) -> float:
     return 2 * n**3 / seconds
 
 
+def cpu_model() -> dict:
+    """The CPU's model name and the vector extensions that matter here (from /proc/cpuinfo)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            info = f.read()
+    except OSError:
+        return {"cpu_model": platform.processor() or platform.machine()}
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines()
+                  if line.startswith("model name")), "unknown")  # fmt: skip
+    flags = next((line.split(":", 1)[1].split() for line in info.splitlines()
+                  if line.startswith("flags")), [])  # fmt: skip
+    wanted = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16")
+    return {"cpu_model": model, "cpu_flags": [f for f in wanted if f in flags]}
+
+
 def machine() -> dict:
     """Where the figures come from: device, cores, versions, commit."""
     try:
@@ -45,6 +60,7 @@ def machine() -> dict:
         "backend": jax.default_backend(),
         "cpu_count": os.cpu_count(),
         "processor": platform.processor() or platform.machine(),
+        **cpu_model(),
         "jax": jax.__version__,
         "commit": commit,
     }

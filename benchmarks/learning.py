@@ -101,9 +101,12 @@ def report(args) -> None:
                                  "std": float(at.std()), "best_mean": float(best.mean()),
                                  "runs": names})  # fmt: skip
         family = env.split("-v")[0]
+        last = max(step for (group_env, _), dirs in groups.items() if group_env == env
+                   for step in curve(dirs[0]))  # fmt: skip
         for step, (mean, std) in ANCHORS_TD3.get(family, {}).items():
-            ax.errorbar([step], [mean], yerr=[std], fmt="k^", capsize=3,
-                        label=f"TD3 (ANN), authors' curve, {step // 1000}k")  # fmt: skip
+            if step <= last:
+                ax.errorbar([step], [mean], yerr=[std], fmt="k^", capsize=3,
+                            label=f"TD3 (ANN), authors' curve, {step // 1000}k")  # fmt: skip
         ax.set_title(env)
         ax.set_xlabel("environment steps")
         ax.set_ylabel("evaluation return (mean ± std over seeds)")

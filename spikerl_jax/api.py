@@ -17,30 +17,35 @@ from __future__ import annotations
 
 import dataclasses
 
-from spikerl_jax.config import (
-    CriticConfig,
-    PopSANConfig,
-    TD3Config,
-    TrainConfig,
-    preset_for,
-)
-from spikerl_jax.export.nir import export_nir, popsan_to_nir
-from spikerl_jax.export.policy import Policy, episode_spike_trains, load_policy
-from spikerl_jax.export.policy import evaluate_run as evaluate
-from spikerl_jax.reporting.activity import spike_report
-from spikerl_jax.reporting.compare import compare_runs
-from spikerl_jax.reporting.plots import (
-    plot_learning_curves,
-    plot_receptive_fields,
-    plot_runs,
-    plot_spike_raster,
-)
-from spikerl_jax.reporting.runlog import RunRecord, read_run
-from spikerl_jax.rl.networks import MLPActor, TwinQ, make_networks
-from spikerl_jax.snn.popsan import PopSAN
+# Re-exports (``import x as x`` marks them as such for linters).
+from spikerl_jax.api_names import PUBLIC_NAMES
+from spikerl_jax.config import CriticConfig as CriticConfig
+from spikerl_jax.config import PopSANConfig as PopSANConfig
+from spikerl_jax.config import TD3Config as TD3Config
+from spikerl_jax.config import TrainConfig as TrainConfig
+from spikerl_jax.config import preset_for as preset_for
+from spikerl_jax.export.nir import export_nir as export_nir
+from spikerl_jax.export.nir import popsan_to_nir as popsan_to_nir
+from spikerl_jax.export.policy import Policy as Policy
+from spikerl_jax.export.policy import episode_spike_trains as episode_spike_trains
+from spikerl_jax.export.policy import evaluate_run
+from spikerl_jax.export.policy import load_policy as load_policy
+from spikerl_jax.reporting.activity import spike_report as spike_report
+from spikerl_jax.reporting.compare import compare_runs as compare_runs
+from spikerl_jax.reporting.plots import plot_learning_curves as plot_learning_curves
+from spikerl_jax.reporting.plots import plot_receptive_fields as plot_receptive_fields
+from spikerl_jax.reporting.plots import plot_runs as plot_runs
+from spikerl_jax.reporting.plots import plot_spike_raster as plot_spike_raster
+from spikerl_jax.reporting.runlog import RunRecord as RunRecord
+from spikerl_jax.reporting.runlog import read_run as read_run
+from spikerl_jax.rl.networks import MLPActor as MLPActor
+from spikerl_jax.rl.networks import TwinQ as TwinQ
+from spikerl_jax.rl.networks import make_networks as make_networks
+from spikerl_jax.snn.popsan import PopSAN as PopSAN
 from spikerl_jax.training.state import RunState
-from spikerl_jax.training.sweep import SweepSpec
-from spikerl_jax.training.trainer import train_members, train_sweep
+from spikerl_jax.training.sweep import SweepSpec as SweepSpec
+from spikerl_jax.training.trainer import train_members
+from spikerl_jax.training.trainer import train_sweep as train_sweep
 
 
 @dataclasses.dataclass
@@ -78,32 +83,14 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
     return TrainResult(summary, read_run(summary["run_dir"]).metrics, summary["run_dir"], state)
 
 
-__all__ = [
-    "CriticConfig",
-    "MLPActor",
-    "Policy",
-    "PopSAN",
-    "PopSANConfig",
-    "RunRecord",
-    "SweepSpec",
-    "TD3Config",
-    "TrainConfig",
-    "TrainResult",
-    "TwinQ",
-    "compare_runs",
-    "episode_spike_trains",
-    "evaluate",
-    "export_nir",
-    "load_policy",
-    "make_networks",
-    "plot_learning_curves",
-    "plot_receptive_fields",
-    "plot_runs",
-    "plot_spike_raster",
-    "popsan_to_nir",
-    "preset_for",
-    "read_run",
-    "spike_report",
-    "train",
-    "train_sweep",
-]
+# The names ``spikerl_jax`` exports (listed once, in its __init__, which stays light).
+__all__ = list(PUBLIC_NAMES)
+
+
+def evaluate(run_dir: str, episodes: int = 10, checkpoint: str = "best", seed: int = 0,
+             render: str | None = None, raster: str | None = None) -> dict:  # fmt: skip
+    """Deterministic episodes of a run's policy: mean and std of the returns and episode
+    lengths, and (PopSAN) the spike statistics (``spikerl_jax.reporting.activity``);
+    ``render`` also records the first episode as an mp4, ``raster`` draws every layer's spikes
+    over its first steps as a PNG. What ``spikerl-jax eval`` prints."""
+    return evaluate_run(run_dir, episodes, checkpoint, seed, render, raster)

@@ -51,12 +51,21 @@ def rows(run_dir) -> list[dict]:
 
 def latest_state(run_dir, which: str = "latest"):
     """``(items, host, step)`` of a run's newest checkpoint (learner, buffer, MJX envs)."""
+    import json
+    import os
+
     from spikerl_jax.reporting.runlog import load_run_config
     from spikerl_jax.training.checkpoint import restore
     from spikerl_jax.training.session import abstract_run_state
 
     cfg = load_run_config(str(run_dir))
-    return restore(str(run_dir), abstract_run_state(cfg, with_env=True), which)
+    summary = os.path.join(str(run_dir), "summary.json")
+    devices = 1
+    if os.path.exists(summary):
+        with open(summary) as f:
+            devices = json.load(f).get("devices", 1)
+    abstract = abstract_run_state(cfg, with_env=True, devices=devices)
+    return restore(str(run_dir), abstract, which)
 
 
 def comparable(host):
@@ -80,3 +89,16 @@ def comparable(host):
                 for f in ("time", "qpos", "qvel", "act", "qacc_warmstart", "xpos", "ctrl")
             ]
     return host
+
+
+def wait_for_checkpoint(run_dir, timeout: float = 180) -> None:
+    """Blocks until ``run_dir`` has a complete latest checkpoint."""
+    import time
+
+    latest = run_dir / "checkpoints" / "latest"
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if latest.is_dir() and any(p.name.isdigit() for p in latest.iterdir()):
+            return
+        time.sleep(0.2)
+    raise TimeoutError("no checkpoint appeared")

@@ -12,7 +12,7 @@ ROOT = Path(spikerl_jax.__file__).parent
 # Layers, bottom up: a module may import from its own layer's package or from lower layers
 # (the entry points at the top may import each other).
 BASE = {"spikerl_jax.precision", "spikerl_jax.schema", "spikerl_jax.initializers",
-        "spikerl_jax.envs.registry"}  # fmt: skip
+        "spikerl_jax.envs.registry", "spikerl_jax.api_names"}  # fmt: skip
 LAYERS = [
     BASE,
     {"spikerl_jax.config"},
@@ -107,3 +107,10 @@ def test_the_walker_sees_function_level_imports(tmp_path):
     source.write_text("def f():\n    from spikerl_jax.training.trainer import train\n")
     assert imports_of(source, set(modules())) == {"spikerl_jax.training.trainer"}
     assert importlib.util.find_spec("spikerl_jax.training.trainer") is not None
+
+
+def test_the_public_api_exports_every_name_it_lists():
+    import spikerl_jax.api as api
+
+    assert [name for name in spikerl_jax.__all__ if not hasattr(api, name)] == []
+    assert spikerl_jax.train is api.train and spikerl_jax.load_policy is api.load_policy

@@ -12,7 +12,9 @@ from typing import NamedTuple, Protocol
 
 import numpy as np
 
-from spikerl_jax.training.state import HostEnvsState, LoopState, RunState
+from spikerl_jax.training.state import DeviceEnvsState, HostEnvsState, LoopState, RunState
+
+HostSide = tuple[HostEnvsState, ...] | DeviceEnvsState  # a backend's state outside RunState
 
 
 class EvalResult(NamedTuple):
@@ -80,10 +82,12 @@ class Backend(Protocol):
     def take_train_returns(self) -> list[float | None]:
         """Each member's mean training-episode return since the last call."""
 
-    def snapshot(self) -> tuple[HostEnvsState, ...]:
-        """Host-side env state for a checkpoint (empty when the envs live in ``RunState``)."""
+    def snapshot(self) -> HostSide:
+        """The backend's host-side state for a checkpoint: Gymnasium envs (one record per
+        process), or the MJX backend's training-return accumulators (its envs are in
+        ``RunState``)."""
 
-    def restore(self, saved: tuple[HostEnvsState, ...]) -> None:
+    def restore(self, saved: HostSide) -> None:
         """Restores ``snapshot``'s output."""
 
     def close(self) -> None:

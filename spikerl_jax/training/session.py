@@ -62,11 +62,12 @@ def make_backend(cfg: TrainConfig, spec, learner, seeds, keys) -> Backend:
     return HostBackend(cfg, spec, learner, seeds, keys)
 
 
-def abstract_run_state(cfg: TrainConfig, with_env: bool = False) -> RunState:
-    """The shapes and dtypes of one member's run state, placed on this machine's first device
-    (for restoring checkpoints outside training); ``with_env`` adds the MJX envs' state."""
+def abstract_run_state(cfg: TrainConfig, with_env: bool = False, devices: int = 1) -> RunState:
+    """The shapes and dtypes of one member's run state (for restoring checkpoints outside
+    training), laid out on ``devices`` local devices as a run on that many devices lays it
+    out (the replay buffer's shards); ``with_env`` adds the MJX envs' state."""
     spec = env_spec(cfg.env)
-    learner = make_learner(cfg, spec, make_layout(1, make_mesh(1)))
+    learner = make_learner(cfg, spec, make_layout(1, make_mesh(devices)))
     keys = member_keys([cfg.seed])
     hparams = stack_hparams([hparams_from_config(cfg)])
     learner_state = jax.eval_shape(learner.init, keys["init"], hparams)

@@ -11,7 +11,7 @@ import time
 import jax
 import numpy as np
 import pytest
-from helpers import TINY, assert_trees_equal, comparable, latest_state, rows
+from helpers import TINY, assert_trees_equal, comparable, latest_state, rows, wait_for_checkpoint
 
 from spikerl_jax.cli import main
 from spikerl_jax.envs.registry import env_spec
@@ -168,16 +168,6 @@ def run_cli_background(*args):
         stderr=subprocess.PIPE,
         text=True,
     )
-
-
-def wait_for_checkpoint(run_dir, timeout=120):
-    latest = run_dir / "checkpoints" / "latest"
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if latest.is_dir() and any(p.name.isdigit() for p in latest.iterdir()):
-            return
-        time.sleep(0.2)
-    raise TimeoutError("no checkpoint appeared")
 
 
 def test_sigint_saves_and_exits_cleanly(tmp_path):

@@ -6,11 +6,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
-from helpers import TINY, assert_trees_equal, latest_state, rows
+from helpers import TINY, assert_trees_equal, latest_state, rows, wait_for_checkpoint
 
 from spikerl_jax.cli import main
 
@@ -25,16 +24,6 @@ def cli(*args, **popen):
     return subprocess.Popen([sys.executable, "-m", "spikerl_jax.cli", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             **popen)  # fmt: skip
-
-
-def wait_for_checkpoint(run_dir, timeout=180):
-    latest = run_dir / "checkpoints" / "latest"
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if latest.is_dir() and any(p.name.isdigit() for p in latest.iterdir()):
-            return
-        time.sleep(0.2)
-    raise TimeoutError("no checkpoint appeared")
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,32 @@
+"""The names of the public API (``spikerl_jax.api``), listed once: the package's ``__init__``
+exports them lazily from this light module, ``api`` defines them."""
+
+PUBLIC_NAMES = (
+    "CriticConfig",
+    "MLPActor",
+    "Policy",
+    "PopSAN",
+    "PopSANConfig",
+    "RunRecord",
+    "SweepSpec",
+    "TD3Config",
+    "TrainConfig",
+    "TrainResult",
+    "TwinQ",
+    "compare_runs",
+    "episode_spike_trains",
+    "evaluate",
+    "export_nir",
+    "load_policy",
+    "make_networks",
+    "plot_learning_curves",
+    "plot_receptive_fields",
+    "plot_runs",
+    "plot_spike_raster",
+    "popsan_to_nir",
+    "preset_for",
+    "read_run",
+    "spike_report",
+    "train",
+    "train_sweep",
+)

@@ -5,10 +5,13 @@ report that puts the results beside the published anchors.
     python benchmarks/learning.py run --envs HalfCheetah-v4 Hopper-v4 --seeds 0 1 2 \\
         --steps 100000 --root runs/learning            # hours on a 2-core CPU
     python benchmarks/learning.py report --root runs/learning --out docs
+    python benchmarks/learning.py diagnose --root runs/learning   # saturated spiking layers
 
 ``run`` skips finished sweeps and resumes interrupted ones. ``report`` reads every run under
 ``ROOT/ENV-VARIANT/`` (sweep members, or runs copied there) and writes ``learning.csv`` and
 ``learning_curves.png`` into ``--out``, and prints the markdown table of docs/learning.md.
+``diagnose`` runs every PopSAN run's latest policy for 1,000 deterministic steps and prints, per
+spiking layer, its firing rate and the fractions of saturated, silent and informative neurons.
 """
 
 from __future__ import annotations
@@ -92,14 +95,15 @@ def report(args) -> None:
             ax.plot(steps, mean, marker="o", markersize=3, label=f"{variant} (n={len(dirs)})")
             ax.fill_between(steps, mean - std, mean + std, alpha=0.2)
             best = np.array([max(c.values()) for c in curves])
-            for step in (100_000, 300_000):
-                if step in steps:
-                    at = values[:, steps.index(step)]
-                    names = " ".join(os.path.relpath(d, args.root) for d in dirs)
-                    rows.append({"env": env, "variant": variant, "step": step,
-                                 "seeds": len(dirs), "mean": float(at.mean()),
-                                 "std": float(at.std()), "best_mean": float(best.mean()),
-                                 "runs": names})  # fmt: skip
+            # The anchors' budgets, and the last step when a run stops short of them.
+            for step in sorted({s for s in (100_000, 300_000) if s in steps} | {steps[-1]}):
+                at = values[:, steps.index(step)]
+                names = " ".join(os.path.relpath(d, args.root) for d in dirs)
+                rows.append({"env": env, "variant": variant, "step": step,
+                             "seeds": len(dirs), "mean": float(at.mean()),
+                             "std": float(at.std()), "best_mean": float(best.mean()),
+                             "best_per_seed": " ".join(f"{b:.0f}" for b in best),
+                             "runs": names})  # fmt: skip
         family = env.split("-v")[0]
         last = max(step for (group_env, _), dirs in groups.items() if group_env == env
                    for step in curve(dirs[0]))  # fmt: skip
@@ -116,16 +120,45 @@ def report(args) -> None:
     fig.savefig(os.path.join(args.out, "learning_curves.png"), dpi=110)
     with open(os.path.join(args.out, "learning.csv"), "w", newline="") as f:
         writer = csv.DictWriter(f, ["env", "variant", "step", "seeds", "mean", "std",
-                                    "best_mean", "runs"])  # fmt: skip
+                                    "best_mean", "best_per_seed", "runs"])  # fmt: skip
         writer.writeheader()
         writer.writerows(rows)
-    print("| env | actor | step | seeds | eval return (mean ± std) | best (mean over seeds) |")
+    print("| env | actor | step | seeds | eval return (mean ± std) | best: mean (per seed) |")
     print("| --- | --- | --- | --- | --- | --- |")
     for r in rows:
-        print(f"| {r['env']} | {r['variant']} | {r['step'] // 1000}k | {r['seeds']} | "
-              f"{r['mean']:.0f} ± {r['std']:.0f} | {r['best_mean']:.0f} |")
+        print(
+            f"| {r['env']} | {r['variant']} | {r['step'] // 1000}k | {r['seeds']} | "
+            f"{r['mean']:.0f} ± {r['std']:.0f} | {r['best_mean']:.0f} ({r['best_per_seed']}) |"
+        )
     print(json.dumps({"written": [os.path.join(args.out, n)
                                   for n in ("learning.csv", "learning_curves.png")]}))  # fmt: skip
+
+
+def diagnose(args) -> None:
+    import spikerl_jax as sj
+    from spikerl_jax.envs.gymnasium_backend import quiet_make
+
+    print("| run | return (1st episode) | layer: firing rate, saturated / silent / varying |")
+    print("| --- | --- | --- |")
+    for (env, _), dirs in sorted(runs_of(args.root).items()):
+        for run_dir in dirs:
+            policy = sj.load_policy(run_dir, "latest")
+            if policy.config.actor_kind != "popsan":
+                continue
+            gym_env, observations, episode_return, first = quiet_make(env), [], 0.0, True
+            obs, _ = gym_env.reset(seed=0)
+            for _ in range(args.steps):  # the states the policy itself visits
+                observations.append(obs)
+                obs, reward, terminated, truncated, _ = gym_env.step(policy(obs))
+                episode_return += reward * first
+                if terminated or truncated:
+                    obs, first = gym_env.reset()[0], False
+            _, trains = policy.spike_trains(np.array(observations, np.float32))
+            layers = sj.neuron_saturation(trains, policy.config.actor.timesteps)
+            cells = "; ".join(f"{name} {v['firing_rate']:.2f}, {v['saturated']:.2f} / "
+                              f"{v['silent']:.2f} / {v['varies']:.2f}"
+                              for name, v in layers.items())  # fmt: skip
+            print(f"| {os.path.relpath(run_dir, args.root)} | {episode_return:.0f} | {cells} |")
 
 
 def main() -> None:
@@ -142,8 +175,11 @@ def main() -> None:
     p_report = sub.add_parser("report", help="table and curves of the finished runs")
     p_report.add_argument("--root", default="runs/learning")
     p_report.add_argument("--out", default="docs")
+    p_diag = sub.add_parser("diagnose", help="saturated and silent neurons of PopSAN runs")
+    p_diag.add_argument("--root", default="runs/learning")
+    p_diag.add_argument("--steps", type=int, default=1000)
     args = parser.parse_args()
-    run(args) if args.command == "run" else report(args)
+    {"run": run, "report": report, "diagnose": diagnose}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from spikerl_jax.export.policy import Policy as Policy
 from spikerl_jax.export.policy import episode_spike_trains as episode_spike_trains
 from spikerl_jax.export.policy import evaluate_run
 from spikerl_jax.export.policy import load_policy as load_policy
+from spikerl_jax.reporting.activity import neuron_saturation as neuron_saturation
 from spikerl_jax.reporting.activity import spike_report as spike_report
 from spikerl_jax.reporting.compare import compare_runs as compare_runs
 from spikerl_jax.reporting.plots import plot_learning_curves as plot_learning_curves

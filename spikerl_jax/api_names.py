@@ -19,6 +19,7 @@ PUBLIC_NAMES = (
     "export_nir",
     "load_policy",
     "make_networks",
+    "neuron_saturation",
     "plot_learning_curves",
     "plot_receptive_fields",
     "plot_runs",

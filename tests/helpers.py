@@ -15,6 +15,9 @@ TINY = [
     "--hidden-sizes", "16", "16", "--critic-hidden-sizes", "16", "16", "--replay-size", "1000",
     "--no-progress", "--devices", "1",
 ]  # fmt: skip
+# The learning tests' networks: 64x64 actor and critics solve InvertedPendulum within the
+# preset's 20k steps (seed 0: 1000 at 20k in fp32 and bf16) at a fifth of 256x256's time.
+LEARNING_NETS = ["--hidden-sizes", "64", "64", "--critic-hidden-sizes", "64", "64"]
 TIMING = {"wall_s", "env_steps_per_s", "updates_per_s"}
 
 

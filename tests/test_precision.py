@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import hparams
+from helpers import LEARNING_NETS, hparams
 
 from spikerl_jax.cli import main
 from spikerl_jax.config import CriticConfig, PopSANConfig, TD3Config
@@ -89,7 +89,8 @@ def test_td3_update_gradients_finite(precision):
 @pytest.mark.slow
 def test_bf16_training_solves_inverted_pendulum(tmp_path):
     out = tmp_path / "run"
-    args = ["train", "--env", "InvertedPendulum-v4", "--precision", "bf16", "--seed", "0"]
+    args = ["train", "--env", "InvertedPendulum-v4", "--precision", "bf16", "--seed", "0",
+            *LEARNING_NETS]  # fmt: skip
     assert main([*args, "--out", str(out), "--no-progress", "--devices", "1"]) == 0
     config = json.loads((out / "config.json").read_text())
     assert config["actor"]["actor_precision"] == config["critic"]["critic_precision"] == "bf16"

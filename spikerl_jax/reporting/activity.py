@@ -22,6 +22,8 @@ chips, so treat the ratio as an operation-count comparison.
 
 from __future__ import annotations
 
+import numpy as np
+
 from spikerl_jax.config import PJ_PER_MAC, PJ_PER_SYNOP, PopSANConfig
 from spikerl_jax.snn.popsan import layer_names
 
@@ -88,3 +90,32 @@ def spike_report(
         "ann_energy_pj_per_inference": ann_pj,
         "ann_over_snn_energy": ann_pj / snn_pj if snn_pj else None,
     }
+
+
+def neuron_saturation(trains: dict, timesteps: int) -> dict[str, dict[str, float]]:
+    """How much each spiking layer still tells its observations apart.
+
+    A neuron that fires at every timestep for every observation (saturated) or never (silent)
+    carries no information about the observation, and the rectangular surrogate gradient,
+    nonzero only near the threshold, hardly reaches it: when a whole output population is in
+    that state the action is constant and the actor stops learning (docs/learning.md).
+
+    Args:
+      trains: ``{layer: (T, B, N) spikes}`` over ``B`` observations (``Policy.spike_trains``).
+      timesteps: ``T``.
+
+    Returns:
+      Per layer: ``firing_rate`` (spikes per neuron per timestep), and the fractions of its
+      neurons that are ``saturated``, ``silent``, or whose spike count ``varies`` across the
+      observations.
+    """
+    out = {}
+    for layer, spikes in trains.items():
+        counts = np.asarray(spikes).sum(0)  # (B, N)
+        out[layer] = {
+            "firing_rate": float(counts.mean() / timesteps),
+            "saturated": float((counts == timesteps).all(0).mean()),
+            "silent": float((counts == 0).all(0).mean()),
+            "varies": float((counts != counts[:1]).any(0).mean()),
+        }
+    return out

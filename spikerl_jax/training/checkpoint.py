@@ -188,8 +188,9 @@ def restore(
     except Exception as e:  # orbax raises many types for bad files; name the checkpoint
         raise CheckpointError(
             f"cannot restore checkpoint {path}/{step} ({type(e).__name__}: {str(e)[:200]}); "
-            "it is corrupted or was written by a different configuration: delete that step "
-            "directory to fall back to the previous checkpoint"
+            "it was written with a different configuration or by another spikerl_jax "
+            "version (read it with that version), or it is corrupted: then deleting that "
+            "step directory falls back to the previous checkpoint"
         ) from None
     finally:
         manager.close()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from spikerl_jax.config import PopSANConfig
-from spikerl_jax.reporting.activity import ann_macs, spike_report
+from spikerl_jax.reporting.activity import ann_macs, neuron_saturation, spike_report
 from spikerl_jax.snn.popsan import PopSAN
 
 TINY = PopSANConfig(pop_in=2, hidden_sizes=(3,), pop_out=2, timesteps=3)  # obs 2, action 1
@@ -52,3 +52,14 @@ def test_synops_equal_a_count_over_every_synapse_of_the_parameters():
     totals = {k: float(v.sum()) for k, v in counts.items()}
     report = spike_report(totals, 5, 2, 1, TINY)
     assert report["synops_per_inference"] == pytest.approx(by_hand / 5)
+
+
+def test_neuron_saturation_counts_saturated_silent_and_varying_neurons():
+    T, B = 5, 4
+    spikes = np.zeros((T, B, 4), np.float32)
+    spikes[:, :, 0] = 1  # fires at every timestep for every observation
+    spikes[0, 0, 2] = 1  # fires once, for the first observation only
+    spikes[1:3, :, 3] = 1  # twice for every observation: constant, neither extreme
+    out = neuron_saturation({"output": spikes}, T)["output"]
+    assert out == pytest.approx({"firing_rate": (B * T + 1 + 2 * B) / (T * B * 4),
+                                 "saturated": 0.25, "silent": 0.25, "varies": 0.25})  # fmt: skip

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import assert_trees_equal, latest_state, rows
+from helpers import LEARNING_NETS, assert_trees_equal, latest_state, rows
 
 from spikerl_jax.cli import main
 from spikerl_jax.config import CriticConfig, PopSANConfig, TD3Config, TrainConfig
@@ -117,7 +117,7 @@ def test_mjx_training_solves_inverted_pendulum(tmp_path):
     the maximum return of 1000 (TD3 oscillates on this task: BENCHMARKS.md)."""
     out = tmp_path / "run"
     args = ["train", "--env", "InvertedPendulum-v4", "--backend", "mjx", "--no-progress",
-            "--no-energy", "--devices", "1", "--out", str(out)]  # fmt: skip
+            "--no-energy", "--devices", "1", "--out", str(out), *LEARNING_NETS]  # fmt: skip
     assert main(args) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["total_steps"] == 20_000

@@ -8,7 +8,7 @@ the command README shows: ``spikerl-jax train --env InvertedPendulum-v4 --total-
 import json
 
 import pytest
-from helpers import TINY
+from helpers import LEARNING_NETS, TINY
 
 from spikerl_jax.cli import main
 from spikerl_jax.training.learner import TRACES
@@ -30,7 +30,8 @@ def test_every_program_is_traced_once_per_run(tmp_path):
 @pytest.mark.slow
 def test_popsan_td3_solves_inverted_pendulum(tmp_path):
     out = tmp_path / "run"
-    args = ["train", "--env", "InvertedPendulum-v4", "--total-steps", "20000", "--seed", "0"]
+    args = ["train", "--env", "InvertedPendulum-v4", "--total-steps", "20000", "--seed", "0",
+            *LEARNING_NETS]  # fmt: skip
     assert main([*args, "--out", str(out), "--no-progress", "--devices", "1"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     # Solved: mean deterministic return over 10 episodes >= 950 (the maximum is 1000).

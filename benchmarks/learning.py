@@ -68,7 +68,7 @@ def runs_of(root: str) -> dict[tuple[str, str], list[str]]:
         for folder, _, files in os.walk(os.path.join(root, name)):
             if "summary.json" in files and "metrics.csv" in files:
                 found.setdefault((f"{env}-v4", variant), []).append(folder)
-    return found
+    return {group: sorted(dirs) for group, dirs in found.items()}
 
 
 def curve(run_dir: str) -> dict[int, float]:

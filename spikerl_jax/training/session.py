@@ -149,8 +149,23 @@ class Session:
         check_divisible(cfg, layout)
         check_memory(cfg, spec, self.members)
         self.run_dirs = [c.run_dir() for c in configs]
-        # One process trains a run at a time (the lock goes with the process).
-        self.locks = [RunLock(d) for d in self.run_dirs] if self.primary else []
+        # One process trains a run at a time (the lock goes with the process). A start that
+        # fails releases them: a notebook may fix the problem and retry in this process.
+        self.locks: list[RunLock] = []
+        try:
+            for run_dir in self.run_dirs if self.primary else []:
+                self.locks.append(RunLock(run_dir))
+            self._set_up(configs, layout, resume, console)
+        except BaseException:
+            if hasattr(self, "backend"):
+                self.backend.close()
+            for lock in self.locks:
+                lock.release()
+            raise
+
+    def _set_up(self, configs: list[TrainConfig], layout, resume: bool, console) -> None:
+        """Builds the programs and the state (restored with ``resume``), opens the records."""
+        cfg, spec = self.cfg, self.spec
         self.learner = make_learner(cfg, spec, layout, varying_hparams(configs))
         seeds = [c.seed for c in configs]
         keys = member_keys(seeds)

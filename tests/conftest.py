@@ -23,3 +23,19 @@ import sys  # noqa: E402
 
 # Test modules live in per-package folders and share helpers.py (imported as `helpers`).
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+# The heaviest test files first (descending seconds on 2 cores): with `--dist loadfile` each
+# worker takes whole files in collection order, and a long file collected last leaves the
+# other worker idle at the end of the run.
+HEAVY_FIRST = (
+    "envs/test_mjx_tasks.py", "training/test_population.py", "training/test_device_loop.py",
+    "training/test_parallel.py", "training/test_device_loop_learning.py", "test_precision.py",
+    "training/test_trainer.py", "test_notebook.py", "training/test_checkpoint.py",
+    "training/test_session.py",
+)  # fmt: skip
+
+
+def pytest_collection_modifyitems(items):
+    tests = Path(__file__).resolve().parent
+    rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.relative_to(tests).as_posix(), len(rank)))

@@ -54,8 +54,10 @@ def run(args) -> None:
                            "--total-steps", str(args.steps), "--out", root,
                            *VARIANTS[variant], *args.extra]  # fmt: skip
             print(" ".join(["spikerl-jax", *command]), flush=True)
-            subprocess.run([sys.executable, "-m", "spikerl_jax.cli", *command, "--no-progress"],
-                           check=True)  # fmt: skip
+            code = subprocess.run([sys.executable, "-m", "spikerl_jax.cli", *command,
+                                   "--no-progress"]).returncode  # fmt: skip
+            if code:  # the CLI said why (an interrupt saved a checkpoint: run again resumes)
+                sys.exit(code)
 
 
 def runs_of(root: str) -> dict[tuple[str, str], list[str]]:

@@ -30,6 +30,8 @@ VARIANTS = {
     "mlp": ["--actor", "mlp"],
     "proxy": ["--target-actor", "proxy"],
     "popsan-bf16": ["--precision", "bf16"],
+    # PopSAN with a surrogate whose gradient never vanishes (docs/learning.md: saturation).
+    "popsan-arctan": ["--surrogate", "arctan"],
 }
 # Published anchors (see docs/learning.md for their settings): TD3 with an ANN actor, the
 # TD3 authors' evaluations at 100k and 300k steps (gym v1, 10 seeds, mean, std).

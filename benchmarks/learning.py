@@ -63,14 +63,15 @@ def run(args) -> None:
 
 
 def runs_of(root: str) -> dict[tuple[str, str], list[str]]:
-    """``{(env, variant): [run dirs]}`` under ``root`` (any depth below ENV-VARIANT)."""
+    """``{(env, variant): [run dirs]}`` under ``root`` (any depth below ENV-VARIANT); runs
+    still going count with the evaluations they have (the table gives the step)."""
     found: dict[tuple[str, str], list[str]] = {}
     for name in sorted(os.listdir(root)):
         env, _, variant = name.partition("-v4-")
         if not variant:
             continue
         for folder, _, files in os.walk(os.path.join(root, name)):
-            if "summary.json" in files and "metrics.csv" in files:
+            if "metrics.csv" in files and "config.json" in files:  # finished or not
                 found.setdefault((f"{env}-v4", variant), []).append(folder)
     return {group: sorted(dirs) for group, dirs in found.items()}
 
@@ -101,11 +102,17 @@ def report(args) -> None:
             best = np.array([max(c.values()) for c in curves])
             # The anchors' budgets, and the last step when a run stops short of them.
             for step in sorted({s for s in (100_000, 300_000) if s in steps} | {steps[-1]}):
-                at = values[:, steps.index(step)]
+                i = steps.index(step)
+                at = values[:, i]
+                # One evaluation is noisy on tasks that end episodes (Hopper): the mean of
+                # each seed's last three evaluations up to `step` is steadier.
+                last3 = values[:, max(0, i - 2) : i + 1].mean(1)
                 names = " ".join(os.path.relpath(d, args.root) for d in dirs)
                 rows.append({"env": env, "variant": variant, "step": step,
                              "seeds": len(dirs), "mean": float(at.mean()),
-                             "std": float(at.std()), "best_mean": float(best.mean()),
+                             "std": float(at.std()), "last3_mean": float(last3.mean()),
+                             "last3_std": float(last3.std()), "best_mean": float(best.mean()),
+                             "best_std": float(best.std()),
                              "best_per_seed": " ".join(f"{b:.0f}" for b in best),
                              "runs": names})  # fmt: skip
         family = env.split("-v")[0]
@@ -124,15 +131,18 @@ def report(args) -> None:
     fig.savefig(os.path.join(args.out, "learning_curves.png"), dpi=110)
     with open(os.path.join(args.out, "learning.csv"), "w", newline="") as f:
         writer = csv.DictWriter(f, ["env", "variant", "step", "seeds", "mean", "std",
-                                    "best_mean", "best_per_seed", "runs"])  # fmt: skip
+                                    "last3_mean", "last3_std", "best_mean", "best_std",
+                                    "best_per_seed", "runs"])  # fmt: skip
         writer.writeheader()
         writer.writerows(rows)
-    print("| env | actor | step | seeds | eval return (mean ± std) | best: mean (per seed) |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("| env | actor | step | seeds | eval return (mean ± std) | last 3 evaluations | "
+          "best: mean ± std (per seed) |")  # fmt: skip
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         print(
             f"| {r['env']} | {r['variant']} | {r['step'] // 1000}k | {r['seeds']} | "
-            f"{r['mean']:.0f} ± {r['std']:.0f} | {r['best_mean']:.0f} ({r['best_per_seed']}) |"
+            f"{r['mean']:.0f} ± {r['std']:.0f} | {r['last3_mean']:.0f} ± {r['last3_std']:.0f} | "
+            f"{r['best_mean']:.0f} ± {r['best_std']:.0f} ({r['best_per_seed']}) |"
         )
     print(json.dumps({"written": [os.path.join(args.out, n)
                                   for n in ("learning.csv", "learning_curves.png")]}))  # fmt: skip

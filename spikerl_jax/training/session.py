@@ -171,7 +171,10 @@ class Session:
         keys = member_keys(seeds)
         hparams = stack_hparams([hparams_from_config(c) for c in configs])
         self.backend = make_backend(cfg, spec, self.learner, seeds, keys)
-        self.state = self.backend.init_state(self.learner.init(keys["init"], hparams))
+        state = self.backend.init_state(self.learner.init(keys["init"], hparams))
+        # Committed to its devices, as a restored state is: a fresh and a resumed run then
+        # lower to the same programs, and the persistent compile cache serves the resume.
+        self.state = jax.device_put(state, jax.tree.map(lambda x: x.sharding, state))
         self.loop = LoopState(members=(MemberRecord(),) * self.members)
         self.resume_step = None
         if resume:
@@ -352,12 +355,9 @@ class Session:
         )  # fmt: skip
 
     def interrupted(self, step: int) -> Interrupted:
-        resume = " ".join(self.run_dirs)
-        return Interrupted(
-            f"interrupted by {self.stop.name} at step {step}; checkpoint saved, continue with "
-            f"--resume {resume}",
-            self.stop.signum or 2,
-        )
+        resume = "--resume " + " ".join(self.run_dirs)
+        return Interrupted(f"interrupted by {self.stop.name} at step {step}", resume,
+                           self.stop.signum or 2)  # fmt: skip
 
     # --- the end ---------------------------------------------------------------------------
 

@@ -12,11 +12,21 @@ import signal
 
 
 class Interrupted(RuntimeError):
-    """A signal stopped training after a checkpoint was saved; ``exit_code`` is 128 + signum."""
+    """A signal stopped training after a checkpoint was saved; ``exit_code`` is 128 + signum.
 
-    def __init__(self, message: str, signum: int):
-        super().__init__(message)
-        self.exit_code = 128 + signum
+    Args:
+      stopped: what stopped training and where (``"interrupted by SIGTERM at step 4000"``).
+      resume: how to continue (``"--resume runs/x"``).
+      signum: the signal's number.
+    """
+
+    def __init__(self, stopped: str, resume: str, signum: int):
+        super().__init__(f"{stopped}; checkpoint saved, continue with {resume}")
+        self.stopped, self.signum, self.exit_code = stopped, signum, 128 + signum
+
+    def resumed_with(self, resume: str) -> Interrupted:
+        """The same stop, continued another way (e.g. a sweep resumes from its root)."""
+        return Interrupted(self.stopped, resume, self.signum)
 
 
 class StopRequest:

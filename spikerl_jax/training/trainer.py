@@ -15,6 +15,7 @@ from spikerl_jax.config import TrainConfig
 from spikerl_jax.reporting.runlog import read_run
 from spikerl_jax.reporting.sweep import sweep_rows, write_sweep_summary
 from spikerl_jax.training.session import Session
+from spikerl_jax.training.signals import Interrupted
 from spikerl_jax.training.sweep import SweepSpec, save_spec, setting_label
 
 
@@ -76,7 +77,10 @@ def train_sweep(spec: SweepSpec, resume: bool = False, console=None) -> list[dic
     if not resume:
         save_spec(spec)
     configs = spec.members()
-    train_population(configs, resume=resume, console=console)
+    try:
+        train_population(configs, resume=resume, console=console)
+    except Interrupted as e:  # a sweep continues from its root, not from its members' dirs
+        raise e.resumed_with(f"spikerl-jax sweep --resume {spec.root}") from None
     seeds = len(spec.seeds)
     groups = {setting_label(setting): [read_run(c.run_dir())
                                        for c in configs[i * seeds : (i + 1) * seeds]]

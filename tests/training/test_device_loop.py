@@ -2,6 +2,9 @@
 each program compiles once, and a resumed run equals the straight one (its learning test:
 test_device_loop_learning.py)."""
 
+import dataclasses
+import logging
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,7 +12,7 @@ import pytest
 from helpers import assert_trees_equal, latest_state, rows
 
 from spikerl_jax.cli import main
-from spikerl_jax.config import CriticConfig, PopSANConfig, TD3Config, TrainConfig
+from spikerl_jax.config import CriticConfig, PopSANConfig, preset_for
 from spikerl_jax.envs.mjx_env import EpisodeWrapper, VmapWrapper
 from spikerl_jax.envs.mjx_tasks import make
 from spikerl_jax.envs.registry import env_spec
@@ -20,11 +23,20 @@ from spikerl_jax.training.learner import TRACES, make_learner, member_keys, stac
 from spikerl_jax.training.parallel import make_layout, make_mesh
 from spikerl_jax.training.state import LoopState, MemberRecord
 
-CFG = TrainConfig(
-    env="InvertedPendulum-v5", backend="mjx", num_envs=2, update_every=4, updates_per_round=2,
-    start_steps=4, update_after=4, replay_size=64, td3=TD3Config(batch_size=4),
+# The resume test's run (MJX_TINY below): both tests then use the same compiled programs,
+# which the persistent compile cache shares between them.
+PRESET = preset_for("InvertedPendulum-v4")  # as the CLI starts from
+CFG = dataclasses.replace(
+    PRESET, backend="mjx", num_envs=2, update_every=8, updates_per_round=2, start_steps=16,
+    update_after=8, replay_size=256, td3=dataclasses.replace(PRESET.td3, batch_size=8),
     actor=PopSANConfig(hidden_sizes=(8,)), critic=CriticConfig(critic_hidden_sizes=(8,)),
 )  # fmt: skip
+MJX_TINY = ["--env", "InvertedPendulum-v4", "--backend", "mjx", "--num-envs", "2",
+            "--update-every", "8", "--updates-per-round", "2", "--start-steps", "16",
+            "--update-after", "8", "--eval-every", "32", "--eval-episodes", "2",
+            "--hidden-sizes", "8", "--critic-hidden-sizes", "8", "--replay-size", "256",
+            "--batch-size", "8", "--no-progress", "--no-energy", "--devices", "1",
+            "--checkpoint-buffer"]  # fmt: skip
 
 
 def fresh(cfg=CFG):
@@ -34,6 +46,7 @@ def fresh(cfg=CFG):
     backend = DeviceBackend(cfg, spec, learner, [cfg.seed], keys)
     hparams = stack_hparams([hparams_from_config(cfg)])
     state = backend.init_state(learner.init(keys["init"], hparams))
+    state = jax.device_put(state, jax.tree.map(lambda x: x.sharding, state))  # as Session's
     return learner, keys, backend, state
 
 
@@ -41,8 +54,8 @@ def fresh(cfg=CFG):
 def test_segments_equal_an_explicit_loop_and_compile_once():
     _, keys, backend, state = fresh()
     TRACES.clear()
-    state, loop, stats = backend.advance(state, LoopState(members=(MemberRecord(),)), 12)
-    assert loop.step == 12 and loop.updates == 3 * CFG.updates_per_round
+    state, loop, stats = backend.advance(state, LoopState(members=(MemberRecord(),)), 24)
+    assert loop.step == 24 and loop.updates == 3 * CFG.updates_per_round
     assert stats.nonfinite_step is None and stats.updates == 6
 
     # The reference: round by round, vector step by vector step, from Python.
@@ -59,7 +72,7 @@ def test_segments_equal_an_explicit_loop_and_compile_once():
             params, norm, noise = jax.tree.map(
                 lambda x: x[0], (lstate.td3.actor_params, lstate.normalizer,
                                  lstate.td3.hparams.exploration_noise))  # fmt: skip
-            if step < CFG.start_steps:  # the first round: uniform random actions
+            if step < CFG.start_steps:  # the first two rounds: uniform random actions
                 action = jax.random.uniform(jax.random.fold_in(key_random, step),
                                             (CFG.num_envs, 1), jnp.float32, -3.0, 3.0)  # fmt: skip
             else:
@@ -72,7 +85,7 @@ def test_segments_equal_an_explicit_loop_and_compile_once():
         chunk = jax.tree.map(lambda *x: jnp.concatenate(x)[None], *rows)
         lstate, _ = ref_learner.learn(lstate, chunk)  # step >= update_after from the first
 
-    assert int(state.learner.buffer.size[0]) == int(lstate.buffer.size[0]) == 12
+    assert int(state.learner.buffer.size[0]) == int(lstate.buffer.size[0]) == 24
     for a, b in zip(jax.tree.leaves(state.learner.buffer), jax.tree.leaves(lstate.buffer),
                     strict=True):  # fmt: skip
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
@@ -84,25 +97,23 @@ def test_segments_equal_an_explicit_loop_and_compile_once():
 
     # Rounds with random actions, then the policy's, all with updates: one program (the
     # host passes the action source), traced once; more rounds reuse it.
-    state, loop, _ = backend.advance(state, loop, 20)
+    state, loop, _ = backend.advance(state, loop, 40)
     programs = {k: v for k, v in TRACES.items() if k.startswith("mjx_")}
     assert programs == {"mjx_learn": 1}
 
 
-MJX_TINY = ["--env", "InvertedPendulum-v4", "--backend", "mjx", "--num-envs", "2",
-            "--update-every", "8", "--updates-per-round", "2", "--start-steps", "16",
-            "--update-after", "16", "--eval-every", "32", "--eval-episodes", "2",
-            "--hidden-sizes", "8", "--critic-hidden-sizes", "8", "--replay-size", "256",
-            "--batch-size", "8", "--no-progress", "--no-energy", "--devices", "1",
-            "--checkpoint-buffer"]  # fmt: skip
-
-
 @pytest.mark.slow
-def test_mjx_resume_equals_the_straight_run(tmp_path):
+def test_mjx_resume_equals_the_straight_run(tmp_path, caplog):
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     assert main(["train", *MJX_TINY, "--total-steps", "96", "--out", str(straight)]) == 0
     assert main(["train", *MJX_TINY, "--total-steps", "32", "--out", str(resumed)]) == 0
-    assert main(["train", "--resume", str(resumed), "--total-steps", "96"]) == 0
+    with caplog.at_level(logging.DEBUG, logger="jax._src.compiler"):
+        assert main(["train", "--resume", str(resumed), "--total-steps", "96"]) == 0
+    # The restored state lowers to the programs the fresh runs compiled (the segments, the
+    # evaluation), so the persistent compile cache serves them all.
+    missed = {r.args[0] for r in caplog.records
+              if r.msg.startswith("PERSISTENT COMPILATION CACHE MISS")}  # fmt: skip
+    assert not missed & {"jit_segment", "jit_one"}, missed
     assert rows(resumed) == rows(straight)
     (items, host, step), (ref_items, ref_host, ref_step) = (latest_state(resumed),
                                                             latest_state(straight))  # fmt: skip

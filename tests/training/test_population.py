@@ -5,6 +5,7 @@ like single runs, and its resume equals the straight sweep."""
 
 import dataclasses
 import json
+import signal
 
 import jax
 import numpy as np
@@ -16,9 +17,11 @@ from spikerl_jax.config import CriticConfig, PopSANConfig, TD3Config, TrainConfi
 from spikerl_jax.envs.registry import env_spec
 from spikerl_jax.rl.replay import random_transitions
 from spikerl_jax.rl.td3 import HParams, hparams_from_config
+from spikerl_jax.training import trainer
 from spikerl_jax.training.learner import make_learner, member_keys, stack_hparams
 from spikerl_jax.training.parallel import make_layout, make_mesh
 from spikerl_jax.training.session import make_backend
+from spikerl_jax.training.signals import Interrupted
 from spikerl_jax.training.state import LoopState, MemberRecord
 
 ALL = frozenset(f.name for f in dataclasses.fields(HParams))  # every setting traced
@@ -168,3 +171,19 @@ def test_sweep_refuses_shape_changing_grids_and_bad_seeds(tmp_path, capsys):
     assert len(err) == 2 and "--batch-size cannot vary within one sweep" in err[0]
     assert "repeated seeds" in err[1]
     assert not (tmp_path / "b").exists()
+
+
+def test_an_interrupted_sweep_says_to_resume_its_root(tmp_path, monkeypatch, capsys):
+    """A signal stops a sweep like a run (tests/training/test_session.py), but the way on is
+    ``sweep --resume ROOT``, not its members' run directories."""
+
+    def stopped(*args, **kwargs):
+        raise Interrupted("interrupted by SIGTERM at step 40", "--resume a b", signal.SIGTERM)
+
+    monkeypatch.setattr(trainer, "train_population", stopped)
+    root = tmp_path / "root"
+    assert main(["sweep", *SWEEP, "--out", str(root)]) == 128 + signal.SIGTERM
+    assert capsys.readouterr().err.strip() == (
+        "spikerl-jax: interrupted by SIGTERM at step 40; checkpoint saved, continue with "
+        f"spikerl-jax sweep --resume {root}"
+    )

@@ -2,7 +2,8 @@
 
 Prints one JSON line. Both LIF formulations are measured (layer by layer, the default, and
 timestep by timestep, PopSAN's order), as are the forward with spike counts and the exploring
-policy the training loop calls once per env step (normalizer + actor + noise, result on host).
+policy the training loop calls once per env step (normalizer + actor + noise, result on host),
+on the training device and on a host-CPU copy (``--act-device``).
 
     python benchmarks/bench_actor.py [--repeats 200]
 """
@@ -49,10 +50,11 @@ def actor_timings(layerwise: bool, repeats: int) -> dict:
     return out
 
 
-def explore_latency(repeats: int) -> float:
-    """The per-env-step call of the training loop: numpy obs in, numpy action out."""
+def explore_latency(repeats: int, act_device: str = "auto", envs: int = 1) -> float:
+    """The per-env-step call of the training loop (numpy obs of ``envs`` envs in, numpy
+    actions out), acting on ``act_device`` (``TrainConfig.act_device``)."""
     spec = EnvSpec(OBS_DIM, ACT_DIM, 1.0, 1000)
-    cfg = TrainConfig(env="Hopper-v4", replay_size=1000)
+    cfg = TrainConfig(env="Hopper-v4", replay_size=1000, act_device=act_device, num_envs=envs)
     learner = make_learner(cfg, spec, make_layout(1, make_mesh(1)))
     keys = member_keys([0])
     state = learner.init(keys["init"], stack_hparams([hparams_from_config(cfg)]))
@@ -60,7 +62,7 @@ def explore_latency(repeats: int) -> float:
         (state.td3.actor_params, state.normalizer, state.td3.hparams.exploration_noise,
          keys["explore"])
     )  # fmt: skip
-    obs = np.zeros((1, 1, OBS_DIM), np.float32)  # one member, one env
+    obs = np.zeros((1, envs, OBS_DIM), np.float32)  # one member
 
     def call():
         learner.explore(actor, normalizer, obs, key, 12345, noise)
@@ -79,6 +81,12 @@ def main() -> None:
         "layerwise": actor_timings(True, args.repeats),
         "stepwise": actor_timings(False, args.repeats),
         "explore_step_us": explore_latency(args.repeats),
+        # --act-device: the exploring call on the training device and on a host-CPU copy, by
+        # observations per call (the same device without an accelerator).
+        "explore_by_act_device_us": {
+            device: {envs: explore_latency(args.repeats, device, envs) for envs in (1, 16, 64, 256)}
+            for device in ("accelerator", "cpu")
+        },
     }
     print(json.dumps(result))
 

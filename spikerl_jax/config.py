@@ -185,6 +185,12 @@ class TrainConfig:
     """Data-parallel devices per process (None: all local devices). Each device owns
     --num-envs / devices envs (mjx), a replay shard and --batch-size transitions of every
     update's batch (global batch = batch size x devices, as PyTorch DDP)."""
+    act_device: Literal["auto", "cpu", "accelerator"] = "auto"
+    """--backend gymnasium: where the host loop's actor runs. 'cpu': a host-CPU copy of the
+    actor (its parameters copied once per round), so that stepping envs is not bound by
+    accelerator dispatch; 'accelerator': the training device; 'auto': 'cpu' when training
+    runs on an accelerator and an actor call holds at most 64 observations (members x
+    envs), else the accelerator. Without an accelerator both are the CPU."""
     mjx_iterations: int | None = None
     """--backend mjx: constraint solver iterations (None: the task XML's); fewer are faster
     and drift from native MuJoCo's dynamics."""
@@ -292,6 +298,11 @@ class TrainConfig:
             )
         if self.devices is not None and self.devices <= 0:
             raise ConfigError(f"--devices must be positive, got {self.devices}")
+        if self.backend == "mjx" and self.act_device == "cpu":
+            raise ConfigError(
+                "--act-device cpu applies to --backend gymnasium (MJX acts inside its "
+                "compiled program, on the training device)"
+            )
         for name in ("mjx_iterations", "mjx_ls_iterations"):
             value = getattr(self, name)
             if value is not None and value <= 0:

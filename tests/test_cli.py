@@ -95,6 +95,7 @@ def test_bad_input_gives_one_clear_line(args, message, tmp_path):
         (["--total-steps", "1234"], "--total-steps (1234) must be a multiple of --update-every"),
         (["--replay-size", "4000000000"], "lower --replay-size"),
         (["--resume"], "--resume needs a value"),
+        (["--backend", "mjx", "--act-device", "cpu"], "--act-device cpu applies to --backend"),
     ],
 )
 def test_bad_values_are_refused_up_front_in_one_line(args, message, tmp_path, capsys):

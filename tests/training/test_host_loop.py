@@ -1,11 +1,20 @@
 """The host loop's transitions (true last observations, terminated vs truncated, member
-layout) and its batched evaluation of every member's episodes."""
+layout), its batched evaluation of every member's episodes, and where it acts
+(``--act-device``)."""
 
+import dataclasses
+
+import jax
 import numpy as np
+from helpers import TINY, rows
 
+from spikerl_jax.cli import main
+from spikerl_jax.config import TrainConfig
 from spikerl_jax.envs.gymnasium_backend import make_vector_env
 from spikerl_jax.envs.registry import env_spec
+from spikerl_jax.training import learner
 from spikerl_jax.training.host_loop import HostCollector, evaluate_episodes
+from spikerl_jax.training.learner import acting_device
 
 ENV = "InvertedPendulum-v4"
 
@@ -93,3 +102,24 @@ def test_evaluation_batches_members_and_counts_spikes_of_running_envs_only():
     assert first.spikes == {"encoder": 16.0, "output": 8.0}
     assert (second.mean, second.inferences) == (2.0, 4)
     assert second.spikes == {"encoder": 8.0, "output": 4.0}
+
+
+def test_act_device_follows_the_platform_and_the_batch(monkeypatch):
+    cfg, cpu = TrainConfig(num_envs=1), jax.devices("cpu")[0]
+    assert acting_device(cfg, 1) is None  # no accelerator: act where training runs
+    monkeypatch.setattr(learner, "platform", lambda: "gpu")
+    assert acting_device(cfg, 1) == cpu  # auto: a small actor call goes to the host CPU
+    assert acting_device(dataclasses.replace(cfg, num_envs=16), 8) is None  # 128 observations
+    assert acting_device(dataclasses.replace(cfg, act_device="accelerator"), 1) is None
+    assert acting_device(dataclasses.replace(cfg, num_envs=16, act_device="cpu"), 8) == cpu
+    assert acting_device(dataclasses.replace(cfg, backend="mjx"), 1) is None
+
+
+def test_acting_on_the_cpu_copy_trains_as_acting_on_the_training_device(monkeypatch, tmp_path):
+    """The platform faked as a GPU: the run with --act-device cpu acts on its copy of the
+    parameters (here on the same CPU, so the numbers are the same) and trains identically."""
+    monkeypatch.setattr(learner, "platform", lambda: "gpu")
+    for act in ("accelerator", "cpu"):
+        args = [*TINY, "--total-steps", "300", "--act-device", act, "--no-energy"]
+        assert main(["train", *args, "--out", str(tmp_path / act)]) == 0
+    assert rows(tmp_path / "cpu") == rows(tmp_path / "accelerator")

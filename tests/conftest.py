@@ -18,9 +18,11 @@ CACHE_DIR = Path(__file__).resolve().parent.parent / ".jax_cache"  # git-ignored
 jax.config.update("jax_compilation_cache_dir", str(CACHE_DIR))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-# Every training session sets this process-wide (spikerl_jax.precision); set from the start,
-# programs lower the same whichever test runs first, so tests share compiled programs.
-jax.config.update("jax_default_matmul_precision", "highest")
+# Every training session sets this process-wide; set from the start, programs lower the same
+# whichever test runs first, so tests share compiled programs.
+from spikerl_jax.precision import set_matmul_precision  # noqa: E402
+
+set_matmul_precision()
 
 import sys  # noqa: E402
 

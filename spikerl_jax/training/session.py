@@ -33,6 +33,7 @@ from spikerl_jax.training.state import (
     LoopState,
     MemberRecord,
     RunState,
+    committed,
     member_backend,
     member_loop,
     merge_loops,
@@ -171,10 +172,7 @@ class Session:
         keys = member_keys(seeds)
         hparams = stack_hparams([hparams_from_config(c) for c in configs])
         self.backend = make_backend(cfg, spec, self.learner, seeds, keys)
-        state = self.backend.init_state(self.learner.init(keys["init"], hparams))
-        # Committed to its devices, as a restored state is: a fresh and a resumed run then
-        # lower to the same programs, and the persistent compile cache serves the resume.
-        self.state = jax.device_put(state, jax.tree.map(lambda x: x.sharding, state))
+        self.state = committed(self.backend.init_state(self.learner.init(keys["init"], hparams)))
         self.loop = LoopState(members=(MemberRecord(),) * self.members)
         self.resume_step = None
         if resume:

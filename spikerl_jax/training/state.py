@@ -45,6 +45,13 @@ class RunState:
     env: Any = None
 
 
+def committed(state: RunState) -> RunState:
+    """``state`` committed to the devices its arrays are on, as a restored checkpoint's are:
+    a fresh and a resumed run then lower to the same programs (compiled arguments carry
+    the shardings of committed arrays), and the persistent compile cache serves a resume."""
+    return jax.device_put(state, jax.tree.map(lambda x: x.sharding, state))
+
+
 @dataclasses.dataclass(frozen=True)
 class MemberRecord:
     """A member's evaluations so far."""

@@ -21,7 +21,7 @@ from spikerl_jax.rl.td3 import hparams_from_config
 from spikerl_jax.training.device_loop import DeviceBackend
 from spikerl_jax.training.learner import TRACES, make_learner, member_keys, stack_hparams
 from spikerl_jax.training.parallel import make_layout, make_mesh
-from spikerl_jax.training.state import LoopState, MemberRecord
+from spikerl_jax.training.state import LoopState, MemberRecord, committed
 
 # The resume test's run (MJX_TINY below): both tests then use the same compiled programs,
 # which the persistent compile cache shares between them.
@@ -45,8 +45,7 @@ def fresh(cfg=CFG):
     keys = member_keys([cfg.seed])
     backend = DeviceBackend(cfg, spec, learner, [cfg.seed], keys)
     hparams = stack_hparams([hparams_from_config(cfg)])
-    state = backend.init_state(learner.init(keys["init"], hparams))
-    state = jax.device_put(state, jax.tree.map(lambda x: x.sharding, state))  # as Session's
+    state = committed(backend.init_state(learner.init(keys["init"], hparams)))  # as Session's
     return learner, keys, backend, state
 
 

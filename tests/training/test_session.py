@@ -41,7 +41,7 @@ def test_a_resume_with_nothing_to_do_says_so_and_changes_nothing(finished, capsy
     assert {name: (finished / name).read_bytes() for name in before} == before
 
 
-def test_time_and_energy_accumulate_across_resumes(finished, tmp_path):
+def test_time_and_energy_accumulate_across_resumes(tmp_path):
     out = tmp_path / "run"
     assert train(out, "--total-steps", "300") == 0
     first = json.loads((out / "summary.json").read_text())
@@ -52,10 +52,9 @@ def test_time_and_energy_accumulate_across_resumes(finished, tmp_path):
     assert summary["wall_s"] == pytest.approx(wall_a + wall_b)
     # The first process's time up to its last checkpoint (its summary adds the close-down).
     assert 0.5 * first["wall_s"] < wall_a <= first["wall_s"]
-    assert summary["wall_s"] > wall_b
-    # The straight run's wall time is of the same order (not a resumed part's alone).
-    straight = json.loads((finished / "summary.json").read_text())["wall_s"]
-    assert summary["wall_s"] > 0.5 * straight
+    assert summary["wall_s"] > wall_b  # not the resumed part's alone
+    # (No comparison with the straight run's wall time: it compiled, while these two runs
+    # may load its programs from the persistent cache and take a fraction of its time.)
 
 
 def test_one_process_per_run_directory_and_stale_locks_do_not_block(tmp_path):

@@ -92,12 +92,13 @@ def bench_ondevice(env_id: str, num_envs: int, rounds: int, repeats: int) -> dic
                       out=tempfile.mkdtemp(prefix="bench_envs_"))  # fmt: skip
     session = Session([cfg])
     backend = session.backend
-    program = backend.program(update=True)
+    program = backend.program()
     box = {"state": session.state, "step": 0}
 
     def call():
         box["state"], out = program(box["state"], backend.key_explore, jnp.int32(box["step"]),
-                                    jnp.int32(rounds), jnp.bool_(False))  # fmt: skip
+                                    jnp.int32(rounds), jnp.bool_(False),
+                                    jnp.bool_(True))  # fmt: skip
         jax.block_until_ready(out)
         box["step"] += rounds * cfg.update_every
 

@@ -1,18 +1,16 @@
 """The MJX backend (``--backend mjx``): MJX envs, replay and TD3 in compiled programs.
 
 A program runs a *segment*: a number of rounds, as a ``fori_loop`` (its length is an argument,
-so each program compiles once per run). Two programs:
-
-- ``collect`` (the prefill): per round, ``update_every / N`` vector steps (a ``lax.scan``) of
-  the N MJX envs (auto-reset, time limit), then the replay insert and normalizer update;
-- ``learn``: the same, then the round's TD3 updates.
+so the program compiles once per run). Per round: ``update_every / N`` vector steps (a
+``lax.scan``) of the N MJX envs (auto-reset, time limit), the replay insert and normalizer
+update, then the round's TD3 updates unless the segment is a prefill.
 
 The host knows what each round does (the step, ``start_steps``, ``update_after`` and the
-buffer's fill), so it splits an advance into segments and calls the right program; whether a
-segment acts uniformly at random (before ``start_steps``) is an argument of the call, not a
-condition the device evaluates. Both action sources are computed and one is selected: the
-actor's forward pass costs little beside an MJX step, and one program per phase (rather than
-per action source) halves the compile time, which the MJX step dominates (BENCHMARKS.md).
+buffer's fill), so it splits an advance into segments of rounds of one kind; whether a segment
+acts uniformly at random (before ``start_steps``) and whether it updates are arguments of the
+call. Both action sources are computed and one is selected, and the updates sit in a
+``lax.cond``: one program for every phase, because the MJX step dominates the compile time
+(an InvertedPendulum program with its own prefill twin compiled in 77 s rather than 44 s).
 
 Members are vmapped; the layout's devices run under ``shard_map`` (whole members per device,
 or each member's envs and replay split across devices). Evaluation runs every member's
@@ -87,7 +85,7 @@ class DeviceBackend:
         self.env = env
         self.train_env = VmapWrapper(EpisodeWrapper(env, spec.max_episode_steps),
                                      cfg.num_envs // self._env_split())  # fmt: skip
-        self._programs: dict = {}
+        self._segment = None
         self._evaluate = jax.jit(counted("mjx_evaluate", self._make_evaluation()))
         self._returns = [(0.0, 0) for _ in seeds]  # (sum, count) of ended training episodes
 
@@ -105,16 +103,15 @@ class DeviceBackend:
                         out_shardings=layout.sharding(layout.spec(0)))  # fmt: skip
         return RunState(learner=learner_state, env=reset(keys))
 
-    def program(self, update: bool):
-        """The compiled ``learn`` (``update``) or ``collect`` segment, built on first use:
-        ``(state, explore_keys, step, rounds, random) -> (state, outputs)``."""
-        if update not in self._programs:
-            name = "mjx_learn" if update else "mjx_collect"
-            self._programs[update] = jax.jit(counted(name, self._make_segment(update)),
-                                             donate_argnums=0)  # fmt: skip
-        return self._programs[update]
+    def program(self):
+        """The compiled segment, built on first use:
+        ``(state, explore_keys, step, rounds, random, update) -> (state, outputs)``."""
+        if self._segment is None:
+            self._segment = jax.jit(counted("mjx_segment", self._make_segment()),
+                                    donate_argnums=0)  # fmt: skip
+        return self._segment
 
-    def _make_segment(self, update: bool):
+    def _make_segment(self):
         cfg, spec, learner = self.cfg, self.spec, self.learner
         layout = learner.layout
         data_parallel = layout.mode == "data"
@@ -122,12 +119,11 @@ class DeviceBackend:
         steps_per_round = cfg.update_every // cfg.num_envs
         limit, action_dim = spec.action_limit, spec.action_dim
         env = self.train_env
-        member_update = learner.learn_member if update else None
 
         def device_key(key):
             return jax.random.fold_in(key, jax.lax.axis_index(AXIS)) if data_parallel else key
 
-        def member_round(lstate: LearnerState, env_state, key_explore, step, random):
+        def member_round(lstate: LearnerState, env_state, key_explore, step, random, update):
             """One member's round: its vector steps, then ingest (and update)."""
             key_random, key_policy = jax.random.split(key_explore)
 
@@ -155,24 +151,32 @@ class DeviceBackend:
                 vector_step, (env_state, step), None, steps_per_round
             )
             chunk = jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), rows)  # (S*N, ...)
-            if update:
-                lstate, metrics = member_update(lstate, chunk)
-            else:
-                lstate, metrics = learner.ingest_member(lstate, chunk), {}
+            lstate = learner.ingest_member(lstate, chunk)
+
+            def updated(lstate):
+                new, metrics = learner.update_member(lstate)
+                return (new.td3, new.key), metrics
+
+            def prefill(lstate):  # the replay buffer is an operand only, never copied
+                _, metrics = jax.eval_shape(learner.update_member, lstate)
+                return (lstate.td3, lstate.key), jax.tree.map(jnp.zeros_like, metrics)
+
+            (td3, key), metrics = jax.lax.cond(update, updated, prefill, lstate)
+            lstate = lstate.replace(td3=td3, key=key)
             episodes = (returns.sum(), ended.sum())
             if data_parallel:
                 episodes = jax.lax.psum(episodes, AXIS)
             return lstate, env_state, metrics, episodes
 
         rounds_of_members = over_members(member_round, layout.local_members,
-                                         in_axes=(0, 0, 0, None, None))  # fmt: skip
+                                         in_axes=(0, 0, 0, None, None, None))  # fmt: skip
 
-        def segment(state: RunState, keys, step0, rounds, random):
+        def segment(state: RunState, keys, step0, rounds, random, update):
             lstate, env_state = state.learner, state.env
             if data_parallel:
                 lstate = lstate.replace(buffer=local_buffer(lstate.buffer))
             _, _, metrics0, _ = jax.eval_shape(rounds_of_members, lstate, env_state, keys,
-                                               step0, random)  # fmt: skip
+                                               step0, random, update)  # fmt: skip
             members = jax.tree.leaves(env_state)[0].shape[0]
             zeros = jnp.zeros(members)
             init = (lstate, env_state, jax.tree.map(jnp.zeros_like, metrics0), zeros, zeros,
@@ -182,7 +186,7 @@ class DeviceBackend:
                 lstate, env_state, _, return_sum, ended, bad = carry
                 step = step0 + r * cfg.update_every
                 lstate, env_state, metrics, (ret, count) = rounds_of_members(
-                    lstate, env_state, keys, step, random
+                    lstate, env_state, keys, step, random, update
                 )
                 finite = jnp.array(True)
                 for value in jax.tree.leaves(metrics):
@@ -208,7 +212,7 @@ class DeviceBackend:
         out_specs = {"metrics": member_spec, "return_sum": member_spec, "ended": member_spec,
                      "bad": P()}  # fmt: skip
         return jax.shard_map(segment, mesh=layout.mesh,
-                             in_specs=(specs, member_spec, P(), P(), P()),
+                             in_specs=(specs, member_spec, P(), P(), P(), P()),
                              out_specs=(specs, out_specs), check_vma=False)  # fmt: skip
 
     def advance(self, state: RunState, loop: LoopState, target: int, stop=None):
@@ -219,8 +223,9 @@ class DeviceBackend:
         stats, step = RoundStats(), loop.step
         for (random, update), rounds in runs:
             t0 = time.perf_counter()
-            state, out = self.program(update)(
-                state, self.key_explore, jnp.int32(step), jnp.int32(rounds), jnp.bool_(random)
+            state, out = self.program()(
+                state, self.key_explore, jnp.int32(step), jnp.int32(rounds), jnp.bool_(random),
+                jnp.bool_(update),
             )
             out = jax.device_get(out)
             seconds = time.perf_counter() - t0

@@ -92,9 +92,10 @@ class Learner(NamedTuple):
       act, act_with_spikes: ``(actor_params, normalizer, obs (M, B, D), keys)`` in the
         acting view; numpy ``(M, B, A)`` actions (and ``{layer: (M, B)}`` spike counts).
       explore: ``(actor_params, normalizer, obs (M, B, D), keys, step, noise)`` likewise.
-      ingest_member, learn_member, explore_member: one member's ingest, learn (with the
-        data-parallel collectives, on the device's buffer shard) and explore (with the
-        noise resolved as ``make_learner`` says), for programs that compose them.
+      ingest_member, update_member, explore_member: one member's ingest, round of updates
+        (``state -> (state, metrics)``, with the data-parallel collectives, on the device's
+        buffer shard) and explore (with the noise resolved as ``make_learner`` says), for
+        programs that compose them.
     """
 
     layout: Layout
@@ -107,7 +108,7 @@ class Learner(NamedTuple):
     act_with_spikes: Callable
     explore: Callable
     ingest_member: Callable
-    learn_member: Callable
+    update_member: Callable
     explore_member: Callable
 
 
@@ -149,8 +150,7 @@ def make_learner(
             normalizer=normalizer_update(state.normalizer, obs),
         )
 
-    def learn_member(state: LearnerState, chunk: Transition):
-        state = ingest_member(state, chunk)
+    def update_member(state: LearnerState):
         key, key_update = jax.random.split(state.key)
         if data_parallel:  # own batches per device; the state's key stays replicated
             key_update = jax.random.fold_in(key_update, jax.lax.axis_index(AXIS))
@@ -162,6 +162,9 @@ def make_learner(
 
         td3_state, metrics = td3.update(state.td3, sample, key_update, num_blocks)
         return state.replace(td3=td3_state, key=key), metrics
+
+    def learn_member(state: LearnerState, chunk: Transition):
+        return update_member(ingest_member(state, chunk))
 
     def on_device(fn):
         """A member function batched over this device's members, its buffer shard seen as a
@@ -210,7 +213,7 @@ def make_learner(
         act_with_spikes=acting(policies.act_with_spikes, "act_with_spikes", members),
         explore=acting(explore, "explore", members, in_axes=(0, 0, 0, 0, None, 0)),
         ingest_member=ingest_member,
-        learn_member=learn_member,
+        update_member=update_member,
         explore_member=explore,
     )
 

@@ -28,12 +28,12 @@ from spikerl_jax.training.state import LoopState, MemberRecord, committed
 PRESET = preset_for("InvertedPendulum-v4")  # as the CLI starts from
 CFG = dataclasses.replace(
     PRESET, backend="mjx", num_envs=2, update_every=8, updates_per_round=2, start_steps=16,
-    update_after=8, replay_size=256, td3=dataclasses.replace(PRESET.td3, batch_size=8),
+    update_after=24, replay_size=256, td3=dataclasses.replace(PRESET.td3, batch_size=8),
     actor=PopSANConfig(hidden_sizes=(8,)), critic=CriticConfig(critic_hidden_sizes=(8,)),
 )  # fmt: skip
 MJX_TINY = ["--env", "InvertedPendulum-v4", "--backend", "mjx", "--num-envs", "2",
             "--update-every", "8", "--updates-per-round", "2", "--start-steps", "16",
-            "--update-after", "8", "--eval-every", "32", "--eval-episodes", "2",
+            "--update-after", "24", "--eval-every", "32", "--eval-episodes", "2",
             "--hidden-sizes", "8", "--critic-hidden-sizes", "8", "--replay-size", "256",
             "--batch-size", "8", "--no-progress", "--no-energy", "--devices", "1",
             "--checkpoint-buffer"]  # fmt: skip
@@ -54,8 +54,8 @@ def test_segments_equal_an_explicit_loop_and_compile_once():
     _, keys, backend, state = fresh()
     TRACES.clear()
     state, loop, stats = backend.advance(state, LoopState(members=(MemberRecord(),)), 24)
-    assert loop.step == 24 and loop.updates == 3 * CFG.updates_per_round
-    assert stats.nonfinite_step is None and stats.updates == 6
+    assert loop.step == 24 and loop.updates == CFG.updates_per_round  # 2 prefill rounds first
+    assert stats.nonfinite_step is None and stats.updates == 2
 
     # The reference: round by round, vector step by vector step, from Python.
     ref_learner, _, _, ref = fresh()
@@ -82,7 +82,10 @@ def test_segments_equal_an_explicit_loop_and_compile_once():
                                    nxt.info["terminated"]))  # fmt: skip
             ref_env, step = nxt, step + CFG.num_envs
         chunk = jax.tree.map(lambda *x: jnp.concatenate(x)[None], *rows)
-        lstate, _ = ref_learner.learn(lstate, chunk)  # step >= update_after from the first
+        if step >= CFG.update_after:
+            lstate, _ = ref_learner.learn(lstate, chunk)
+        else:
+            lstate = ref_learner.ingest(lstate, chunk)
 
     assert int(state.learner.buffer.size[0]) == int(lstate.buffer.size[0]) == 24
     for a, b in zip(jax.tree.leaves(state.learner.buffer), jax.tree.leaves(lstate.buffer),
@@ -94,11 +97,11 @@ def test_segments_equal_an_explicit_loop_and_compile_once():
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(state.env.obs[0], ref_env.obs, rtol=1e-5, atol=1e-6)
 
-    # Rounds with random actions, then the policy's, all with updates: one program (the
-    # host passes the action source), traced once; more rounds reuse it.
+    # Prefill rounds with random actions, then the policy's with updates: one program (the
+    # host passes the action source and whether to update), traced once; more rounds reuse it.
     state, loop, _ = backend.advance(state, loop, 40)
     programs = {k: v for k, v in TRACES.items() if k.startswith("mjx_")}
-    assert programs == {"mjx_learn": 1}
+    assert programs == {"mjx_segment": 1}
 
 
 @pytest.mark.slow

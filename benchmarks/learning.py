@@ -32,6 +32,8 @@ VARIANTS = {
     "popsan-bf16": ["--precision", "bf16"],
     # PopSAN with a surrogate whose gradient never vanishes (docs/learning.md: saturation).
     "popsan-arctan": ["--surrogate", "arctan"],
+    # ... and twice the exploration noise (docs/learning.md: the stand-still optimum).
+    "popsan-arctan-noise0.2": ["--surrogate", "arctan", "--exploration-noise", "0.2"],
 }
 # Published anchors (see docs/learning.md for their settings): TD3 with an ANN actor, the
 # TD3 authors' evaluations at 100k and 300k steps (gym v1, 10 seeds, mean, std).

@@ -12,12 +12,14 @@ os.environ["XLA_FLAGS"] = (
     os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
 ).strip()
 
-import jax
-
+# Through the environment, so the processes tests start (the CLI, multi-process runs, the
+# notebook's kernel) share the cache: a resumed multi-process run loads what its straight
+# run compiled.
 CACHE_DIR = Path(__file__).resolve().parent.parent / ".jax_cache"  # git-ignored
-jax.config.update("jax_compilation_cache_dir", str(CACHE_DIR))
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+os.environ["JAX_COMPILATION_CACHE_DIR"] = str(CACHE_DIR)
+os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.5"
+os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
+
 # Every training session sets this process-wide; set from the start, programs lower the same
 # whichever test runs first, so tests share compiled programs.
 from spikerl_jax.precision import set_matmul_precision  # noqa: E402

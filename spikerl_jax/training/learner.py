@@ -196,7 +196,11 @@ def make_learner(
     if layout.mesh is not None:
         init_out = jax.tree.map(layout.sharding, specs, is_leaf=lambda x: isinstance(x, P))
     members = layout.members
-    init = over_members(init_member, members)
+    if members > 1:  # one member's initialisation in a loop: compiles as fast as for one
+        def init(keys, hparams):
+            return jax.lax.map(lambda args: init_member(*args), (keys, hparams))
+    else:
+        init = over_members(init_member, members)
 
     def explore(actor_params, normalizer, obs_BD, key, step, noise_std):
         noise_std = constants.get("exploration_noise", noise_std)

@@ -143,9 +143,10 @@ def train_command(args: list[str]) -> int:
                      int(process_id) if process_id is not None else None)  # fmt: skip
     summary = train(cfg, resume=resume_dir is not None)
     final, best = summary["final_eval_return"], summary["best_eval_return"]
+    reached = " (--target-return reached)" if summary["target_reached_at"] is not None else ""
     print(
-        f"done: {summary['total_steps']} steps in {summary['wall_s']:.1f} s, final eval return "
-        f"{final:.2f} (best {best:.2f}); results in {summary['run_dir']}"
+        f"done: {summary['total_steps']} steps{reached} in {summary['wall_s']:.1f} s, final "
+        f"eval return {final:.2f} (best {best:.2f}); results in {summary['run_dir']}"
     )
     return 0
 

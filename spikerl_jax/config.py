@@ -171,6 +171,10 @@ class TrainConfig:
     """Gymnasium MuJoCo task id (see the list in the error for an unknown one)."""
     total_steps: int = 20_000
     """Environment steps in total (summed over parallel envs)."""
+    target_return: float | None = None
+    """Stop at the first evaluation at which every member's return reaches this (e.g. 950 on
+    InvertedPendulum, whose maximum is 1000), with a checkpoint and the summary written as at
+    the end; summary.json's target_reached_at gives the step. None: train --total-steps."""
     seed: int = 0
     """Seeds the networks, exploration, replay sampling and the environments."""
     out: str | None = None
@@ -271,6 +275,8 @@ class TrainConfig:
         for name in ("pj_per_synop", "pj_per_mac", "obs_clip"):
             _finite(name, getattr(self, name), 0.0, low_open=True)
         _finite("exploration_noise", self.exploration_noise, 0.0)
+        if self.target_return is not None:
+            _finite("target_return", self.target_return)
         if self.checkpoint_every is not None and self.checkpoint_every <= 0:
             raise ConfigError(f"--checkpoint-every must be positive, got {self.checkpoint_every}")
         for name in ("start_steps", "update_after", "updates_per_round"):

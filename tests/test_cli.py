@@ -40,6 +40,21 @@ def test_short_run_writes_config_metrics_and_summary(tmp_path):
     assert main(["train", *TINY, "--out", str(out)]) == 2
 
 
+def test_target_return_stops_at_the_first_evaluation_that_reaches_it(tmp_path):
+    out = tmp_path / "run"  # every return reaches -1e9: the first evaluation ends the run
+    assert main(["train", *TINY, "--target-return", "-1e9", "--out", str(out)]) == 0
+    assert [r["step"] for r in csv.DictReader((out / "metrics.csv").open())] == ["300"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["total_steps"] == 300 and summary["target_reached_at"] == 300
+    assert (out / "checkpoints" / "latest" / "300").is_dir()
+    # A resumed run goes on to the next evaluation (which reaches it again).
+    assert main(["train", "--resume", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["total_steps"] == 600 and summary["target_reached_at"] == 600
+    bad = ["train", *TINY, "--target-return", "nan", "--out", str(tmp_path / "bad")]
+    assert main(bad) == 2 and not (tmp_path / "bad").exists()
+
+
 def test_parallel_envs_run(tmp_path):
     out = tmp_path / "run"
     assert main(["train", *TINY, "--num-envs", "2", "--out", str(out)]) == 0

@@ -90,12 +90,12 @@ def test_td3_update_gradients_finite(precision):
 def test_bf16_training_solves_inverted_pendulum(tmp_path):
     out = tmp_path / "run"
     args = ["train", "--env", "InvertedPendulum-v4", "--precision", "bf16", "--seed", "0",
-            *LEARNING_NETS]  # fmt: skip
+            "--target-return", "950", *LEARNING_NETS]  # fmt: skip
     assert main([*args, "--out", str(out), "--no-progress", "--devices", "1"]) == 0
     config = json.loads((out / "config.json").read_text())
     assert config["actor"]["actor_precision"] == config["critic"]["critic_precision"] == "bf16"
     summary = json.loads((out / "summary.json").read_text())
-    # Solved within the budget: an evaluation reached >= 950 (measured: 1000). The final
-    # return is not asserted: under bf16 TD3's oscillation on this task is larger (a
-    # single-device run of the same seed fell back to 40 at 20k steps; BENCHMARKS.md).
+    # Solved within the budget: an evaluation reached >= 950 (measured: 1000 at 15k steps),
+    # where the run stopped.
     assert summary["best_eval_return"] >= 950, summary
+    assert summary["target_reached_at"] == summary["total_steps"] <= 20_000

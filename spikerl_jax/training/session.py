@@ -174,7 +174,7 @@ class Session:
         self.backend = make_backend(cfg, spec, self.learner, seeds, keys)
         self.state = committed(self.backend.init_state(self.learner.init(keys["init"], hparams)))
         self.loop = LoopState(members=(MemberRecord(),) * self.members)
-        self.resume_step = None
+        self.resume_step = self.target_reached_at = None
         if resume:
             self.state, self.loop, self.resume_step = self._restore()
         # Anchored to the step, so that a resumed run may change the intervals.
@@ -323,6 +323,14 @@ class Session:
         self.window = {"t": now, "step": loop.step, "updates": loop.updates, "update_s": 0.0}
         return dataclasses.replace(loop, members=tuple(records)), improved
 
+    def reached_target(self, loop: LoopState) -> bool:
+        """Whether every member's latest evaluation reached ``--target-return``."""
+        target = self.cfg.target_return
+        if target is None or not all(r.last_return >= target for r in loop.members):
+            return False
+        self.target_reached_at = loop.step
+        return True
+
     def label(self, member: int) -> str:
         return "" if self.members == 1 else f"[{self.run_dirs[member]}]"
 
@@ -403,6 +411,7 @@ class Session:
                 if self.update_s
                 else None,
                 "resumed_from": self.resume_step,
+                "target_reached_at": self.target_reached_at,
                 "run_dir": self.run_dirs[m],
                 "devices": self.learner.layout.devices,
                 "global_batch_size": cfg.td3.batch_size * (

@@ -56,14 +56,17 @@ def train_members(configs: list[TrainConfig], resume: bool = False, console=None
             before = loop.step
             state, loop, stats = session.backend.advance(state, loop, target, session.stop)
             session.account(before, loop, stats)  # progress; non-finite losses stop here
-            improved = []
+            improved, solved = [], False
             if session.eval_due(loop.step):
                 results = session.evaluate(state, loop.step)  # deterministic episodes
                 loop, improved = session.record(loop, results)  # metrics.csv, TensorBoard
-            if session.checkpoint_due(loop.step) or improved or session.stop.requested:
+                solved = session.reached_target(loop)  # --target-return: stop here
+            if session.checkpoint_due(loop.step) or improved or solved or session.stop.requested:
                 session.checkpoint(state, loop, best=improved)
             if session.stop.requested:
                 raise session.interrupted(loop.step)
+            if solved:
+                break
         return session.finish(state, loop), state
 
 

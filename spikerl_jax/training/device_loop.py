@@ -36,7 +36,7 @@ from spikerl_jax.envs.mjx_tasks import make
 from spikerl_jax.envs.registry import EnvSpec
 from spikerl_jax.rl.replay import Transition
 from spikerl_jax.training.backend import EvalResult, RoundStats
-from spikerl_jax.training.learner import Learner, counted, over_members
+from spikerl_jax.training.learner import Learner, counted, map_members, over_members
 from spikerl_jax.training.parallel import AXIS, global_buffer, learner_specs, local_buffer
 from spikerl_jax.training.state import DeviceEnvsState, LearnerState, LoopState, RunState
 
@@ -99,7 +99,7 @@ class DeviceBackend:
         env = VmapWrapper(EpisodeWrapper(self.env, self.spec.max_episode_steps),
                           self.cfg.num_envs)  # fmt: skip
         keys = jnp.stack([jax.random.fold_in(jax.random.key(s), 1) for s in self.seeds])
-        reset = jax.jit(over_members(env.reset, layout.members),
+        reset = jax.jit(map_members(env.reset, layout.members),
                         out_shardings=layout.sharding(layout.spec(0)))  # fmt: skip
         return RunState(learner=learner_state, env=reset(keys))
 

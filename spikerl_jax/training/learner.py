@@ -75,6 +75,15 @@ def over_members(fn: Callable, count: int, in_axes=0) -> Callable:
     return one
 
 
+def map_members(fn: Callable, count: int) -> Callable:
+    """``over_members`` for programs that run once (initialisation): a loop over the members
+    (``lax.map``), so that compiling takes as long as for one member (vmapping P = 4 members'
+    initialisation tripled it: random initialisers compile slowly batched)."""
+    if count > 1:
+        return lambda *args: jax.lax.map(lambda member_args: fn(*member_args), args)
+    return over_members(fn, count)
+
+
 class Learner(NamedTuple):
     """The compiled functions of a run (member-batched); the loops call only these.
 
@@ -196,11 +205,7 @@ def make_learner(
     if layout.mesh is not None:
         init_out = jax.tree.map(layout.sharding, specs, is_leaf=lambda x: isinstance(x, P))
     members = layout.members
-    if members > 1:  # one member's initialisation in a loop: compiles as fast as for one
-        def init(keys, hparams):
-            return jax.lax.map(lambda args: init_member(*args), (keys, hparams))
-    else:
-        init = over_members(init_member, members)
+    init = map_members(init_member, members)
 
     def explore(actor_params, normalizer, obs_BD, key, step, noise_std):
         noise_std = constants.get("exploration_noise", noise_std)

@@ -77,6 +77,7 @@ def test_segments_equal_an_explicit_loop_and_compile_once():
             else:
                 action = ref_learner.explore_member(params, norm, ref_env.obs, key_policy, step,
                                                     noise)  # fmt: skip
+            action = np.asarray(action)  # random or policy: one argument type, one compile
             nxt = env_step(ref_env, action)
             rows.append(Transition(ref_env.obs, action, nxt.reward, nxt.info["final_obs"],
                                    nxt.info["terminated"]))  # fmt: skip

@@ -10,7 +10,8 @@ buffer's fill), so it splits an advance into segments of rounds of one kind; whe
 acts uniformly at random (before ``start_steps``) and whether it updates are arguments of the
 call. Both action sources are computed and one is selected, and the updates sit in a
 ``lax.cond``: one program for every phase, because the MJX step dominates the compile time
-(an InvertedPendulum program with its own prefill twin compiled in 77 s rather than 44 s).
+(InvertedPendulum: 33 s + 44 s for a prefill and a learning program, 44-58 s for the one
+program; BENCHMARKS.md).
 
 Members are vmapped; the layout's devices run under ``shard_map`` (whole members per device,
 or each member's envs and replay split across devices). Evaluation runs every member's

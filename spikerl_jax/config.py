@@ -371,9 +371,9 @@ class TrainConfig:
 # What a resumed run may change: the schedule's length, evaluation, checkpointing, display and
 # logging. Anything else would make the restored state mean something else (a changed grid
 # would mix carbon figures).
-RESUME_MUTABLE = frozenset({"total_steps", "eval_every", "eval_episodes", "checkpoint_every",
-                            "keep_checkpoints", "progress", "out", "tensorboard", "energy",
-                            "pj_per_synop", "pj_per_mac"})  # fmt: skip
+RESUME_MUTABLE = frozenset({"total_steps", "target_return", "eval_every", "eval_episodes",
+                            "checkpoint_every", "keep_checkpoints", "progress", "out",
+                            "tensorboard", "energy", "pj_per_synop", "pj_per_mac"})  # fmt: skip
 
 
 def leaf_items(cfg):

@@ -51,6 +51,11 @@ def test_target_return_stops_at_the_first_evaluation_that_reaches_it(tmp_path):
     assert main(["train", "--resume", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["total_steps"] == 600 and summary["target_reached_at"] == 600
+    # ... or trains on without a target (a resume may change it).
+    assert main(["train", "--resume", str(out), "--target-return", "None",
+                 "--total-steps", "900"]) == 0  # fmt: skip
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["total_steps"] == 900 and summary["target_reached_at"] is None
     bad = ["train", *TINY, "--target-return", "nan", "--out", str(tmp_path / "bad")]
     assert main(bad) == 2 and not (tmp_path / "bad").exists()
 

@@ -324,7 +324,8 @@ class Session:
         return dataclasses.replace(loop, members=tuple(records)), improved
 
     def reached_target(self, loop: LoopState) -> bool:
-        """Whether every member's latest evaluation reached ``--target-return``."""
+        """Whether every member's latest evaluation reached ``--target-return`` (if so, the
+        step is kept for the summary's ``target_reached_at``)."""
         target = self.cfg.target_return
         if target is None or not all(r.last_return >= target for r in loop.members):
             return False

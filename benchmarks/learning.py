@@ -34,6 +34,8 @@ VARIANTS = {
     "popsan-arctan": ["--surrogate", "arctan"],
     # ... and twice the exploration noise (docs/learning.md: the stand-still optimum).
     "popsan-arctan-noise0.2": ["--surrogate", "arctan", "--exploration-noise", "0.2"],
+    # ... and a 3x larger actor learning rate (docs/learning.md: PopSAN learns late on Hopper).
+    "popsan-arctan-lr3e-4": ["--surrogate", "arctan", "--actor-lr", "3e-4"],
 }
 # Published anchors (see docs/learning.md for their settings): TD3 with an ANN actor, the
 # TD3 authors' evaluations at 100k and 300k steps (gym v1, 10 seeds, mean, std).

@@ -9,15 +9,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import assert_trees_equal, latest_state, rows
+from helpers import assert_trees_equal, latest_state, loop_physics, rows
 
 from spikerl_jax.cli import main
 from spikerl_jax.config import CriticConfig, PopSANConfig, preset_for
 from spikerl_jax.envs.mjx_env import EpisodeWrapper, VmapWrapper
-from spikerl_jax.envs.mjx_tasks import make
 from spikerl_jax.envs.registry import env_spec
 from spikerl_jax.rl.replay import Transition
 from spikerl_jax.rl.td3 import hparams_from_config
+from spikerl_jax.training import device_loop
 from spikerl_jax.training.device_loop import DeviceBackend
 from spikerl_jax.training.learner import TRACES, make_learner, member_keys, stack_hparams
 from spikerl_jax.training.parallel import make_layout, make_mesh
@@ -37,6 +37,12 @@ MJX_TINY = ["--env", "InvertedPendulum-v4", "--backend", "mjx", "--num-envs", "2
             "--hidden-sizes", "8", "--critic-hidden-sizes", "8", "--replay-size", "256",
             "--batch-size", "8", "--no-progress", "--no-energy", "--devices", "1",
             "--checkpoint-buffer"]  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def cheap_physics(monkeypatch):
+    """The loop's tests hold for any physics: the cheapest to compile (helpers.loop_physics)."""
+    monkeypatch.setattr(device_loop, "make", loop_physics(device_loop.make))
 
 
 def fresh(cfg=CFG):
@@ -60,7 +66,8 @@ def test_segments_equal_an_explicit_loop_and_compile_once():
     # The reference: round by round, vector step by vector step, from Python.
     ref_learner, _, _, ref = fresh()
     spec = env_spec(CFG.env)
-    env = VmapWrapper(EpisodeWrapper(make(CFG.env), spec.max_episode_steps), CFG.num_envs)
+    env = VmapWrapper(EpisodeWrapper(device_loop.make(CFG.env), spec.max_episode_steps),
+                      CFG.num_envs)  # fmt: skip
     env_step = jax.jit(env.step)
     key_random, key_policy = jax.random.split(keys["explore"][0])
     ref_env = jax.tree.map(lambda x: x[0], ref.env)

@@ -11,13 +11,15 @@ from spikerl_jax.cli import main
 
 @pytest.mark.slow
 def test_mjx_training_solves_inverted_pendulum(tmp_path):
-    """The CLI's on-device backend, the preset's 20k steps: the best evaluation reaches
-    the maximum return of 1000 (TD3 oscillates on this task: BENCHMARKS.md)."""
+    """The CLI's on-device backend within the preset's 20k steps: an evaluation reaches 950
+    (measured: 1000 at 15k steps), where ``--target-return`` stops the run."""
     out = tmp_path / "run"
     args = ["train", "--env", "InvertedPendulum-v4", "--backend", "mjx", "--no-progress",
-            "--no-energy", "--devices", "1", "--out", str(out), *LEARNING_NETS]  # fmt: skip
+            "--no-energy", "--devices", "1", "--out", str(out), "--target-return", "950",
+            *LEARNING_NETS]  # fmt: skip
     assert main(args) == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["total_steps"] == 20_000
-    assert summary["updates"] == (20_000 - 1_000) // 50 * 50 + 50  # rounds ending at 1k..20k
-    assert summary["best_eval_return"] >= 950
+    steps = summary["total_steps"]
+    assert summary["best_eval_return"] >= 950, summary
+    assert summary["target_reached_at"] == steps <= 20_000
+    assert summary["updates"] == (steps - 1_000) // 50 * 50 + 50  # rounds ending at 1k..steps

@@ -10,14 +10,14 @@ import signal
 import jax
 import numpy as np
 import pytest
-from helpers import TINY, as_numpy, assert_trees_equal, latest_state, rows
+from helpers import TINY, as_numpy, assert_trees_equal, latest_state, loop_physics, rows
 
 from spikerl_jax.cli import main
 from spikerl_jax.config import CriticConfig, PopSANConfig, TD3Config, TrainConfig
 from spikerl_jax.envs.registry import env_spec
 from spikerl_jax.rl.replay import random_transitions
 from spikerl_jax.rl.td3 import HParams, hparams_from_config
-from spikerl_jax.training import trainer
+from spikerl_jax.training import device_loop, trainer
 from spikerl_jax.training.learner import make_learner, member_keys, stack_hparams
 from spikerl_jax.training.parallel import make_layout, make_mesh
 from spikerl_jax.training.session import make_backend
@@ -70,9 +70,10 @@ def assert_member_equals_single(population, single, member):
 
 
 @pytest.mark.parametrize("backend", ["gymnasium", pytest.param("mjx", marks=pytest.mark.slow)])
-def test_member_equals_the_single_run_with_its_seed_and_learning_rate(backend):
+def test_member_equals_the_single_run_with_its_seed_and_learning_rate(backend, monkeypatch):
     configs = [dataclasses.replace(c, backend=backend) for c in MEMBERS]
     if backend == "mjx":
+        monkeypatch.setattr(device_loop, "make", loop_physics(device_loop.make))
         configs = [dataclasses.replace(c, env="InvertedPendulum-v5", num_envs=2) for c in configs]
     rounds = 5  # 2 random rounds, 3 exploring ones; updates from the first
     population = run_backend(configs, rounds, evaluate=backend == "gymnasium")

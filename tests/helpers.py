@@ -35,12 +35,18 @@ def loop_physics(make):
 
     def cheap(env_id, **options):
         env = make(env_id, **options)
-        env.mj_model.opt.integrator = mujoco.mjtIntegrator.mjINT_EULER
-        env.mj_model.opt.disableflags |= mujoco.mjtDisableBit.mjDSBL_CONSTRAINT
+        cheapen(env.mj_model)
         env.mjx_model = mjx.put_model(env.mj_model, impl="jax")
         return env
 
     return cheap
+
+
+def cheapen(model: mujoco.MjModel) -> mujoco.MjModel:
+    """``loop_physics``'s change to a MuJoCo model (in place): Euler, no constraints."""
+    model.opt.integrator = mujoco.mjtIntegrator.mjINT_EULER
+    model.opt.disableflags |= mujoco.mjtDisableBit.mjDSBL_CONSTRAINT
+    return model
 
 
 def hparams(td3_cfg=None, **train_fields):

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import mujoco
 import numpy as np
 import pytest
+from helpers import cheapen, loop_physics
 from mujoco import mjx
 
 from spikerl_jax.envs.gymnasium_backend import quiet_make
@@ -192,10 +193,12 @@ def test_unported_and_bad_options_are_refused():
 @pytest.fixture(scope="module")
 def pendulums():
     """3 InvertedPendulum-v5 envs with 12-step episodes (compiled), the unwrapped port, and
-    Gymnasium's env as the reference of one unwrapped step."""
-    port = make("InvertedPendulum-v5")
+    Gymnasium's env as the reference of one unwrapped step. Both run the same cheap physics
+    (helpers.loop_physics): the wrappers are under test here, the physics in the tests above."""
+    port = loop_physics(make)("InvertedPendulum-v5")
     env = VmapWrapper(EpisodeWrapper(port, episode_length=12), 3)
     gym_env = quiet_make("InvertedPendulum-v5").unwrapped
+    cheapen(gym_env.model)
     gym_env.reset(seed=0)
     return port, jax.jit(port.reset), jax.jit(env.reset), jax.jit(env.step), gym_env
 

@@ -37,8 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 HEAVY_FIRST = (
     "envs/test_mjx_tasks.py", "training/test_population.py",
     "training/test_device_loop_learning.py", "training/test_parallel.py", "test_precision.py",
-    "training/test_device_loop.py", "training/test_trainer.py", "test_notebook.py", "training/test_checkpoint.py",
-    "training/test_session.py",
+    "training/test_device_loop.py", "training/test_trainer.py", "test_notebook.py",
+    "training/test_checkpoint.py", "training/test_session.py",
 )  # fmt: skip
 
 

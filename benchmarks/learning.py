@@ -10,8 +10,10 @@ report that puts the results beside the published anchors.
 ``run`` skips finished sweeps and resumes interrupted ones. ``report`` reads every run under
 ``ROOT/ENV-VARIANT/`` (sweep members, or runs copied there) and writes ``learning.csv`` and
 ``learning_curves.png`` into ``--out``, and prints the markdown table of docs/learning.md.
-``diagnose`` runs every PopSAN run's latest policy for 1,000 deterministic steps and prints, per
-spiking layer, its firing rate and the fractions of saturated, silent and informative neurons.
+``diagnose`` runs every run's latest policy for 1,000 deterministic steps and prints how much
+its action varies over the states it visits (0: an actor collapsed onto a constant action) and,
+for PopSAN, per spiking layer, its firing rate and the fractions of saturated, silent and
+informative neurons.
 """
 
 from __future__ import annotations
@@ -156,13 +158,12 @@ def diagnose(args) -> None:
     import spikerl_jax as sj
     from spikerl_jax.envs.gymnasium_backend import quiet_make
 
-    print("| run | return (1st episode) | layer: firing rate, saturated / silent / varying |")
-    print("| --- | --- | --- |")
+    print("| run | return (1st episode) | action std over the states | layer: firing rate, "
+          "saturated / silent / varying |")  # fmt: skip
+    print("| --- | --- | --- | --- |")
     for (env, _), dirs in sorted(runs_of(args.root).items()):
         for run_dir in dirs:
             policy = sj.load_policy(run_dir, "latest")
-            if policy.config.actor_kind != "popsan":
-                continue
             gym_env, observations, episode_return, first = quiet_make(env), [], 0.0, True
             obs, _ = gym_env.reset(seed=0)
             for _ in range(args.steps):  # the states the policy itself visits
@@ -171,12 +172,18 @@ def diagnose(args) -> None:
                 episode_return += reward * first
                 if terminated or truncated:
                     obs, first = gym_env.reset()[0], False
-            _, trains = policy.spike_trains(np.array(observations, np.float32))
-            layers = sj.neuron_saturation(trains, policy.config.actor.timesteps)
-            cells = "; ".join(f"{name} {v['firing_rate']:.2f}, {v['saturated']:.2f} / "
-                              f"{v['silent']:.2f} / {v['varies']:.2f}"
-                              for name, v in layers.items())  # fmt: skip
-            print(f"| {os.path.relpath(run_dir, args.root)} | {episode_return:.0f} | {cells} |")
+            states = np.array(observations, np.float32)
+            # A constant action (std 0) is a collapsed actor: pinned at the action bounds.
+            spread = float(np.asarray(policy(states)).std(0).mean())
+            cells = "(no spiking layers)"
+            if policy.config.actor_kind == "popsan":
+                _, trains = policy.spike_trains(states)
+                layers = sj.neuron_saturation(trains, policy.config.actor.timesteps)
+                cells = "; ".join(f"{name} {v['firing_rate']:.2f}, {v['saturated']:.2f} / "
+                                  f"{v['silent']:.2f} / {v['varies']:.2f}"
+                                  for name, v in layers.items())  # fmt: skip
+            print(f"| {os.path.relpath(run_dir, args.root)} | {episode_return:.0f} | "
+                  f"{spread:.3f} | {cells} |")  # fmt: skip
 
 
 def main() -> None:
@@ -193,7 +200,7 @@ def main() -> None:
     p_report = sub.add_parser("report", help="table and curves of the finished runs")
     p_report.add_argument("--root", default="runs/learning")
     p_report.add_argument("--out", default="docs")
-    p_diag = sub.add_parser("diagnose", help="saturated and silent neurons of PopSAN runs")
+    p_diag = sub.add_parser("diagnose", help="collapsed actors, saturated and silent neurons")
     p_diag.add_argument("--root", default="runs/learning")
     p_diag.add_argument("--steps", type=int, default=1000)
     args = parser.parse_args()

@@ -38,6 +38,9 @@ VARIANTS = {
     "popsan-arctan-noise0.2": ["--surrogate", "arctan", "--exploration-noise", "0.2"],
     # ... and a 3x larger actor learning rate (docs/learning.md: PopSAN learns late on Hopper).
     "popsan-arctan-lr3e-4": ["--surrogate", "arctan", "--actor-lr", "3e-4"],
+    # PopSAN's rectangular window 4x wider (half-width 2): stuck output neurons get a gradient
+    # (docs/learning.md: both actors collapse onto the action bound; PopSAN's stays there).
+    "popsan-window2": ["--surrogate-param", "2.0"],
 }
 # Published anchors (see docs/learning.md for their settings): TD3 with an ANN actor, the
 # TD3 authors' evaluations at 100k and 300k steps (gym v1, 10 seeds, mean, std).

@@ -158,10 +158,7 @@ class Session:
                 self.locks.append(RunLock(run_dir))
             self._set_up(configs, layout, resume, console)
         except BaseException:
-            if hasattr(self, "backend"):
-                self.backend.close()
-            for lock in self.locks:
-                lock.release()
+            self._release()
             raise
 
     def _set_up(self, configs: list[TrainConfig], layout, resume: bool, console) -> None:
@@ -380,15 +377,21 @@ class Session:
             self.stop.__exit__(*exc)
             self.progress.__exit__(*exc)
         finally:
+            self._release()
+
+    def _release(self) -> None:
+        """Closes what the session opened, as far as its start got (a failed start too)."""
+        if hasattr(self, "meter"):
             self.meter.close()
-            for checkpointer in self.checkpointers:
-                checkpointer.wait()
-                checkpointer.close()
-            for recorder in self.recorders:
-                recorder.close()
+        for checkpointer in getattr(self, "checkpointers", []):
+            checkpointer.wait()
+            checkpointer.close()
+        for recorder in getattr(self, "recorders", []):
+            recorder.close()
+        if hasattr(self, "backend"):
             self.backend.close()
-            for lock in self.locks:
-                lock.release()
+        for lock in self.locks:
+            lock.release()
 
     def finish(self, state: RunState, loop: LoopState) -> list[dict]:
         """Ends the measurement and writes every member's ``summary.json``."""

@@ -1,6 +1,7 @@
 """Run records that survive resumes, concurrent starts, signals, full disks and hostile
 files: what a session guarantees around the training loop."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -12,6 +13,8 @@ import pytest
 from helpers import TINY, assert_trees_equal, latest_state, rows, wait_for_checkpoint
 
 from spikerl_jax.cli import main
+from spikerl_jax.config import CriticConfig, PopSANConfig, preset_for
+from spikerl_jax.training import session
 
 SHORT = [*TINY[: TINY.index("--total-steps")], *TINY[TINY.index("--total-steps") + 2 :]]
 
@@ -189,3 +192,34 @@ def test_a_full_disk_stops_with_one_line_and_keeps_the_last_checkpoint(tmp_path,
     monkeypatch.undo()
     assert latest_state(out)[2] == 300
     assert rows(out)[-1]["step"] == "600"  # training stopped at the failed save
+
+
+def test_a_failed_start_closes_what_it_opened_and_a_retry_starts(tmp_path, monkeypatch):
+    """A start that fails after opening the records (here: the progress display) closes the
+    records, checkpointers and energy meter and releases the run directory's lock, so a
+    notebook can fix the problem and start again in the same process."""
+    cfg = dataclasses.replace(
+        preset_for("InvertedPendulum-v4"), total_steps=300, start_steps=200, update_after=100,
+        replay_size=1000, actor=PopSANConfig(hidden_sizes=(16, 16)), devices=1, energy=False,
+        critic=CriticConfig(critic_hidden_sizes=(16, 16)), out=str(tmp_path / "run"),
+    )  # fmt: skip
+    closed = []
+    for cls in (session.RunRecorder, session.RunCheckpointer, session.EnergyMeter):
+        def close(self, original=cls.close):
+            closed.append(type(self).__name__)
+            original(self)
+
+        monkeypatch.setattr(cls, "close", close)
+
+    def broken_display(*args, **kwargs):
+        raise RuntimeError("no terminal")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(session, "TrainProgress", broken_display)
+        with pytest.raises(RuntimeError, match="no terminal"):
+            session.Session([cfg])
+    assert sorted(closed) == ["EnergyMeter", "RunCheckpointer", "RunRecorder"]
+    closed.clear()
+    with session.Session([cfg]):  # the lock was released: the retry starts
+        pass
+    assert sorted(closed) == ["EnergyMeter", "RunCheckpointer", "RunRecorder"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from importlib import metadata
 
 import jax
 import jax.numpy as jnp
@@ -26,6 +27,17 @@ from spikerl_jax.schema import SchemaError, from_jsonable, to_jsonable
 from spikerl_jax.training.state import HostCheckpoint, RunState
 
 LEARNER_KEYS = ("td3", "normalizer", "key")
+# The layout of a checkpoint's items, saved with it as the ``format`` item. Bump it when the
+# items change in a way older code cannot read. Checkpoints without the item were written
+# before it existed, in the layout of format 1.
+FORMAT = 1
+
+
+def _version() -> str:
+    try:
+        return metadata.version("spikerl_jax")
+    except metadata.PackageNotFoundError:  # a source tree on the path, not installed
+        return "unknown"
 
 
 class CheckpointError(ConfigError):
@@ -94,13 +106,14 @@ class RunCheckpointer:
             the previous checkpoints stay.
         """
         items = device_items(state, self.save_buffer)
-        host_json = ocp.args.JsonSave(to_jsonable(host))
         args = {k: ocp.args.StandardSave(v) for k, v in items.items()}
+        args["host"] = ocp.args.JsonSave(to_jsonable(host))
+        args["format"] = ocp.args.JsonSave({"format": FORMAT, "spikerl_jax": _version()})
         try:
-            self.latest.save(step, args=ocp.args.Composite(host=host_json, **args))
+            self.latest.save(step, args=ocp.args.Composite(**args))
             if best:
                 kept = {k: v for k, v in args.items() if k != "buffer"}
-                self.best.save(step, args=ocp.args.Composite(host=host_json, **kept))
+                self.best.save(step, args=ocp.args.Composite(**kept))
         except Exception as e:  # orbax wraps OS errors in several types: report the cause
             self.remove_temporary()
             raise SaveError(self._explain(step, e)) from None
@@ -152,6 +165,15 @@ def _placed(abstract_state):
     return jax.tree.map(leaf, abstract_state)
 
 
+def _check_format(where: str, saved: dict) -> None:
+    if saved.get("format") != FORMAT:
+        raise CheckpointError(
+            f"checkpoint {where} has format {saved.get('format')} (written by spikerl_jax "
+            f"{saved.get('spikerl_jax', '?')}); this spikerl_jax ({_version()}) reads format "
+            f"{FORMAT}: read it with the version that wrote it"
+        )
+
+
 def restore(
     run_dir: str, abstract_state: RunState, which: str = "latest", with_buffer: bool = True
 ) -> tuple[dict, HostCheckpoint, int]:
@@ -184,7 +206,12 @@ def restore(
     args = {"host": ocp.args.JsonRestore()}
     args.update({k: ocp.args.StandardRestore(v) for k, v in abstract.items() if k in saved_items})
     try:
+        if "format" in saved_items:
+            saved = manager.restore(step, args=ocp.args.Composite(format=ocp.args.JsonRestore()))
+            _check_format(f"{path}/{step}", saved["format"])
         restored = manager.restore(step, args=ocp.args.Composite(**args))
+    except CheckpointError:
+        raise
     except Exception as e:  # orbax raises many types for bad files; name the checkpoint
         raise CheckpointError(
             f"cannot restore checkpoint {path}/{step} ({type(e).__name__}: {str(e)[:200]}); "

@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from spikerl_jax.export.policy import load_policy
 from spikerl_jax.reporting.runlog import load_run_config
 from spikerl_jax.rl.networks import make_networks
 from spikerl_jax.rl.policy import make_policies
+from spikerl_jax.training import checkpoint
 from spikerl_jax.training.host_loop import HostCollector
 
 # TINY without its length, with a larger buffer.
@@ -125,6 +127,24 @@ def test_missing_and_corrupted_checkpoints(straight_run, tmp_path, capsys):
                           capture_output=True, text=True, timeout=300)  # fmt: skip
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == err, proc.stderr
+
+
+def test_a_checkpoint_of_another_format_is_refused_in_one_line(tmp_path, capsys, monkeypatch):
+    """Checkpoints record their format; one this code cannot read is refused with the
+    version that wrote it, and one from before formats were recorded (no ``format`` item,
+    the layout of format 1) still resumes."""
+    run = tmp_path / "run"
+    assert train(run, "--total-steps", "300") == 0
+    legacy = tmp_path / "legacy"
+    shutil.copytree(run, legacy)
+    shutil.rmtree(legacy / "checkpoints" / "latest" / "300" / "format")
+    assert main(["train", "--resume", str(legacy), "--total-steps", "600"]) == 0
+    capsys.readouterr()
+    monkeypatch.setattr(checkpoint, "FORMAT", 2)  # as a later version would read it
+    assert main(["train", "--resume", str(run), "--total-steps", "600"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "has format 1 (written by spikerl_jax" in err[0], err
+    assert "reads format 2" in err[0] and str(run) in err[0]
 
 
 def test_exported_policy_reproduces_training_actor(straight_run):

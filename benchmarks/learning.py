@@ -41,6 +41,9 @@ VARIANTS = {
     # PopSAN's rectangular window 4x wider (half-width 2): stuck output neurons get a gradient
     # (docs/learning.md: both actors collapse onto the action bound; PopSAN's stays there).
     "popsan-window2": ["--surrogate-param", "2.0"],
+    # A penalty on output neurons stuck firing always or never, whose gradient bypasses the
+    # surrogate (docs/learning.md: a penalty that brings stuck neurons back).
+    "popsan-drive1": ["--drive-penalty", "1.0"],
 }
 # Published anchors (see docs/learning.md for their settings): TD3 with an ANN actor, the
 # TD3 authors' evaluations at 100k and 300k steps (gym v1, 10 seeds, mean, std).

@@ -143,6 +143,12 @@ class TD3Config:
     """--target-actor proxy: Adam learning rate of the proxy."""
     proxy_steps: int = 3
     """--target-actor proxy: proxy regression steps (fresh replay batches) per critic step."""
+    drive_penalty: float = 0.0
+    """PopSAN only: weight of a penalty, added to the actor's loss, on output neurons whose
+    mean input drive over the batch lies outside the range where they can change their spike
+    count (they fire at every timestep or never, for every state). Its gradient reaches
+    their weights directly, not through the surrogate, so stuck neurons come back. 0: off
+    (TD3 as in PopSAN). See docs/learning.md."""
 
     def validate(self) -> None:
         if self.batch_size <= 0:
@@ -155,7 +161,7 @@ class TD3Config:
                 raise ConfigError(f"{flag(name)} must lie in [0, 1], got {value}")
         for name in ("actor_lr", "critic_lr", "proxy_lr"):
             _finite(name, getattr(self, name), 0.0, low_open=True)
-        for name in ("target_noise", "target_noise_clip"):
+        for name in ("target_noise", "target_noise_clip", "drive_penalty"):
             _finite(name, getattr(self, name), 0.0)
         if self.proxy_steps <= 0:
             raise ConfigError(f"--proxy-steps must be positive, got {self.proxy_steps}")
@@ -318,6 +324,9 @@ class TrainConfig:
         self.td3.validate()
         if self.td3.batch_size > self.replay_size:
             raise ConfigError("--batch-size cannot exceed --replay-size")
+        if self.td3.drive_penalty and self.actor_kind != "popsan":
+            raise ConfigError("--drive-penalty acts on PopSAN's output neurons; the MLP actor "
+                              "has none (drop it, or use --actor popsan)")
 
     @property
     def checkpoint_interval(self) -> int:

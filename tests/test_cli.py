@@ -116,6 +116,8 @@ def test_bad_input_gives_one_clear_line(args, message, tmp_path):
         (["--replay-size", "4000000000"], "lower --replay-size"),
         (["--resume"], "--resume needs a value"),
         (["--backend", "mjx", "--act-device", "cpu"], "--act-device cpu applies to --backend"),
+        (["--drive-penalty", "-1"], "--drive-penalty must be non-negative, got -1.0"),
+        (["--actor", "mlp", "--drive-penalty", "1"], "the MLP actor has none"),
     ],
 )
 def test_bad_values_are_refused_up_front_in_one_line(args, message, tmp_path, capsys):

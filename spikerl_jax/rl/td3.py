@@ -27,6 +27,7 @@ from spikerl_jax.rl.networks import Networks, first_q
 from spikerl_jax.rl.optim import ADAM, adam_step
 from spikerl_jax.rl.proxy import ProxyTarget, make_proxy
 from spikerl_jax.rl.replay import Transition
+from spikerl_jax.snn.popsan import PopSAN, output_drive_penalty
 
 Params = dict
 Metrics = dict[str, jax.Array]
@@ -171,10 +172,16 @@ def make_td3(
         return loss, {"critic_loss": loss, "q": q_2B[0].mean()}
 
     def actor_loss(actor_params, critic_params, obs_BD: jax.Array, key: jax.Array):
-        """Deterministic policy gradient through Q1 (the critic's weights get no gradient)."""
-        return -first_q(
-            critic, critic_params, obs_BD, actor.apply(actor_params, obs_BD, key)
-        ).mean()
+        """Deterministic policy gradient through Q1 (the critic's weights get no gradient),
+        plus ``cfg.drive_penalty`` times PopSAN's ``output_drive_penalty`` when set."""
+        if not cfg.drive_penalty:
+            action = actor.apply(actor_params, obs_BD, key)
+            return -first_q(critic, critic_params, obs_BD, action).mean()
+        action, trains = actor.apply(actor_params, obs_BD, key, method=PopSAN.spike_trains)
+        penalty = output_drive_penalty(actor, actor_params, trains)
+        return -first_q(critic, critic_params, obs_BD, action).mean() + (
+            cfg.drive_penalty * penalty
+        )
 
     def critic_step(state: TD3State, batch: Transition, key: jax.Array):
         grads, metrics = jax.grad(critic_loss, has_aux=True)(state.critic_params, state, batch, key)

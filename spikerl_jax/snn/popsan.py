@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from spikerl_jax.config import PopSANConfig
 from spikerl_jax.precision import get_policy
@@ -28,6 +29,52 @@ def make_neuron(cfg: PopSANConfig) -> LIFNeuron:
         threshold=cfg.threshold,
         surrogate=make_surrogate(cfg.surrogate, cfg.surrogate_param),
     )
+
+
+def drive_band(neuron: LIFNeuron, timesteps: int) -> tuple[float, float]:
+    """The constant input drives ``(low, high)`` under which a neuron starting at rest fires
+    at some of ``timesteps`` but not at all of them.
+
+    Above ``high`` (the threshold) it fires at the first timestep and, its current never
+    falling below the drive, at every one after. Without a spike the membrane is linear in a
+    constant drive ``d``: ``v_t = k_t d``, so it first crosses the threshold below ``low =
+    threshold / max_t k_t``; under ``low`` it never fires.
+    """
+    current = voltage = gain = 0.0
+    for _ in range(timesteps):
+        current = neuron.current_decay * current + 1.0
+        voltage = neuron.voltage_decay * voltage + current
+        gain = max(gain, voltage)
+    return neuron.threshold / gain, neuron.threshold
+
+
+def output_drive_penalty(actor: PopSAN, params, trains: dict[str, jax.Array]) -> jax.Array:
+    """Mean squared distance of each output neuron's mean input drive from ``drive_band``.
+
+    A neuron whose drive stays above the band for every state fires at every timestep, one
+    below it never fires: either way its spike count, and so the decoded action, ignores the
+    state, and the surrogate passes no gradient that could move it back. The mean drive over
+    the batch and time is linear in the weights, so this penalty's gradient reaches them
+    directly. Neurons inside the band (and those that vary around it) cost nothing.
+
+    Args:
+      actor: the PopSAN module.
+      params: its parameters.
+      trains: ``actor.apply(params, obs, key, method=PopSAN.spike_trains)[1]``.
+
+    Returns:
+      A scalar, 0 when every output neuron's mean drive lies in the band.
+    """
+    cfg = actor.config
+    last = len(cfg.hidden_sizes)
+    snn = params["params"]["snn"]
+    # mean_{T,B}(s @ W + b) = mean_{T,B}(s) @ W + b: one (n_in,) @ (n_in, N) product.
+    rate_in = trains[f"hidden_{last - 1}"].mean((0, 1))
+    drive_N = rate_in @ snn[f"kernel_{last}"].astype(jnp.float32) + snn[f"bias_{last}"].astype(
+        jnp.float32
+    )
+    low, high = drive_band(make_neuron(cfg), cfg.timesteps)
+    return jnp.mean(jax.nn.relu(drive_N - high) ** 2 + jax.nn.relu(low - drive_N) ** 2)
 
 
 class PopSAN(nn.Module):

@@ -1,5 +1,7 @@
 """TD3 against hand-computed targets and an explicit Python-loop reference of the schedule."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,6 +13,7 @@ from spikerl_jax.config import CriticConfig, PopSANConfig, TD3Config
 from spikerl_jax.rl.networks import make_networks
 from spikerl_jax.rl.replay import random_transitions
 from spikerl_jax.rl.td3 import make_td3
+from spikerl_jax.snn.popsan import PopSAN, output_drive_penalty
 
 OBS, ACT, LIMIT = 4, 2, 1.0
 CFG = TD3Config(batch_size=6, actor_lr=1e-3, critic_lr=1e-3)
@@ -170,3 +173,21 @@ def test_polyak_update_by_hand(setup):
         )
     ]
     assert all(changed)
+
+
+def test_drive_penalty_adds_to_the_actor_loss_only(setup):
+    nets, td3, state, batch = setup
+    weighted = make_td3(nets, dataclasses.replace(CFG, drive_penalty=3.0))
+    _, trains = nets.actor.apply(state.actor_params, batch.obs, method=PopSAN.spike_trains)
+    penalty = float(output_drive_penalty(nets.actor, state.actor_params, trains))
+    assert penalty > 0  # this init has output neurons outside the band: the test can fail
+    np.testing.assert_allclose(
+        float(weighted.actor_loss(state.actor_params, state.critic_params, batch.obs, None)),
+        float(td3.actor_loss(state.actor_params, state.critic_params, batch.obs, None))
+        + 3.0 * penalty,
+        rtol=1e-6,
+    )
+    key = jax.random.key(5)
+    assert float(weighted.critic_loss(state.critic_params, state, batch, key)[0]) == float(
+        td3.critic_loss(state.critic_params, state, batch, key)[0]
+    )

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from spikerl_jax.config import PopSANConfig
-from spikerl_jax.snn.popsan import PopSAN
+from spikerl_jax.snn.lif import lif_scan
+from spikerl_jax.snn.popsan import PopSAN, drive_band, make_neuron, output_drive_penalty
 
 OBS, ACT = 5, 2
 SMALL = PopSANConfig(hidden_sizes=(32, 24), pop_in=4, pop_out=5, timesteps=4)
@@ -77,3 +78,47 @@ def test_poisson_actor_needs_key_and_is_reproducible():
     )
     with pytest.raises(ValueError, match="PRNG key"):
         actor.apply(params, obs)
+
+
+def test_drive_band_bounds_the_drives_that_fire_some_timesteps():
+    """Checked against the LIF scan itself: constant drives just inside the band fire at some
+    timesteps and not at all, just outside at none or at every one."""
+    neuron = make_neuron(SMALL)
+    low, high = drive_band(neuron, SMALL.timesteps)
+    drives = jnp.array([0.99 * low, 1.01 * low, 0.99 * high, 1.01 * high])
+    spikes_TBN, _ = lif_scan(neuron, jnp.broadcast_to(drives, (SMALL.timesteps, 1, 4)))
+    counts = np.asarray(spikes_TBN.sum(0))[0]
+    np.testing.assert_array_equal(counts == 0, [True, False, False, False])
+    np.testing.assert_array_equal(counts == SMALL.timesteps, [False, False, False, True])
+
+
+def test_output_drive_penalty_by_hand_and_its_gradient_reaches_stuck_neurons(actor_and_params):
+    actor, params, obs = actor_and_params
+    low, high = drive_band(make_neuron(SMALL), SMALL.timesteps)
+    n_out = ACT * SMALL.pop_out
+    last = len(SMALL.hidden_sizes)
+
+    def with_output_layer(bias):
+        snn = {**params["params"]["snn"], f"kernel_{last}": jnp.zeros((24, n_out)),
+               f"bias_{last}": jnp.asarray(bias, jnp.float32)}  # fmt: skip
+        return {"params": {**params["params"], "snn": snn}}
+
+    def penalty(p):
+        _, trains = actor.apply(p, obs, method=PopSAN.spike_trains)
+        return output_drive_penalty(actor, p, trains)
+
+    # With no input weights the drive is the bias: inside the band costs nothing; 0.5 above
+    # it on half the neurons and 0.25 below on the other half, the mean of the squares.
+    assert float(penalty(with_output_layer(jnp.full(n_out, (low + high) / 2)))) == 0.0
+    stuck = np.r_[np.full(n_out // 2, high + 0.5), np.full(n_out - n_out // 2, low - 0.25)]
+    expected = (0.25 * (n_out // 2) + 0.0625 * (n_out - n_out // 2)) / n_out
+    np.testing.assert_allclose(float(penalty(with_output_layer(stuck))), expected, rtol=1e-6)
+
+    # Stuck neurons pass no gradient from the actions (the rectangular surrogate is 0 that far
+    # from the threshold); the penalty's gradient moves each back towards the band.
+    stuck_params = with_output_layer(stuck)
+    grad_action = jax.grad(lambda p: actor.apply(p, obs).sum())(stuck_params)
+    grad_penalty = jax.grad(penalty)(stuck_params)
+    bias_grad = lambda g: np.asarray(g["params"]["snn"][f"bias_{last}"])  # noqa: E731
+    np.testing.assert_array_equal(bias_grad(grad_action), 0.0)
+    np.testing.assert_array_equal(np.sign(bias_grad(grad_penalty)), np.sign(stuck - high / 2))

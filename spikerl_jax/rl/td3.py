@@ -178,7 +178,7 @@ def make_td3(
             action = actor.apply(actor_params, obs_BD, key)
             return -first_q(critic, critic_params, obs_BD, action).mean()
         action, trains = actor.apply(actor_params, obs_BD, key, method=PopSAN.spike_trains)
-        penalty = output_drive_penalty(actor, actor_params, trains)
+        penalty = output_drive_penalty(actor, actor_params, trains, all_mean)
         return -first_q(critic, critic_params, obs_BD, action).mean() + (
             cfg.drive_penalty * penalty
         )

@@ -5,6 +5,8 @@ Shapes: ``B`` batch, ``D`` observation dims, ``A`` action dims, ``T`` spike time
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -48,7 +50,9 @@ def drive_band(neuron: LIFNeuron, timesteps: int) -> tuple[float, float]:
     return neuron.threshold / gain, neuron.threshold
 
 
-def output_drive_penalty(actor: PopSAN, params, trains: dict[str, jax.Array]) -> jax.Array:
+def output_drive_penalty(
+    actor: PopSAN, params, trains: dict[str, jax.Array], all_mean: Callable = lambda x: x
+) -> jax.Array:
     """Mean squared distance of each output neuron's mean input drive from ``drive_band``.
 
     A neuron whose drive stays above the band for every state fires at every timestep, one
@@ -61,6 +65,9 @@ def output_drive_penalty(actor: PopSAN, params, trains: dict[str, jax.Array]) ->
       actor: the PopSAN module.
       params: its parameters.
       trains: ``actor.apply(params, obs, key, method=PopSAN.spike_trains)[1]``.
+      all_mean: the mean over data-parallel devices (identity on one device). The penalty
+        is then that of the global batch's mean drive, and the devices' averaged gradients
+        are its exact gradient, as one device holding the whole batch would compute.
 
     Returns:
       A scalar, 0 when every output neuron's mean drive lies in the band.
@@ -73,6 +80,9 @@ def output_drive_penalty(actor: PopSAN, params, trains: dict[str, jax.Array]) ->
     drive_N = rate_in @ snn[f"kernel_{last}"].astype(jnp.float32) + snn[f"bias_{last}"].astype(
         jnp.float32
     )
+    # The global batch's mean drive as the value, this device's share as the gradient path:
+    # averaging the devices' gradients then gives the gradient of the global penalty.
+    drive_N = drive_N + jax.lax.stop_gradient(all_mean(drive_N) - drive_N)
     low, high = drive_band(make_neuron(cfg), cfg.timesteps)
     return jnp.mean(jax.nn.relu(drive_N - high) ** 2 + jax.nn.relu(low - drive_N) ** 2)
 

@@ -1,5 +1,6 @@
 """Data parallelism on 8 forced CPU devices and across 2 processes (gloo)."""
 
+import dataclasses
 import json
 import os
 import socket
@@ -34,10 +35,13 @@ def leaves(tree):
     return [np.asarray(x) for x in jax.tree.leaves(tree)]
 
 
-def test_eight_device_update_equals_one_device_update_on_the_concatenated_batch():
+@pytest.mark.parametrize("drive_penalty", [0.0, 1.0])
+def test_eight_device_update_equals_one_device_update_on_the_concatenated_batch(drive_penalty):
+    """Also with --drive-penalty, whose batch statistic is the global batch's."""
     mesh = make_mesh(8)
     networks = make_networks(2, 1.0, ACTOR, CRITIC)
-    single, sharded = make_td3(networks, TD3_CFG), make_td3(networks, TD3_CFG, axis_name=AXIS)
+    td3_cfg = dataclasses.replace(TD3_CFG, drive_penalty=drive_penalty)
+    single, sharded = make_td3(networks, td3_cfg), make_td3(networks, td3_cfg, axis_name=AXIS)
     state = single.init(jax.random.key(0), 3, hparams_from_config(CFG))
     batch = random_transitions(jax.random.key(1), 8 * 4, 3, 2)  # per-device b = 4
     key = jax.random.key(2)

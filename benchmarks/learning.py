@@ -96,7 +96,9 @@ def curve(run_dir: str) -> dict[int, float]:
 def report(args) -> None:
     from matplotlib.figure import Figure
 
-    groups = runs_of(args.root)
+    groups = {(env, variant): dirs for (env, variant), dirs in runs_of(args.root).items()
+              if (not args.variants or variant in args.variants)
+              and (not args.envs or env in args.envs)}  # fmt: skip
     rows = []
     envs = sorted({env for env, _ in groups})
     fig = Figure(figsize=(5.5 * len(envs), 4), layout="constrained")
@@ -140,13 +142,25 @@ def report(args) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     os.makedirs(args.out, exist_ok=True)
-    fig.savefig(os.path.join(args.out, "learning_curves.png"), dpi=110)
-    with open(os.path.join(args.out, "learning.csv"), "w", newline="") as f:
+    fig.savefig(os.path.join(args.out, args.figure), dpi=110)
+    written = [os.path.join(args.out, args.figure)]
+    if not (args.variants or args.envs):  # the CSV holds every run; a selection, its figure
+        written.append(os.path.join(args.out, "learning.csv"))
+        write_rows(written[-1], rows)
+    print_rows(rows)
+    print(json.dumps({"written": written}))
+
+
+def write_rows(path: str, rows: list[dict]) -> None:
+    with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, ["env", "variant", "step", "seeds", "mean", "std",
                                     "last3_mean", "last3_std", "best_mean", "best_std",
                                     "best_per_seed", "runs"])  # fmt: skip
         writer.writeheader()
         writer.writerows(rows)
+
+
+def print_rows(rows: list[dict]) -> None:
     print("| env | actor | step | seeds | eval return (mean ± std) | last 3 evaluations | "
           "best: mean ± std (per seed) |")  # fmt: skip
     print("| --- | --- | --- | --- | --- | --- | --- |")
@@ -156,8 +170,6 @@ def report(args) -> None:
             f"{r['mean']:.0f} ± {r['std']:.0f} | {r['last3_mean']:.0f} ± {r['last3_std']:.0f} | "
             f"{r['best_mean']:.0f} ± {r['best_std']:.0f} ({r['best_per_seed']}) |"
         )
-    print(json.dumps({"written": [os.path.join(args.out, n)
-                                  for n in ("learning.csv", "learning_curves.png")]}))  # fmt: skip
 
 
 def diagnose(args) -> None:
@@ -206,6 +218,10 @@ def main() -> None:
     p_report = sub.add_parser("report", help="table and curves of the finished runs")
     p_report.add_argument("--root", default="runs/learning")
     p_report.add_argument("--out", default="docs")
+    p_report.add_argument("--variants", nargs="+", choices=sorted(VARIANTS),
+                          help="only these (the figure alone; the CSV is every run's)")
+    p_report.add_argument("--envs", nargs="+", help="only these (as --variants)")
+    p_report.add_argument("--figure", default="learning_curves.png")
     p_diag = sub.add_parser("diagnose", help="collapsed actors, saturated and silent neurons")
     p_diag.add_argument("--root", default="runs/learning")
     p_diag.add_argument("--steps", type=int, default=1000)

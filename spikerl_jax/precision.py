@@ -11,13 +11,16 @@ gradients do not underflow the way float16's (5-bit exponent, smallest normal 6e
 scaling exists for float16, which no policy here uses.
 
 On GPUs JAX's default matmul precision for float32 is TF32 on Ampere and newer (10-bit
-mantissa), which has broken RL training elsewhere; ``set_matmul_precision`` pins it to full
-float32 so that ``fp32`` means float32 on every device.
+mantissa), which has broken RL training elsewhere; ``full_precision_matmuls`` pins it to full
+float32 so that ``fp32`` means float32 on every device (a training session traces its
+programs inside it, and leaves the process's setting as it found it).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -51,6 +54,19 @@ def get_policy(name: str) -> Precision:
     raise ValueError(f"unknown precision {name!r}; choose one of {', '.join(POLICIES)}")
 
 
-def set_matmul_precision() -> None:
-    """Float32 matmuls mean float32 (not TF32) on GPUs; a no-op in effect on CPUs."""
-    jax.config.update("jax_default_matmul_precision", "highest")
+def in_full_precision(fn: Callable) -> Callable:
+    """``fn`` (a jitted function) called, and so traced, in ``full_precision_matmuls``:
+    a loaded policy acts as it trained, whatever the caller's setting."""
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        with full_precision_matmuls():
+            return fn(*args, **kwargs)
+
+    return call
+
+
+def full_precision_matmuls():
+    """A context in which float32 matmuls mean float32 (not TF32) on GPUs; a no-op in effect
+    on CPUs. Programs traced inside it keep it; outside it the process's own setting holds."""
+    return jax.default_matmul_precision("highest")

@@ -20,11 +20,11 @@ os.environ["JAX_COMPILATION_CACHE_DIR"] = str(CACHE_DIR)
 os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.5"
 os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
 
-# Every training session sets this process-wide; set from the start, programs lower the same
-# whichever test runs first, so tests share compiled programs.
-from spikerl_jax.precision import set_matmul_precision  # noqa: E402
+# Training sessions trace their programs in full float32 matmuls; the tests' own programs
+# do too, so that programs lower the same whichever test builds them first and are shared.
+import jax  # noqa: E402
 
-set_matmul_precision()
+jax.config.update("jax_default_matmul_precision", "highest")
 
 import sys  # noqa: E402
 

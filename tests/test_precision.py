@@ -10,7 +10,7 @@ from helpers import LEARNING_NETS, hparams
 
 from spikerl_jax.cli import main
 from spikerl_jax.config import CriticConfig, PopSANConfig, TD3Config
-from spikerl_jax.precision import get_policy
+from spikerl_jax.precision import get_policy, in_full_precision
 from spikerl_jax.rl.networks import make_networks
 from spikerl_jax.rl.replay import random_transitions
 from spikerl_jax.rl.td3 import make_td3
@@ -99,3 +99,18 @@ def test_bf16_training_solves_inverted_pendulum(tmp_path):
     # where the run stopped.
     assert summary["best_eval_return"] >= 950, summary
     assert summary["target_reached_at"] == summary["total_steps"] <= 20_000
+
+
+def test_in_full_precision_traces_in_full_float32_whatever_the_caller_set():
+    """Loaded policies act through it: their matmuls are the float32 they trained with, and
+    the caller's own setting is back after the call."""
+    seen = []
+
+    def square(x):
+        seen.append(jax.config.jax_default_matmul_precision)  # read at trace time
+        return x @ x
+
+    call = in_full_precision(jax.jit(square))
+    with jax.default_matmul_precision("bfloat16"):
+        call(jnp.ones((2, 2)))
+        assert seen == ["highest"] and jax.config.jax_default_matmul_precision == "bfloat16"

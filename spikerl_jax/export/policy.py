@@ -18,6 +18,7 @@ import numpy as np
 
 from spikerl_jax.config import ConfigError, TrainConfig
 from spikerl_jax.envs.registry import EnvSpec, env_spec
+from spikerl_jax.precision import in_full_precision
 from spikerl_jax.reporting.activity import spike_report
 from spikerl_jax.reporting.runlog import load_run_config
 from spikerl_jax.rl.networks import make_networks
@@ -54,8 +55,8 @@ class Policy:
         self.actor = make_networks(self.spec.action_dim, self.spec.action_limit, cfg.actor,
                                    actor_kind=cfg.actor_kind).actor  # fmt: skip
         policies = make_policies(self.actor, cfg.obs_clip)
-        self._act = jax.jit(policies.act)
-        self._act_with_spikes = jax.jit(policies.act_with_spikes)
+        self._act = in_full_precision(jax.jit(policies.act))
+        self._act_with_spikes = in_full_precision(jax.jit(policies.act_with_spikes))
         self._key = jax.random.key(0)  # only the Poisson encoder draws from it
 
     def _check(self, obs: np.ndarray) -> np.ndarray:
@@ -90,7 +91,7 @@ class Policy:
                 return actor.apply(params, normalize(norm, obs, clip), key,
                                    method=actor.spike_trains)  # fmt: skip
 
-            self._trains = jax.jit(trains)
+            self._trains = in_full_precision(jax.jit(trains))
         action, spikes = self._trains(self.actor_params, self.normalizer, obs_BD, self._key)
         return np.asarray(action), {k: np.asarray(v) for k, v in spikes.items()}
 

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 
 from spikerl_jax.config import ConfigError, TrainConfig
 from spikerl_jax.envs.registry import env_spec
-from spikerl_jax.precision import set_matmul_precision
+from spikerl_jax.precision import full_precision_matmuls
 from spikerl_jax.reporting.activity import spike_report
 from spikerl_jax.reporting.energy import EnergyMeter, check_grid
 from spikerl_jax.reporting.progress import TrainProgress
@@ -142,7 +142,6 @@ class Session:
                 f"multi-process runs ({processes} processes) train one member and need "
                 "--num-envs divisible by the process count"
             )
-        set_matmul_precision()
         if self.members > 1:
             check_population(configs)
         self.spec = spec = env_spec(cfg.env)
@@ -153,6 +152,10 @@ class Session:
         # One process trains a run at a time (the lock goes with the process). A start that
         # fails releases them: a notebook may fix the problem and retry in this process.
         self.locks: list[RunLock] = []
+        # The session's programs trace in full float32 matmuls; closing it restores the
+        # process's setting (a notebook's own code keeps its precision).
+        self.precision = full_precision_matmuls()
+        self.precision.__enter__()
         try:
             for run_dir in self.run_dirs if self.primary else []:
                 self.locks.append(RunLock(run_dir))
@@ -392,6 +395,8 @@ class Session:
             self.backend.close()
         for lock in self.locks:
             lock.release()
+        if hasattr(self, "precision"):
+            self.precision.__exit__(None, None, None)
 
     def finish(self, state: RunState, loop: LoopState) -> list[dict]:
         """Ends the measurement and writes every member's ``summary.json``."""

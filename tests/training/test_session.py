@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 from helpers import TINY, assert_trees_equal, latest_state, rows, wait_for_checkpoint
@@ -214,12 +215,16 @@ def test_a_failed_start_closes_what_it_opened_and_a_retry_starts(tmp_path, monke
     def broken_display(*args, **kwargs):
         raise RuntimeError("no terminal")
 
-    with monkeypatch.context() as patch:
-        patch.setattr(session, "TrainProgress", broken_display)
-        with pytest.raises(RuntimeError, match="no terminal"):
-            session.Session([cfg])
-    assert sorted(closed) == ["EnergyMeter", "RunCheckpointer", "RunRecorder"]
-    closed.clear()
-    with session.Session([cfg]):  # the lock was released: the retry starts
-        pass
-    assert sorted(closed) == ["EnergyMeter", "RunCheckpointer", "RunRecorder"]
+    precision = lambda: jax.config.jax_default_matmul_precision  # noqa: E731
+    with jax.default_matmul_precision("bfloat16"):  # a notebook's own setting
+        with monkeypatch.context() as patch:
+            patch.setattr(session, "TrainProgress", broken_display)
+            with pytest.raises(RuntimeError, match="no terminal"):
+                session.Session([cfg])
+        assert sorted(closed) == ["EnergyMeter", "RunCheckpointer", "RunRecorder"]
+        assert precision() == "bfloat16"  # the failed start restored it too
+        closed.clear()
+        with session.Session([cfg]):  # the lock was released: the retry starts
+            assert precision() == "highest"  # the session's programs: full float32
+        assert sorted(closed) == ["EnergyMeter", "RunCheckpointer", "RunRecorder"]
+        assert precision() == "bfloat16"  # and the session leaves the process's setting

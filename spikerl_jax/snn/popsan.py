@@ -39,8 +39,8 @@ def drive_band(neuron: LIFNeuron, timesteps: int) -> tuple[float, float]:
 
     Above ``high`` (the threshold) it fires at the first timestep and, its current never
     falling below the drive, at every one after. Without a spike the membrane is linear in a
-    constant drive ``d``: ``v_t = k_t d``, so it first crosses the threshold below ``low =
-    threshold / max_t k_t``; under ``low`` it never fires.
+    constant drive ``d``: ``v_t = k_t d``, so it reaches the threshold within ``timesteps``
+    only for ``d`` from ``low = threshold / max_t k_t`` up; under ``low`` it never fires.
     """
     current = voltage = gain = 0.0
     for _ in range(timesteps):
@@ -77,9 +77,8 @@ def output_drive_penalty(
     snn = params["params"]["snn"]
     # mean_{T,B}(s @ W + b) = mean_{T,B}(s) @ W + b: one (n_in,) @ (n_in, N) product.
     rate_in = trains[f"hidden_{last - 1}"].mean((0, 1))
-    drive_N = rate_in @ snn[f"kernel_{last}"].astype(jnp.float32) + snn[f"bias_{last}"].astype(
-        jnp.float32
-    )
+    kernel, bias = (snn[f"{name}_{last}"].astype(jnp.float32) for name in ("kernel", "bias"))
+    drive_N = rate_in @ kernel + bias
     # The global batch's mean drive as the value, this device's share as the gradient path:
     # averaging the devices' gradients then gives the gradient of the global penalty.
     drive_N = drive_N + jax.lax.stop_gradient(all_mean(drive_N) - drive_N)

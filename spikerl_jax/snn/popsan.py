@@ -13,7 +13,7 @@ import jax.numpy as jnp
 
 from spikerl_jax.config import PopSANConfig
 from spikerl_jax.precision import get_policy
-from spikerl_jax.snn.lif import LIFNeuron, SpikingMLP
+from spikerl_jax.snn.lif import LIFNeuron, SpikingMLP, lif_scan
 from spikerl_jax.snn.popcode import PopulationDecoder, PopulationEncoder
 from spikerl_jax.snn.surrogate import make_surrogate
 
@@ -42,11 +42,11 @@ def drive_band(neuron: LIFNeuron, timesteps: int) -> tuple[float, float]:
     constant drive ``d``: ``v_t = k_t d``, so it reaches the threshold within ``timesteps``
     only for ``d`` from ``low = threshold / max_t k_t`` up; under ``low`` it never fires.
     """
-    current = voltage = gain = 0.0
-    for _ in range(timesteps):
-        current = neuron.current_decay * current + 1.0
-        voltage = neuron.voltage_decay * voltage + current
-        gain = max(gain, voltage)
+    # k_t from the LIF scan itself, driven too weakly to fire (k_t <= t^2 for decays <= 1).
+    probe = neuron.threshold / (2 * timesteps**2)
+    with jax.ensure_compile_time_eval():  # constants, also when called inside a trace
+        _, voltages = lif_scan(neuron, jnp.full((timesteps, 1, 1), probe, jnp.float32))
+        gain = float(voltages.max()) / probe
     return neuron.threshold / gain, neuron.threshold
 
 

@@ -174,14 +174,13 @@ def make_td3(
     def actor_loss(actor_params, critic_params, obs_BD: jax.Array, key: jax.Array):
         """Deterministic policy gradient through Q1 (the critic's weights get no gradient),
         plus ``cfg.drive_penalty`` times PopSAN's ``output_drive_penalty`` when set."""
-        if not cfg.drive_penalty:
-            action = actor.apply(actor_params, obs_BD, key)
-            return -first_q(critic, critic_params, obs_BD, action).mean()
-        action, trains = actor.apply(actor_params, obs_BD, key, method=PopSAN.spike_trains)
-        penalty = output_drive_penalty(actor, actor_params, trains, all_mean)
-        return -first_q(critic, critic_params, obs_BD, action).mean() + (
-            cfg.drive_penalty * penalty
-        )
+        if cfg.drive_penalty:  # the spike trains give the output layer's input
+            action, trains = actor.apply(actor_params, obs_BD, key, method=PopSAN.spike_trains)
+            penalty = cfg.drive_penalty * output_drive_penalty(actor, actor_params, trains,
+                                                               all_mean)  # fmt: skip
+        else:
+            action, penalty = actor.apply(actor_params, obs_BD, key), 0.0
+        return -first_q(critic, critic_params, obs_BD, action).mean() + penalty
 
     def critic_step(state: TD3State, batch: Transition, key: jax.Array):
         grads, metrics = jax.grad(critic_loss, has_aux=True)(state.critic_params, state, batch, key)

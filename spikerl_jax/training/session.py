@@ -395,8 +395,7 @@ class Session:
             self.backend.close()
         for lock in self.locks:
             lock.release()
-        if hasattr(self, "precision"):
-            self.precision.__exit__(None, None, None)
+        self.precision.__exit__(None, None, None)
 
     def finish(self, state: RunState, loop: LoopState) -> list[dict]:
         """Ends the measurement and writes every member's ``summary.json``."""

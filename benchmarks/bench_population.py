@@ -1,10 +1,13 @@
 """Population training throughput: TD3 updates/s of P vmapped members (total and per member)
 and env steps/s of a P-member population on the Gymnasium backend. Prints JSON lines.
 
-    python benchmarks/bench_population.py [--members 1 2 4 8 16] [--repeats 5] [--precision bf16]
+    python benchmarks/bench_population.py [--members 1 2 4 8 16] [--repeats 15] [--precision bf16]
 
 Hopper sizes (obs 11, act 3), PopSAN defaults, batch 100, 50 updates per compiled call (as
 training runs them); every member's settings are traced (as in a sweep over learning rates).
+On a CPU the process first splits the CPU into one device per core (as ``spikerl-jax sweep``
+does) and measures each P both on one device and with whole members split over the cores;
+the calls of all settings alternate, so that the machine's drift hits them alike.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -20,14 +25,19 @@ import jax
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import machine, matmul_peak_flops, median_time
+from common import machine, matmul_peak_flops
 
 from spikerl_jax.config import TrainConfig
 from spikerl_jax.envs.registry import env_spec
 from spikerl_jax.rl.replay import random_transitions, replay_add
 from spikerl_jax.rl.td3 import HParams, hparams_from_config
 from spikerl_jax.training.learner import make_learner, member_keys, stack_hparams
-from spikerl_jax.training.parallel import make_layout, make_mesh
+from spikerl_jax.training.parallel import (
+    core_devices_for,
+    make_layout,
+    make_mesh,
+    split_cpu_for_members,
+)
 from spikerl_jax.training.session import make_backend
 from spikerl_jax.training.state import LoopState, MemberRecord
 
@@ -45,10 +55,12 @@ def configs(members: int, precision: str, **changes) -> list[TrainConfig]:
     return [dataclasses.replace(base, seed=s) for s in range(members)]
 
 
-def updates_per_second(members: int, repeats: int, precision: str) -> float:
+def update_call(members: int, devices: int, precision: str):
+    """A function running one compiled call (50 updates of every member), returning its
+    updates/s over all members."""
     cfgs = configs(members, precision)
     spec = env_spec(ENV)
-    learner = make_learner(cfgs[0], spec, make_layout(members, make_mesh(1)), ALL)
+    learner = make_learner(cfgs[0], spec, make_layout(members, make_mesh(devices)), ALL)
     state = learner.init(member_keys(range(members))["init"],
                          stack_hparams([hparams_from_config(c) for c in cfgs]))  # fmt: skip
     data = random_transitions(jax.random.key(1), 10_000, spec.obs_dim, spec.action_dim)
@@ -57,19 +69,22 @@ def updates_per_second(members: int, repeats: int, precision: str) -> float:
     chunk = jax.tree.map(lambda x: np.stack([np.asarray(x)[:50]] * members), data)
     box = {"state": state}
 
-    def call():
+    def call() -> float:
+        t0 = time.perf_counter()
         box["state"], metrics = learner.learn(box["state"], chunk)
         jax.block_until_ready(metrics)
+        return members * cfgs[0].updates_per_round / (time.perf_counter() - t0)
 
-    return members * cfgs[0].updates_per_round / median_time(call, repeats)
+    call(), call()  # compile, warm up
+    return call
 
 
-def env_steps_per_second(members: int, steps: int, precision: str) -> float:
+def env_steps_per_second(members: int, devices: int, steps: int, precision: str) -> float:
     """A population's rounds in the random phase and then acting with its actors (no
     updates: ``update_after`` is beyond the measurement), env steps of all members per s."""
     cfgs = configs(members, precision, start_steps=steps // 2, update_after=10**9)
     spec = env_spec(ENV)
-    learner = make_learner(cfgs[0], spec, make_layout(members, make_mesh(1)), ALL)
+    learner = make_learner(cfgs[0], spec, make_layout(members, make_mesh(devices)), ALL)
     seeds = [c.seed for c in cfgs]
     keys = member_keys(seeds)
     backend = make_backend(cfgs[0], spec, learner, seeds, keys)
@@ -87,21 +102,28 @@ def env_steps_per_second(members: int, steps: int, precision: str) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--members", type=int, nargs="+", default=[1, 2, 4, 8, 16])
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--env-steps", type=int, default=2000)
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--env-steps", type=int, default=2000, help="0: no env steps")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     args = parser.parse_args()
+    split_cpu_for_members(math.lcm(*args.members))  # no-op on accelerators
     info = {**machine(), "matmul_peak_gflops": matmul_peak_flops() / 1e9}
-    base = None
-    for p in args.members:
-        ups = updates_per_second(p, args.repeats, args.precision)
-        base = base or ups
-        sps = env_steps_per_second(p, args.env_steps, args.precision)
-        print(json.dumps({"bench": "population", "members": p, "updates_per_s_total": ups,
-                          "updates_per_s_per_member": ups / p,
-                          "total_over_p1": ups / base if p != args.members[0] else 1.0,
-                          "env_steps_per_s_total": sps, "precision": args.precision,
-                          **info}), flush=True)  # fmt: skip
+    local = jax.local_device_count()
+    cases = sorted({(p, d) for p in args.members for d in (1, core_devices_for(p, local))})
+    calls = {case: update_call(*case, args.precision) for case in cases}
+    rates = {case: [] for case in cases}
+    for _ in range(args.repeats):
+        for case, call in calls.items():
+            rates[case].append(call())
+    base = statistics.median(rates[cases[0]])
+    for members, devices in cases:
+        ups = statistics.median(rates[members, devices])
+        sps = (env_steps_per_second(members, devices, args.env_steps, args.precision)
+               if args.env_steps else None)  # fmt: skip
+        print(json.dumps({"bench": "population", "members": members, "devices": devices,
+                          "updates_per_s_total": ups, "updates_per_s_per_member": ups / members,
+                          "total_over_first": ups / base, "env_steps_per_s_total": sps,
+                          "precision": args.precision, **info}), flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -157,6 +157,7 @@ def sweep_command(args: list[str]) -> int:
     from rich.console import Console
 
     from spikerl_jax.reporting.sweep import sweep_table
+    from spikerl_jax.training.parallel import split_cpu_for_members
     from spikerl_jax.training.sweep import SWEEPABLE, SweepSpec, load_spec
     from spikerl_jax.training.trainer import train_sweep
 
@@ -195,6 +196,8 @@ def sweep_command(args: list[str]) -> int:
             raise ConfigError(f"--seeds takes integers, got {seeds}") from None
         base = _config(args, _preset(args), "spikerl-jax sweep", description)
         spec = SweepSpec(base=base, seeds=seeds, grid=tuple(grid))
+    if spec.base.devices is None:  # before JAX starts: whole members on the CPU's cores
+        split_cpu_for_members(len(spec.members()))
     rows = train_sweep(spec, resume=resume_dir is not None)
     console = Console()
     console.print(sweep_table(rows))

@@ -20,7 +20,7 @@ from spikerl_jax.rl.networks import make_networks
 from spikerl_jax.rl.replay import random_transitions
 from spikerl_jax.rl.td3 import hparams_from_config, make_td3
 from spikerl_jax.training.learner import make_learner, member_keys, stack_hparams
-from spikerl_jax.training.parallel import AXIS, make_layout, make_mesh
+from spikerl_jax.training.parallel import AXIS, core_devices_for, make_layout, make_mesh
 
 SPEC = EnvSpec(obs_dim=3, action_dim=2, action_limit=1.0, max_episode_steps=1000)
 ACTOR, CRITIC = PopSANConfig(hidden_sizes=(16,)), CriticConfig(critic_hidden_sizes=(16,))
@@ -160,6 +160,41 @@ def test_devices_beyond_the_machine_are_refused():
 
     with pytest.raises(ConfigError, match="--devices 9: this process has 8"):
         make_mesh(9)
+
+
+@pytest.mark.parametrize(
+    ("members", "cores", "devices"),
+    [(8, 2, 2), (16, 2, 2), (5, 2, 1), (6, 4, 3), (12, 8, 6), (1, 8, 1)],
+)
+def test_whole_members_take_the_most_cores_that_divide_them(members, cores, devices):
+    assert core_devices_for(members, cores) == devices
+
+
+SPLIT = """
+import sys, jax
+from spikerl_jax.training.parallel import split_cpu_for_members
+if sys.argv[1] == "started":
+    jax.numpy.zeros(1).block_until_ready()
+print(split_cpu_for_members(4), jax.local_device_count())
+"""
+
+
+def test_a_sweep_process_splits_the_cpu_into_a_device_per_core():
+    """Before JAX starts, 4 members get as many CPU devices as divide them, up to one per
+    core; once JAX has started, or where XLA_FLAGS sets a count, the devices stay."""
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+
+    def devices(when: str, **extra) -> tuple[int, int]:
+        out = subprocess.run([sys.executable, "-c", SPLIT, when], env={**env, **extra},
+                             capture_output=True, text=True, check=True).stdout  # fmt: skip
+        split, count = out.split()
+        return int(split), int(count)
+
+    cores = core_devices_for(4, len(os.sched_getaffinity(0)))
+    assert devices("fresh", JAX_PLATFORMS="cpu") == (cores, cores)
+    assert devices("started", JAX_PLATFORMS="cpu") == (1, 1)
+    forced = {"JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=3"}
+    assert devices("fresh", **forced) == (1, 3)
 
 
 TWO_PROCESS = ["--env", "InvertedPendulum-v4", "--start-steps", "96", "--update-after", "48",

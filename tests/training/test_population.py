@@ -116,6 +116,26 @@ def test_members_split_across_devices_equal_members_on_one():
         assert len(shards) == 8 and all(np.array_equal(shards[0], x) for x in shards)
 
 
+def test_a_sweep_without_devices_splits_the_cpu_for_its_members(monkeypatch, tmp_path):
+    """Before JAX starts; with --devices the sweep runs where it is told."""
+    from spikerl_jax.config import ConfigError
+    from spikerl_jax.training import parallel
+
+    splits = []
+    monkeypatch.setattr(parallel, "split_cpu_for_members", splits.append)
+
+    def stop(spec, resume=False):
+        raise ConfigError("stopped before training")
+
+    monkeypatch.setattr(trainer, "train_sweep", stop)
+    assert TINY[-2:] == ["--devices", "1"]
+    grid = ["--seeds", "0", "1", "--actor-lr", "1e-3", "3e-4", "--out", str(tmp_path)]
+    assert main(["sweep", *TINY[:-2], *grid]) == 2
+    assert splits == [4]
+    assert main(["sweep", *TINY, *grid]) == 2
+    assert splits == [4]
+
+
 SWEEP = [*TINY, "--seeds", "0", "1", "--actor-lr", "1e-3", "3e-4", "--no-energy",
          "--checkpoint-buffer"]  # fmt: skip
 

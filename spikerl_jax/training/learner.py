@@ -217,7 +217,7 @@ def make_learner(
         init=jax.jit(counted("init", init), out_shardings=init_out),
         ingest=jax.jit(counted("ingest", ingest), donate_argnums=0),
         learn=jax.jit(counted("learn", learn), donate_argnums=0),
-        acting_view=functools.partial(acting_view, layout, acting_device(cfg, members)),
+        acting_view=functools.partial(acting_view, layout, acting_device(cfg, layout)),
         act=acting(policies.act, "act", members),
         act_with_spikes=acting(policies.act_with_spikes, "act_with_spikes", members),
         explore=acting(explore, "explore", members, in_axes=(0, 0, 0, 0, None, 0)),
@@ -251,12 +251,19 @@ def platform() -> str:
     return jax.default_backend()
 
 
-def acting_device(cfg: TrainConfig, members: int) -> jax.Device | None:
+def acting_device(cfg: TrainConfig, layout: Layout) -> jax.Device | None:
     """The device the host loop acts on (``cfg.act_device`` resolved), or ``None`` for the
     training device."""
-    if cfg.backend != "gymnasium" or platform() == "cpu" or cfg.act_device == "accelerator":
+    if cfg.backend != "gymnasium":
         return None
-    observations = members * cfg.num_envs // jax.process_count()
+    if platform() == "cpu":
+        # Members split over CPU devices (one per core: split_cpu_for_members) act on one:
+        # a batch-1 actor call costs less there than split across the cores (8 members:
+        # 1,850 env steps/s split, 2,420 on one device; BENCHMARKS.md, "Populations").
+        return jax.local_devices()[0] if layout.mode == "members" else None
+    if cfg.act_device == "accelerator":
+        return None
+    observations = layout.members * cfg.num_envs // jax.process_count()
     if cfg.act_device == "auto" and observations > ACT_ON_CPU_MAX_OBSERVATIONS:
         return None
     return jax.devices("cpu")[0]

@@ -15,6 +15,7 @@ from spikerl_jax.envs.registry import env_spec
 from spikerl_jax.training import learner
 from spikerl_jax.training.host_loop import HostCollector, evaluate_episodes
 from spikerl_jax.training.learner import acting_device
+from spikerl_jax.training.parallel import Layout, make_mesh
 
 ENV = "InvertedPendulum-v4"
 
@@ -106,13 +107,17 @@ def test_evaluation_batches_members_and_counts_spikes_of_running_envs_only():
 
 def test_act_device_follows_the_platform_and_the_batch(monkeypatch):
     cfg, cpu = TrainConfig(num_envs=1), jax.devices("cpu")[0]
-    assert acting_device(cfg, 1) is None  # no accelerator: act where training runs
+    one, eight = Layout(None, 1, "single"), Layout(None, 8, "single")
+    assert acting_device(cfg, one) is None  # no accelerator: act where training runs
+    # ... unless members split over CPU devices: on one of them
+    assert acting_device(cfg, Layout(make_mesh(2), 8, "members")) == jax.local_devices()[0]
+    assert acting_device(cfg, Layout(make_mesh(2), 1, "data")) is None
     monkeypatch.setattr(learner, "platform", lambda: "gpu")
-    assert acting_device(cfg, 1) == cpu  # auto: a small actor call goes to the host CPU
-    assert acting_device(dataclasses.replace(cfg, num_envs=16), 8) is None  # 128 observations
-    assert acting_device(dataclasses.replace(cfg, act_device="accelerator"), 1) is None
-    assert acting_device(dataclasses.replace(cfg, num_envs=16, act_device="cpu"), 8) == cpu
-    assert acting_device(dataclasses.replace(cfg, backend="mjx"), 1) is None
+    assert acting_device(cfg, one) == cpu  # auto: a small actor call goes to the host CPU
+    assert acting_device(dataclasses.replace(cfg, num_envs=16), eight) is None  # 128 obs
+    assert acting_device(dataclasses.replace(cfg, act_device="accelerator"), one) is None
+    assert acting_device(dataclasses.replace(cfg, num_envs=16, act_device="cpu"), eight) == cpu
+    assert acting_device(dataclasses.replace(cfg, backend="mjx"), one) is None
 
 
 def test_acting_on_the_cpu_copy_trains_as_acting_on_the_training_device(monkeypatch, tmp_path):

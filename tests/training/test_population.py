@@ -69,14 +69,19 @@ def assert_member_equals_single(population, single, member):
         assert p_results[member].mean == pytest.approx(s_results[0].mean, rel=1e-5)
 
 
-@pytest.mark.parametrize("backend", ["gymnasium", pytest.param("mjx", marks=pytest.mark.slow)])
-def test_member_equals_the_single_run_with_its_seed_and_learning_rate(backend, monkeypatch):
+@pytest.mark.parametrize(("backend", "devices"),
+                         [("gymnasium", 1), ("gymnasium", 2),
+                          pytest.param("mjx", 1, marks=pytest.mark.slow)])  # fmt: skip
+def test_member_equals_the_single_run_with_its_seed_and_learning_rate(backend, devices,
+                                                                      monkeypatch):  # fmt: skip
+    """Also with the members split over 2 devices (as a sweep splits a CPU's cores), where
+    they act on one of them."""
     configs = [dataclasses.replace(c, backend=backend) for c in MEMBERS]
     if backend == "mjx":
         monkeypatch.setattr(device_loop, "make", loop_physics(device_loop.make))
         configs = [dataclasses.replace(c, env="InvertedPendulum-v5", num_envs=2) for c in configs]
     rounds = 5  # 2 random rounds, 3 exploring ones; updates from the first
-    population = run_backend(configs, rounds, evaluate=backend == "gymnasium")
+    population = run_backend(configs, rounds, devices, evaluate=backend == "gymnasium")
     params = [np.asarray(x) for x in jax.tree.leaves(population[0].learner.td3.actor_params)]
     assert not np.allclose(params[-1][0], params[-1][1])  # the members did differ
     for member in (0, 3):

@@ -164,7 +164,8 @@ def sweep_command(args: list[str]) -> int:
     resume_dir, args = _pop_option(args, "--resume")
     description = (
         "Train a grid of settings x seeds as one population: one process, one set of compiled "
-        "programs, every member vmapped (and split over --devices). --seeds S1 S2 ... gives "
+        "programs, every member vmapped (and split over --devices; on a CPU without "
+        "--devices, whole members over its cores). --seeds S1 S2 ... gives "
         "the seeds; a sweepable setting given several values ("
         + ", ".join(flag(n) for n in SWEEPABLE)
         + ") spans the grid; every other option is shared. Each member writes its own run "

@@ -258,8 +258,8 @@ def acting_device(cfg: TrainConfig, layout: Layout) -> jax.Device | None:
         return None
     if platform() == "cpu":
         # Members split over CPU devices (one per core: split_cpu_for_members) act on one:
-        # a batch-1 actor call costs less there than split across the cores (8 members:
-        # 1,850 env steps/s split, 2,420 on one device; BENCHMARKS.md, "Populations").
+        # a batch-1 actor call costs less there than split across the cores (4 members
+        # acting split: 1,164 env steps/s, on one device 1,583; BENCHMARKS.md, "Populations").
         return jax.local_devices()[0] if layout.mode == "members" else None
     if cfg.act_device == "accelerator":
         return None

@@ -119,11 +119,12 @@ def split_cpu_for_members(members: int) -> int:
     """Splits JAX's CPU backend into one device per core, as many as divide ``members``, so
     that a population's members run in ``members`` layout on the cores side by side.
 
-    Why: on a CPU one member's small matmuls leave a second core half idle, and vmapping more
-    members into them makes them slower still; whole members per core do not (BENCHMARKS.md,
-    "Populations": P = 8 over 2 cores 1.1x P = 1's updates/s, on 1 device 0.9x). The results
-    are the same either way (members never exchange data). Must run before JAX's first
-    computation; does nothing where JAX has started or ``XLA_FLAGS`` sets a device count.
+    Why: on a CPU one member's small matmuls leave a second core partly idle, and vmapping
+    more members into them makes them slower still; whole members per core do not
+    (BENCHMARKS.md, "Populations": 8 members on 2 cores at 1.05-1.23x the updates/s of one,
+    on one device 0.89-0.95x). Members never exchange data, so only float rounding changes.
+    Must run before JAX's first computation; does nothing where JAX has started or
+    ``XLA_FLAGS`` sets a device count.
 
     Returns:
       The CPU device count now (1: not split).

@@ -106,7 +106,7 @@ def main() -> None:
     parser.add_argument("--env-steps", type=int, default=2000, help="0: no env steps")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     args = parser.parse_args()
-    split_cpu_for_members(math.lcm(*args.members))  # no-op on accelerators
+    split_cpu_for_members(math.lcm(*args.members))  # with an accelerator: its host's CPU
     info = {**machine(), "matmul_peak_gflops": matmul_peak_flops() / 1e9}
     local = jax.local_device_count()
     cases = sorted({(p, d) for p in args.members for d in (1, core_devices_for(p, local))})

@@ -115,6 +115,14 @@ def core_devices_for(members: int, cores: int) -> int:
     return max(d for d in range(1, min(members, cores) + 1) if members % d == 0)
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity where the OS has one: Linux)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
 def split_cpu_for_members(members: int) -> int:
     """Splits JAX's CPU backend into one device per core, as many as divide ``members``, so
     that a population's members run in ``members`` layout on the cores side by side.
@@ -131,7 +139,7 @@ def split_cpu_for_members(members: int) -> int:
     """
     if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
         return 1
-    count = core_devices_for(members, len(os.sched_getaffinity(0)))
+    count = core_devices_for(members, usable_cores())
     if count == 1:
         return 1
     try:

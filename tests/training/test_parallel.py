@@ -20,7 +20,13 @@ from spikerl_jax.rl.networks import make_networks
 from spikerl_jax.rl.replay import random_transitions
 from spikerl_jax.rl.td3 import hparams_from_config, make_td3
 from spikerl_jax.training.learner import make_learner, member_keys, stack_hparams
-from spikerl_jax.training.parallel import AXIS, core_devices_for, make_layout, make_mesh
+from spikerl_jax.training.parallel import (
+    AXIS,
+    core_devices_for,
+    make_layout,
+    make_mesh,
+    usable_cores,
+)
 
 SPEC = EnvSpec(obs_dim=3, action_dim=2, action_limit=1.0, max_episode_steps=1000)
 ACTOR, CRITIC = PopSANConfig(hidden_sizes=(16,)), CriticConfig(critic_hidden_sizes=(16,))
@@ -190,7 +196,7 @@ def test_a_sweep_process_splits_the_cpu_into_a_device_per_core():
         split, count = out.split()
         return int(split), int(count)
 
-    cores = core_devices_for(4, len(os.sched_getaffinity(0)))
+    cores = core_devices_for(4, usable_cores())
     assert devices("fresh", JAX_PLATFORMS="cpu") == (cores, cores)
     assert devices("started", JAX_PLATFORMS="cpu") == (1, 1)
     forced = {"JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=3"}

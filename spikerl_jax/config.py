@@ -77,9 +77,10 @@ class PopSANConfig:
     actor_precision: Literal["fp32", "bf16", "bf16-pure"] = "fp32"
     """Actor dtype policy: fp32; bf16 (bf16 matmuls, f32 params and LIF state); bf16-pure
     (bf16 params too). See spikerl_jax/precision.py."""
-    layer_by_layer: bool = True
-    """Run the LIF layers layer by layer (one matmul over all T per layer); False: timestep by
-    timestep as PopSAN does. Identical spikes; the speed differs (see BENCHMARKS.md)."""
+    layer_by_layer: bool | None = None
+    """Run the LIF layers layer by layer (one matmul over all T per layer: fastest for acting
+    batches); False: timestep by timestep as PopSAN does (fastest for training batches); None:
+    the faster one for each batch. Identical spikes; only the speed differs (BENCHMARKS.md)."""
     surrogate_param: float | None = None
     """Half-width (rectangular), slope (fast_sigmoid) or alpha (arctan); None: PopSAN's 0.5 /
     10 / 2."""

@@ -124,7 +124,7 @@ def spiking_mlp_stepwise(
     """The same network timestep by timestep (``T`` small matmuls per layer), as PopSAN runs it.
 
     The reference formulation that ``spiking_mlp_layerwise`` must reproduce exactly; faster at
-    large batches (its per-timestep working set stays in cache: BENCHMARKS.md).
+    training batches (its per-timestep working set stays in cache: BENCHMARKS.md).
     """
 
     def step(states, spikes_in_BN):
@@ -133,6 +133,10 @@ def spiking_mlp_stepwise(
             state, spikes_in_BN = lif_step(
                 neuron, state, _drive(precision, spikes_in_BN, kernel, bias)
             )
+            # Materialize each timestep's state once: otherwise XLA fuses the recurrence up to
+            # timestep t into the consumer of t's spikes, recomputing it T(T+1)/2 times.
+            state = jax.lax.optimization_barrier(state)
+            spikes_in_BN = state.spikes
             new_states.append(state)
             out.append(spikes_in_BN)
         return new_states, out
@@ -143,19 +147,34 @@ def spiking_mlp_stepwise(
     return out
 
 
+STEPWISE_FROM_BATCH = 128
+
+
+def layerwise_is_faster(batch: int) -> bool:
+    """The formulation ``SpikingMLP(layerwise=None)`` picks for ``batch`` observations.
+
+    Layer by layer below ``STEPWISE_FROM_BATCH``: acting batches (fewer, larger ops) and the
+    paper's training batch of 100, where both tie. Timestep by timestep from it: a TD3 update
+    at batch 150-2048 runs 1.15-1.2x faster (its per-timestep working set stays in cache).
+    Measured on a 2-core Xeon: BENCHMARKS.md.
+    """
+    return batch < STEPWISE_FROM_BATCH
+
+
 class SpikingMLP(nn.Module):
     """Dense layers of current-based LIF neurons; owns the weights, runs the pure functions.
 
     Attributes:
       layer_sizes: neurons per layer, the last one included.
       neuron: LIF constants.
-      layerwise: the fast layer-by-layer formulation (``False``: timestep by timestep).
+      layerwise: the layer-by-layer formulation (``False``: timestep by timestep; ``None``: the
+        faster one for the batch, ``layerwise_is_faster``). Both give identical spikes.
       precision: dtype policy name (``spikerl_jax.precision``).
     """
 
     layer_sizes: Sequence[int]
     neuron: LIFNeuron = LIFNeuron()
-    layerwise: bool = True
+    layerwise: bool | None = None
     precision: str = "fp32"
 
     @nn.compact
@@ -170,5 +189,8 @@ class SpikingMLP(nn.Module):
             bias = self.param(f"bias_{i}", init, (size,), policy.param)
             layers.append((kernel, bias))
             fan_in = size
-        run = spiking_mlp_layerwise if self.layerwise else spiking_mlp_stepwise
+        layerwise = self.layerwise
+        if layerwise is None:
+            layerwise = layerwise_is_faster(spikes_TBN.shape[1])
+        run = spiking_mlp_layerwise if layerwise else spiking_mlp_stepwise
         return run(self.neuron, layers, spikes_TBN, policy)

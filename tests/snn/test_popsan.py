@@ -2,6 +2,7 @@
 gradients, the Poisson encoder."""
 
 import dataclasses
+import re
 
 import jax
 import jax.numpy as jnp
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 from spikerl_jax.config import PopSANConfig
-from spikerl_jax.snn.lif import lif_scan
+from spikerl_jax.snn.lif import STEPWISE_FROM_BATCH, lif_scan
 from spikerl_jax.snn.popsan import PopSAN, drive_band, make_neuron, output_drive_penalty
 
 OBS, ACT = 5, 2
@@ -44,12 +45,26 @@ def test_actor_shapes_bounds_and_counts(actor_and_params):
 
 def test_layerwise_actor_equals_stepwise(actor_and_params):
     actor, params, obs = actor_and_params
+    layerwise = actor.clone(config=dataclasses.replace(SMALL, layer_by_layer=True))
     stepwise = actor.clone(config=dataclasses.replace(SMALL, layer_by_layer=False))
-    a1, c1 = actor.apply(params, obs, return_spike_counts=True)
+    a1, c1 = layerwise.apply(params, obs, return_spike_counts=True)
     a2, c2 = stepwise.apply(params, obs, return_spike_counts=True)
     for name in c1:
         np.testing.assert_array_equal(np.asarray(c1[name]), np.asarray(c2[name]))
     np.testing.assert_allclose(np.asarray(a1), np.asarray(a2), atol=1e-6)
+
+
+@pytest.mark.parametrize("batch", [1, STEPWISE_FROM_BATCH - 1, STEPWISE_FROM_BATCH, 300])
+def test_default_formulation_follows_the_batch(actor_and_params, batch):
+    """The default (``layer_by_layer=None``) runs layer by layer for acting-sized batches (one
+    ``(T, B, n)`` matmul per layer) and timestep by timestep for large ones (``(B, n)``)."""
+    actor, params, _ = actor_and_params
+    jaxpr = str(jax.make_jaxpr(actor.apply)(params, jnp.zeros((batch, OBS))))
+    shapes = re.findall(r"f32\[([\d,]+)\] = dot_general", jaxpr)
+    assert len(shapes) == len(SMALL.hidden_sizes) + 1
+    stepwise = batch >= STEPWISE_FROM_BATCH
+    lead = (batch,) if stepwise else (SMALL.timesteps, batch)
+    assert all(tuple(map(int, s.split(",")))[:-1] == lead for s in shapes), shapes
 
 
 def test_gradients_reach_every_parameter(actor_and_params):

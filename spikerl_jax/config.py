@@ -79,8 +79,8 @@ class PopSANConfig:
     (bf16 params too). See spikerl_jax/precision.py."""
     layer_by_layer: bool | None = None
     """Run the LIF layers layer by layer (one matmul over all T per layer: fastest for acting
-    batches); False: timestep by timestep as PopSAN does (fastest for training batches); None:
-    the faster one for each batch. Identical spikes; only the speed differs (BENCHMARKS.md)."""
+    batches); False: timestep by timestep as PopSAN does (on CPUs, faster from batch 128);
+    None: the faster one for each batch. Identical spikes; only the speed differs."""
     surrogate_param: float | None = None
     """Half-width (rectangular), slope (fast_sigmoid) or alpha (arctan); None: PopSAN's 0.5 /
     10 / 2."""

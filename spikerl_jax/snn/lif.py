@@ -153,12 +153,12 @@ STEPWISE_FROM_BATCH = 128
 def layerwise_is_faster(batch: int) -> bool:
     """The formulation ``SpikingMLP(layerwise=None)`` picks for ``batch`` observations.
 
-    Layer by layer below ``STEPWISE_FROM_BATCH``: acting batches (fewer, larger ops) and the
-    paper's training batch of 100, where both tie. Timestep by timestep from it: a TD3 update
-    at batch 150-2048 runs 1.15-1.2x faster (its per-timestep working set stays in cache).
-    Measured on a 2-core Xeon: BENCHMARKS.md.
+    On CPUs, layer by layer below ``STEPWISE_FROM_BATCH``: acting batches (fewer, larger ops)
+    and the paper's training batch of 100, where both tie; timestep by timestep from it (a TD3
+    update at batch 150-2048 runs 1.15-1.3x faster: each timestep's working set stays in
+    cache). Elsewhere (GPUs, unmeasured) layer by layer, as before. Figures: BENCHMARKS.md.
     """
-    return batch < STEPWISE_FROM_BATCH
+    return batch < STEPWISE_FROM_BATCH or jax.default_backend() != "cpu"
 
 
 class SpikingMLP(nn.Module):

@@ -13,6 +13,7 @@ from spikerl_jax.config import CriticConfig, PopSANConfig, TD3Config
 from spikerl_jax.rl.networks import make_networks
 from spikerl_jax.rl.replay import random_transitions
 from spikerl_jax.rl.td3 import make_td3
+from spikerl_jax.snn.lif import STEPWISE_FROM_BATCH
 from spikerl_jax.snn.popsan import PopSAN, output_drive_penalty
 
 OBS, ACT, LIMIT = 4, 2, 1.0
@@ -190,4 +191,35 @@ def test_drive_penalty_adds_to_the_actor_loss_only(setup):
     key = jax.random.key(5)
     assert float(weighted.critic_loss(state.critic_params, state, batch, key)[0]) == float(
         td3.critic_loss(state.critic_params, state, batch, key)[0]
+    )
+
+
+def test_update_is_the_same_in_both_lif_formulations():
+    """The default formulation follows the batch (timestep by timestep from 128 on CPUs): the
+    update it runs is the explicit formulation's, and equals the other one's up to rounding."""
+    batch = STEPWISE_FROM_BATCH
+    cfg = dataclasses.replace(CFG, batch_size=batch)
+    pool = random_transitions(jax.random.key(1), batch, OBS, ACT)
+
+    def updated(layer_by_layer):
+        actor = PopSANConfig(hidden_sizes=(16, 16), pop_in=3, pop_out=3, timesteps=3,
+                             layer_by_layer=layer_by_layer)  # fmt: skip
+        nets = make_networks(ACT, LIMIT, actor, CriticConfig(critic_hidden_sizes=(16, 16)))
+        td3 = make_td3(nets, cfg)
+        state = td3.init(jax.random.key(0), OBS, hparams(cfg))
+        return state, jax.jit(lambda s: td3.update(s, lambda k: pool, jax.random.key(2), 2)[0])(
+            state
+        )
+
+    (init, default), (_, stepwise), (_, layerwise) = (updated(v) for v in (None, False, True))
+    for d, s, lw in zip(*(jax.tree.leaves(x) for x in (default, stepwise, layerwise)),
+                        strict=True):  # fmt: skip
+        np.testing.assert_array_equal(np.asarray(d), np.asarray(s))
+        np.testing.assert_allclose(np.asarray(s), np.asarray(lw), rtol=1e-5, atol=1e-6)
+    # The actor learned (the comparison is not of untouched parameters).
+    assert all(
+        not np.array_equal(a, b)
+        for a, b in zip(
+            jax.tree.leaves(stepwise.actor_params), jax.tree.leaves(init.actor_params), strict=True
+        )
     )

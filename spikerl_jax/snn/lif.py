@@ -130,9 +130,7 @@ def spiking_mlp_stepwise(
     def step(states, spikes_in_BN):
         new_states, out = [], []
         for (kernel, bias), state in zip(layers, states, strict=True):
-            state, spikes_in_BN = lif_step(
-                neuron, state, _drive(precision, spikes_in_BN, kernel, bias)
-            )
+            state, _ = lif_step(neuron, state, _drive(precision, spikes_in_BN, kernel, bias))
             # Materialize each timestep's state once: otherwise XLA fuses the recurrence up to
             # timestep t into the consumer of t's spikes, recomputing it T(T+1)/2 times.
             state = jax.lax.optimization_barrier(state)
@@ -155,7 +153,7 @@ def layerwise_is_faster(batch: int) -> bool:
 
     On CPUs, layer by layer below ``STEPWISE_FROM_BATCH``: acting batches (fewer, larger ops)
     and the paper's training batch of 100, where both tie; timestep by timestep from it (a TD3
-    update at batch 150-2048 runs 1.15-1.3x faster: each timestep's working set stays in
+    update at batch 150-2048 runs 1.1-1.2x faster: each timestep's working set stays in
     cache). Elsewhere (GPUs, unmeasured) layer by layer, as before. Figures: BENCHMARKS.md.
     """
     return batch < STEPWISE_FROM_BATCH or jax.default_backend() != "cpu"

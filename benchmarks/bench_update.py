@@ -55,12 +55,13 @@ def updates_per_second(
     repeats: int,
     layer_by_layer: bool | None = None,
     precision: str = "fp32",
+    critic_precision: str | None = None,
 ):
     # None: the actor's default formulation for the batch (omitted, so that the benchmark
     # also measures older commits' defaults).
     order = {} if layer_by_layer is None else {"layer_by_layer": layer_by_layer}
     actor_cfg = PopSANConfig(hidden_sizes=hidden, actor_precision=precision, **order)
-    critic_cfg = CriticConfig(critic_precision=precision)
+    critic_cfg = CriticConfig(critic_precision=critic_precision or precision)
     td3_cfg = TD3Config(batch_size=batch_size)
     cfg = TrainConfig(td3=td3_cfg)  # the paper's settings, compiled in as a run's are
     td3 = make_td3(make_networks(ACT_DIM, 1.0, actor_cfg, critic_cfg), td3_cfg,
@@ -99,19 +100,23 @@ def main() -> None:
     args = parser.parse_args()
     peak = matmul_peak_flops()
     result = {"benchmark": "td3_update", "machine": machine(), "matmul_peak_gflops": peak / 1e9}
-    for name, batch, hidden, layer_by_layer, precision in [
-        ("b100_h256", 100, (256, 256), None, "fp32"),
-        ("b1024_h256", 1024, (256, 256), None, "fp32"),
-        ("b100_h100", 100, (100, 100), None, "fp32"),
-        ("b100_h256_stepwise", 100, (256, 256), False, "fp32"),
-        ("b1024_h256_layerwise", 1024, (256, 256), True, "fp32"),
-        ("b100_h256_bf16", 100, (256, 256), None, "bf16"),
-        ("b1024_h256_bf16", 1024, (256, 256), None, "bf16"),
+    # (name, batch, hidden, layer_by_layer, actor precision, critic precision)
+    for name, batch, hidden, layer_by_layer, precision, critic_precision in [
+        ("b100_h256", 100, (256, 256), None, "fp32", "fp32"),
+        ("b1024_h256", 1024, (256, 256), None, "fp32", "fp32"),
+        ("b100_h100", 100, (100, 100), None, "fp32", "fp32"),
+        ("b100_h256_stepwise", 100, (256, 256), False, "fp32", "fp32"),
+        ("b1024_h256_layerwise", 1024, (256, 256), True, "fp32", "fp32"),
+        # bf16 spiking layers only (their inputs are exact 0/1 spikes), float32 critics
+        ("b100_h256_bf16_actor", 100, (256, 256), None, "bf16", "fp32"),
+        ("b1024_h256_bf16_actor", 1024, (256, 256), None, "bf16", "fp32"),
+        ("b100_h256_bf16", 100, (256, 256), None, "bf16", "bf16"),
+        ("b1024_h256_bf16", 1024, (256, 256), None, "bf16", "bf16"),
     ]:
         if args.only and name not in args.only:
             continue
         ups, flops = updates_per_second(
-            batch, hidden, args.updates, args.repeats, layer_by_layer, precision
+            batch, hidden, args.updates, args.repeats, layer_by_layer, precision, critic_precision
         )
         result[name] = {
             "updates_per_s": ups,

@@ -1,9 +1,9 @@
 """Precision policies, in one place; every module asks this one.
 
 - ``fp32``: everything float32.
-- ``bf16``: matmul inputs (weights, spikes, activations) in bfloat16 with float32 accumulation;
-  float32 master parameters, optimizer state, LIF membranes/currents and thresholds, losses,
-  targets and the replay buffer.
+- ``bf16``: matmul inputs (weights, spikes, activations) in bfloat16 with float32 accumulation,
+  in the backward pass too (``Precision.matmul``); float32 master parameters, optimizer state,
+  LIF membranes/currents and thresholds, losses, targets and the replay buffer.
 - ``bf16-pure``: as ``bf16`` but the parameters themselves (so Adam's moments) are bfloat16.
 
 bfloat16 needs no loss scaling: it keeps float32's 8-bit exponent (range ~1e-38..3e38), so
@@ -37,10 +37,49 @@ class Precision:
     param: jnp.dtype
 
     def matmul(self, x: jax.Array, w: jax.Array) -> jax.Array:
-        """``x @ w`` with inputs in the compute dtype and a float32 result (f32 accumulation)."""
-        return jnp.matmul(
-            x.astype(self.compute), w.astype(self.compute), preferred_element_type=jnp.float32
-        )
+        """``x @ w`` with inputs in the compute dtype and a float32 result (f32 accumulation).
+
+        ``x`` is ``(..., I)``, ``w`` ``(I, J)``. Under a narrow compute dtype the backward
+        matmuls run in it too (``narrow_matmul``).
+        """
+        if self.compute == jnp.float32:
+            return jnp.matmul(
+                x.astype(jnp.float32), w.astype(jnp.float32), preferred_element_type=jnp.float32
+            )
+        return narrow_matmul(x.astype(self.compute), w.astype(self.compute))
+
+
+@jax.custom_vjp
+def narrow_matmul(x: jax.Array, w: jax.Array) -> jax.Array:
+    """``x @ w`` for bfloat16 ``x`` ``(..., I)`` and ``w`` ``(I, J)``: a float32 ``(..., J)``.
+
+    Its gradients are bfloat16 matmuls with float32 accumulation as well, as mixed-precision
+    training does everywhere: the float32 cotangent is rounded to bfloat16 first. JAX's own
+    transpose would pair the float32 cotangent with the bfloat16 operand, and XLA runs such a
+    mixed matmul in float32 (both operands converted), which made the ``bf16`` policy no faster
+    than ``fp32`` on a CPU with avx512_bf16 (BENCHMARKS.md).
+    """
+    return jnp.matmul(x, w, preferred_element_type=jnp.float32)
+
+
+def _narrow_matmul_fwd(x, w):
+    return narrow_matmul(x, w), (x, w)
+
+
+def _narrow_matmul_bwd(residuals, cotangent):
+    x, w = residuals
+    cotangent = cotangent.astype(x.dtype)
+    dx = jnp.matmul(cotangent, w.T, preferred_element_type=jnp.float32)
+    # x's transpose materialized as its own bfloat16 array: folded into the weight gradient's
+    # dot, it makes a transposed-operand matmul, which XLA's CPU backend runs in float32.
+    x_IN = jax.lax.optimization_barrier(x.reshape(-1, x.shape[-1]).T)
+    dw = jnp.matmul(
+        x_IN, cotangent.reshape(-1, cotangent.shape[-1]), preferred_element_type=jnp.float32
+    )
+    return dx.astype(x.dtype), dw.astype(w.dtype)
+
+
+narrow_matmul.defvjp(_narrow_matmul_fwd, _narrow_matmul_bwd)
 
 
 def get_policy(name: str) -> Precision:

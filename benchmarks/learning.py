@@ -32,6 +32,8 @@ VARIANTS = {
     "mlp": ["--actor", "mlp"],
     "proxy": ["--target-actor", "proxy"],
     "popsan-bf16": ["--precision", "bf16"],
+    # bf16 spiking layers only (their inputs are exact 0/1 spikes), float32 critics.
+    "popsan-bf16-actor": ["--actor-precision", "bf16"],
     # PopSAN with a surrogate whose gradient never vanishes (docs/learning.md: saturation).
     "popsan-arctan": ["--surrogate", "arctan"],
     # ... and twice the exploration noise (docs/learning.md: the stand-still optimum).

@@ -6,7 +6,7 @@ The public API (``spikerl_jax.api``) is importable from here; it is loaded on fi
 
 from spikerl_jax.api_names import PUBLIC_NAMES
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = list(PUBLIC_NAMES)
 
 

@@ -84,6 +84,12 @@ class PopSANConfig:
     surrogate_param: float | None = None
     """Half-width (rectangular), slope (fast_sigmoid) or alpha (arctan); None: PopSAN's 0.5 /
     10 / 2."""
+    drive_penalty: float = 0.0
+    """PopSAN only: weight of a penalty, added to the actor's loss, on output neurons whose
+    mean input drive over the batch lies outside the range where they can change their spike
+    count (they fire at every timestep or never, for every state). Its gradient reaches
+    their weights directly, not through the surrogate, so stuck neurons come back. 0: off
+    (TD3 as in PopSAN). See docs/learning.md."""
 
     def validate(self) -> None:
         for name in ("pop_in", "pop_out", "timesteps"):
@@ -97,6 +103,7 @@ class PopSANConfig:
         _finite("threshold", self.threshold, 0.0, low_open=True)
         if self.surrogate_param is not None:
             _finite("surrogate_param", self.surrogate_param, 0.0, low_open=True)
+        _finite("drive_penalty", self.drive_penalty, 0.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,12 +151,6 @@ class TD3Config:
     """--target-actor proxy: Adam learning rate of the proxy."""
     proxy_steps: int = 3
     """--target-actor proxy: proxy regression steps (fresh replay batches) per critic step."""
-    drive_penalty: float = 0.0
-    """PopSAN only: weight of a penalty, added to the actor's loss, on output neurons whose
-    mean input drive over the batch lies outside the range where they can change their spike
-    count (they fire at every timestep or never, for every state). Its gradient reaches
-    their weights directly, not through the surrogate, so stuck neurons come back. 0: off
-    (TD3 as in PopSAN). See docs/learning.md."""
 
     def validate(self) -> None:
         if self.batch_size <= 0:
@@ -162,7 +163,7 @@ class TD3Config:
                 raise ConfigError(f"{flag(name)} must lie in [0, 1], got {value}")
         for name in ("actor_lr", "critic_lr", "proxy_lr"):
             _finite(name, getattr(self, name), 0.0, low_open=True)
-        for name in ("target_noise", "target_noise_clip", "drive_penalty"):
+        for name in ("target_noise", "target_noise_clip"):
             _finite(name, getattr(self, name), 0.0)
         if self.proxy_steps <= 0:
             raise ConfigError(f"--proxy-steps must be positive, got {self.proxy_steps}")
@@ -325,7 +326,7 @@ class TrainConfig:
         self.td3.validate()
         if self.td3.batch_size > self.replay_size:
             raise ConfigError("--batch-size cannot exceed --replay-size")
-        if self.td3.drive_penalty and self.actor_kind != "popsan":
+        if self.actor.drive_penalty and self.actor_kind != "popsan":
             raise ConfigError("--drive-penalty acts on PopSAN's output neurons; the MLP actor "
                               "has none (drop it, or use --actor popsan)")
 
@@ -347,15 +348,10 @@ class TrainConfig:
             raise ConfigError("; ".join(e.problems)) from None
 
     def resume_mismatch(self, saved: TrainConfig) -> str | None:
-        """The first setting that a resumed run may not change, or None.
-
-        Only the fields of ``RESUME_MUTABLE`` may differ from the saved run.
-        """
-        saved_items = dict(leaf_items(saved))
-        for name, mine in leaf_items(self):
-            if name not in RESUME_MUTABLE and mine != saved_items[name]:
-                had = saved_items[name]
-                return f"{flag(name)}: the run has {had!r}, this command gives {mine!r}"
+        """The first setting that a resumed run may not change (``RESUME_MUTABLE`` may), as
+        a line for the user, or None."""
+        for name, had, mine in differing_fields(saved, self, RESUME_MUTABLE):
+            return f"{flag(name)}: the run has {had!r}, this command gives {mine!r}"
         return None
 
     def run_dir(self) -> str:
@@ -394,6 +390,14 @@ def leaf_items(cfg):
             yield from leaf_items(value)
         else:
             yield field.name, value
+
+
+def differing_fields(a, b, allowed=frozenset()) -> list[tuple[str, object, object]]:
+    """``(name, value in a, value in b)`` of every leaf field (``leaf_items``) outside
+    ``allowed`` whose values differ, in field order."""
+    theirs = dict(leaf_items(b))
+    return [(name, mine, theirs[name]) for name, mine in leaf_items(a)
+            if name not in allowed and mine != theirs[name]]  # fmt: skip
 
 
 # Changes to the paper's defaults per task family (keyed by the id before "-v").

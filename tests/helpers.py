@@ -8,7 +8,6 @@ import numpy as np
 from mujoco import mjx
 
 from spikerl_jax.config import TrainConfig
-from spikerl_jax.rl.td3 import hparams_from_config
 
 # A tiny InvertedPendulum run: 16x16 networks, short phases, two evaluation episodes.
 TINY = [
@@ -77,11 +76,21 @@ def solve_inverted_pendulum(tmp_path, options: list[str], seeds: tuple[int, ...]
     return out, summary
 
 
-def hparams(td3_cfg=None, **train_fields):
-    """The ``HParams`` of a config with ``td3_cfg`` (and other TrainConfig fields)."""
-    cfg = TrainConfig(**train_fields) if td3_cfg is None else TrainConfig(td3=td3_cfg,
-                                                                          **train_fields)
-    return hparams_from_config(cfg)
+def init_td3(td3, networks, obs_dim: int, td3_cfg, key=None, encoder_std: float = 0.15**0.5):
+    """A TD3 state as the learner makes one: the actor from the first half of the key."""
+    from spikerl_jax.rl.td3 import hparams_from_config
+
+    key = jax.random.key(0) if key is None else key
+    actor = networks.init_actor(jax.random.split(key)[0], obs_dim, encoder_std)
+    return td3.init(key, actor, obs_dim, hparams_from_config(td3_cfg))
+
+
+def init_learner(learner, configs):
+    """``learner.init`` for the members ``configs`` (their seeds and settings)."""
+    from spikerl_jax.training.learner import member_keys, member_settings
+
+    hparams, encoder_std, _ = member_settings(configs)
+    return learner.init(member_keys([c.seed for c in configs])["init"], hparams, encoder_std)
 
 
 def as_numpy(tree) -> list[np.ndarray]:
@@ -108,53 +117,45 @@ def rows(run_dir) -> list[dict]:
         return [{k: v for k, v in r.items() if k not in TIMING} for r in csv.DictReader(f)]
 
 
-def latest_state(run_dir, which: str = "latest"):
-    """``(items, host, step)`` of a run's newest checkpoint (learner, buffer, MJX envs)."""
-    import json
-    import os
+def latest_state(run_dir):
+    """``(items, loop, step)`` of the newest checkpoint of a run's population: every item
+    as saved (``learner``, ``policy``, ``best``, ``host``, ``buffer``, ``env``)."""
+    from spikerl_jax.training.checkpoint import read_checkpoint
 
-    from spikerl_jax.reporting.runlog import load_run_config
-    from spikerl_jax.training.checkpoint import restore
-    from spikerl_jax.training.session import abstract_run_state
-
-    cfg = load_run_config(str(run_dir))
-    summary = os.path.join(str(run_dir), "summary.json")
-    devices = 1
-    if os.path.exists(summary):
-        with open(summary) as f:
-            devices = json.load(f).get("devices", 1)
-    abstract = abstract_run_state(cfg, with_env=True, devices=devices)
-    return restore(str(run_dir), abstract, which)
+    return read_checkpoint(str(run_dir))
 
 
-def comparable(host):
-    """Host state without the measured energy and time, and with each pickled MjData replaced
-    by its physics (its profiling timers are wall-clock readings, which differ between any two
-    runs)."""
-    import base64
+def comparable(items: dict, loop) -> dict:
+    """A checkpoint's host state and records without the measured energy and time, and with
+    each pickled MjData replaced by its physics (its profiling timers are wall-clock
+    readings, which differ between any two runs)."""
+    import dataclasses
     import pickle
     import zlib
 
-    from spikerl_jax.schema import to_jsonable
+    def plain(x):  # NaN pads the finished returns; NaN != NaN
+        x = np.asarray(x)
+        return (np.where(np.isnan(x), np.inf, x) if x.dtype.kind == "f" else x).tolist()
 
-    host = to_jsonable(host)
-    for key in ("energy", "wall_s", "segments"):  # measured, differs between any two runs
-        del host["loop"][key]
-    for envs in host["backend"]:
-        for env in envs["collector"]["envs"]:
-            data = pickle.loads(zlib.decompress(base64.b64decode(env.pop("mjdata"))))
-            env["physics"] = [
-                np.asarray(getattr(data, f)).tolist()
-                for f in ("time", "qpos", "qvel", "act", "qacc_warmstart", "xpos", "ctrl")
-            ]
-    return host
+    host = {k: plain(v) for k, v in items["host"].items() if k not in ("physics", "physics_bytes")}
+    if "physics" in items["host"]:
+        blobs, lengths = items["host"]["physics"], items["host"]["physics_bytes"]
+        physics = []
+        for row, n in zip(blobs.reshape(-1, blobs.shape[-1]), lengths.reshape(-1), strict=True):
+            data = pickle.loads(zlib.decompress(row[:n].tobytes()))
+            physics.append([np.asarray(getattr(data, f)).tolist()
+                            for f in ("time", "qpos", "qvel", "act", "qacc_warmstart", "xpos",
+                                      "ctrl")])  # fmt: skip
+        host["physics"] = physics
+    records = dataclasses.replace(loop, energy={}, wall_s=0.0, segments=())
+    return {"host": host, "loop": records}
 
 
 def wait_for_checkpoint(run_dir, timeout: float = 180) -> None:
     """Blocks until ``run_dir`` has a complete latest checkpoint."""
     import time
 
-    latest = run_dir / "checkpoints" / "latest"
+    latest = run_dir / "checkpoints"
     deadline = time.time() + timeout
     while time.time() < deadline:
         if latest.is_dir() and any(p.name.isdigit() for p in latest.iterdir()):

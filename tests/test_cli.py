@@ -46,7 +46,7 @@ def test_target_return_stops_at_the_first_evaluation_that_reaches_it(tmp_path):
     assert [r["step"] for r in csv.DictReader((out / "metrics.csv").open())] == ["300"]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["total_steps"] == 300 and summary["target_reached_at"] == 300
-    assert (out / "checkpoints" / "latest" / "300").is_dir()
+    assert (out / "checkpoints" / "300").is_dir()
     # A resumed run goes on to the next evaluation (which reaches it again).
     assert main(["train", "--resume", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
@@ -111,10 +111,8 @@ def test_bad_input_gives_one_clear_line(args, message, tmp_path):
         (["--exploration-noise", "-0.1"], "--exploration-noise must be non-negative"),
         (["--seed", "-1"], "--seed must lie in [0, 2**32), got -1"),
         (["--out="], "--out must name a directory (it is empty)"),
-        (["--precision", "fp8"], "--precision must be one of fp32, bf16, bf16-pure, got 'fp8'"),
         (["--total-steps", "1234"], "--total-steps (1234) must be a multiple of --update-every"),
         (["--replay-size", "4000000000"], "lower --replay-size"),
-        (["--resume"], "--resume needs a value"),
         (["--backend", "mjx", "--act-device", "cpu"], "--act-device cpu applies to --backend"),
         (["--drive-penalty", "-1"], "--drive-penalty must be non-negative, got -1.0"),
         (["--actor", "mlp", "--drive-penalty", "1"], "the MLP actor has none"),
@@ -126,6 +124,31 @@ def test_bad_values_are_refused_up_front_in_one_line(args, message, tmp_path, ca
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"spikerl-jax: error: {err[0].split('error: ', 1)[1]}"] and message in err[0]
     assert not (tmp_path / "run").exists()  # nothing written for a bad config
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--precision", "fp8"], "invalid choice 'fp8' for argument '--precision'"),
+        (["--resume"], "Missing value for argument '--resume'"),
+        (["--batch-size", "abc"], "Error parsing --batch-size"),
+        (["--bach-size", "8"], "--bach-size"),
+    ],
+)
+def test_malformed_command_lines_are_named_by_the_parser(args, message, tmp_path, capsys):
+    """What the parser refuses (a bad choice, a missing value, an unknown option) it names
+    with the option's help, no traceback, nothing written."""
+    assert main(["train", *args, "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr()
+    assert message in err.err + err.out and "Traceback" not in err.err
+    assert not (tmp_path / "run").exists()
+
+
+def test_version():
+    from spikerl_jax import __version__
+
+    code, out, _ = run_cli("--version")
+    assert code == 0 and out.strip() == f"spikerl-jax {__version__}"
 
 
 def test_energy_country_in_any_case():
@@ -147,4 +170,4 @@ def test_unwritable_out_dir(tmp_path):
 
 def test_unknown_command():
     code, _, err = run_cli("fly")
-    assert code == 2 and "unknown command 'fly'" in err
+    assert code == 2 and "Unrecognized options: fly" in err and "train, sweep, eval" in err

@@ -7,7 +7,7 @@ import jax.extend
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import hparams, solve_inverted_pendulum
+from helpers import init_td3, solve_inverted_pendulum
 
 from spikerl_jax.config import CriticConfig, PopSANConfig, TD3Config
 from spikerl_jax.precision import get_policy, in_full_precision
@@ -128,7 +128,7 @@ def test_td3_update_gradients_finite(precision):
         CriticConfig(critic_hidden_sizes=(32, 32), critic_precision=precision),
     )
     td3 = make_td3(nets, TD3Config(batch_size=16))
-    state = td3.init(jax.random.key(0), OBS, hparams())
+    state = init_td3(td3, nets, OBS, TD3Config(batch_size=16))
     batch = random_transitions(jax.random.key(1), 16, OBS, ACT)
     new, metrics = td3.update(state, lambda k: batch, jax.random.key(2), 5)
     assert all(np.isfinite(float(v)) for v in metrics.values())

@@ -1,16 +1,20 @@
 """The host backend's simulator: Gymnasium's MuJoCo tasks on native MuJoCo, stepped from
-Python, and each env's state between steps as a typed record (for checkpoints)."""
+Python in one vector env for every member, and their state between steps as arrays with a
+leading member axis (for checkpoints).
+
+Shapes: ``M`` members, ``N`` envs per member, ``D`` obs dims, ``A`` action dims, ``E``
+evaluation episodes per member.
+"""
 
 from __future__ import annotations
 
-import base64
-import dataclasses
 import logging
 import pickle
 import warnings
 import zlib
 
 import gymnasium as gym
+import numpy as np
 
 from spikerl_jax.envs.mujoco_log import route_mujoco_warnings
 
@@ -54,22 +58,158 @@ def make_eval_envs(env_id: str, seeds: list[int]) -> list[gym.Env]:
     return envs
 
 
-@dataclasses.dataclass(frozen=True)
-class GymEnvState:
-    """Everything a Gymnasium MuJoCo env carries between steps.
+class VectorCollector:
+    """Steps a vector env of ``M x N`` envs and stages their transitions until taken.
 
-    Attributes:
-      mjdata: the whole ``MjData`` as a zlib-compressed pickle in base64. Not just
-        ``mj_getState``'s integration state: Gymnasium's rewards read derived quantities that
-        ``mj_step`` leaves from its last substep (Ant's and Humanoid's body positions), which
-        a recomputation from the state would change. Restore only checkpoints you wrote.
-      elapsed_steps: the time limit's step counter (None: no time limit).
-      rng: the env's numpy bit generator state (it draws the next reset's noise).
+    A finished episode's transition stores its true last observation (``info["final_obs"]``,
+    same-step auto-reset) as ``next_obs`` and ``terminated`` as Gymnasium reports it, so a
+    time-limit truncation is stored as non-terminal and bootstraps.
+
+    Args:
+      envs: the vector env, member-major (env ``m * N + j`` is member ``m``'s ``j``-th).
+      capacity: transitions per member between two ``take`` calls.
+      seeds: each member's seed (its env ``j`` is reset with ``seed + j``).
     """
 
-    mjdata: str
-    elapsed_steps: int | None
-    rng: dict
+    FIELDS = ("obs", "action", "reward", "next_obs", "terminated")
+
+    def __init__(self, envs: gym.vector.SyncVectorEnv, capacity: int, seeds: list[int]):
+        self.envs, self.members = envs, len(seeds)
+        self.n = envs.num_envs // self.members
+        obs, _ = self.envs.reset(seed=[s + j for s in seeds for j in range(self.n)])
+        self.obs = obs.reshape(self.members, self.n, -1)
+        self.capacity, self._size = capacity, 0
+        self._stage: dict[str, np.ndarray] = {}
+        self._episode_return = np.zeros((self.members, self.n))
+        self.finished_returns: list[list[float]] = [[] for _ in range(self.members)]
+
+    def step(self, action_MNA: np.ndarray) -> None:
+        """Steps every env and stages the ``N`` transitions of each member."""
+        m, n = self.members, self.n
+        next_obs, reward, terminated, truncated, info = self.envs.step(
+            action_MNA.reshape(m * n, -1)
+        )
+        done = terminated | truncated
+        final_obs = next_obs.copy()
+        for j in np.flatnonzero(done):
+            final_obs[j] = info["final_obs"][j]
+        values = (self.obs, action_MNA, reward.reshape(m, n), final_obs.reshape(m, n, -1),
+                  terminated.reshape(m, n))  # fmt: skip
+        rows = slice(self._size, self._size + n)
+        for name, value in zip(self.FIELDS, values, strict=True):
+            if name not in self._stage:
+                shape = (m, self.capacity, *np.shape(value)[2:])
+                self._stage[name] = np.zeros(shape, np.float32)
+            self._stage[name][:, rows] = value
+        self._size += n
+        self._episode_return += reward.reshape(m, n)
+        done = done.reshape(m, n)
+        for i in range(m):
+            self.finished_returns[i].extend(self._episode_return[i, done[i]])
+        self._episode_return[done] = 0.0
+        self.obs = next_obs.reshape(m, n, -1)
+
+    def take(self) -> dict[str, np.ndarray]:
+        """The staged transitions ``{field: (M, rows, ...)}``; the stage starts empty again."""
+        chunk = {k: v[:, : self._size] for k, v in self._stage.items()}
+        self._size = 0
+        return chunk
+
+    def take_returns(self) -> list[float | None]:
+        """Each member's mean return of the episodes ended since the last call."""
+        means = [float(np.sum(r)) / len(r) if r else None for r in self.finished_returns]
+        self.finished_returns = [[] for _ in range(self.members)]
+        return means
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        """The collector's and its envs' state between rounds, ``{name: (M, N, ...)}``
+        (``finished``, the returns of the episodes ended since ``take_returns``, is
+        ``(M, 1, K)``, padded with NaN)."""
+        assert self._size == 0, "between rounds only"
+        m, n = self.members, self.n
+        longest = max(1, *map(len, self.finished_returns))  # Orbax saves no empty array
+        finished = np.full((m, 1, longest), np.nan)
+        for i, returns in enumerate(self.finished_returns):
+            finished[i, 0, : len(returns)] = returns
+        envs = envs_state(self.envs.envs)
+        return {"obs": self.obs.copy(), "episode_return": self._episode_return.copy(),
+                "finished": finished,
+                **{k: v.reshape(m, n, *v.shape[1:]) for k, v in envs.items()}}  # fmt: skip
+
+    def set_state(self, state: dict[str, np.ndarray]) -> None:
+        self.obs = np.asarray(state["obs"], self.obs.dtype)
+        self._episode_return = np.array(state["episode_return"], np.float64)
+        self.finished_returns = [[float(r) for r in row if not np.isnan(r)]
+                                 for row in state["finished"][:, 0]]  # fmt: skip
+        names = ("physics", "physics_bytes", "elapsed_steps", "rng")
+        set_envs_state(self.envs.envs, {k: flat_envs(state[k]) for k in names})
+
+    def close(self) -> None:
+        self.envs.close()
+
+
+def flat_envs(x: np.ndarray) -> np.ndarray:
+    """``(M, N, ...)`` to ``(M * N, ...)``."""
+    return np.asarray(x).reshape(-1, *np.shape(x)[2:])
+
+
+def evaluate_episodes(act, envs: list[list[gym.Env]]):
+    """One deterministic episode per env, every member's envs batched into one actor call
+    per step (over the envs still running).
+
+    Args:
+      act: observations ``(M, E, D)`` to ``(actions (M, E, A), {layer: (M, E)})`` (spike
+        counts per observation; an empty dict for a non-spiking actor).
+      envs: ``E`` Gymnasium envs per member (reset here; their RNGs continue between calls).
+
+    Returns:
+      ``(returns (M, E), lengths (M, E), spikes)``: per member, ``{layer: spikes summed
+      over the episodes' steps}``.
+    """
+    m, e = len(envs), len(envs[0])
+    obs = np.stack([np.stack([env.reset()[0] for env in row]) for row in envs])
+    returns, lengths = np.zeros((m, e)), np.zeros((m, e), dtype=np.int64)
+    running = np.ones((m, e), dtype=bool)
+    spikes: list[dict[str, float]] = [{} for _ in range(m)]
+    while running.any():
+        action, counts = act(obs)
+        action = np.asarray(action)
+        for layer, count in counts.items():
+            count = np.asarray(count)
+            for i in range(m):
+                spikes[i][layer] = spikes[i].get(layer, 0.0) + float(count[i][running[i]].sum())
+        for i, j in zip(*np.nonzero(running), strict=True):
+            obs[i, j], reward, terminated, truncated, _ = envs[i][j].step(action[i, j])
+            returns[i, j] += reward
+            lengths[i, j] += 1
+            running[i, j] = not (terminated or truncated)
+    return returns, lengths, spikes
+
+
+# --- env state as arrays ---------------------------------------------------------------------
+
+
+def rng_array(generator: np.random.Generator) -> np.ndarray:
+    """A PCG64 generator's state as ``uint64[6]`` (state and increment as two halves each,
+    then the buffered 32-bit draw)."""
+    state = generator.bit_generator.state
+    if state["bit_generator"] != "PCG64":
+        raise ValueError(f"cannot save a {state['bit_generator']} generator (PCG64 only)")
+    words = []
+    for value in (state["state"]["state"], state["state"]["inc"]):
+        words += [value >> 64, value & (2**64 - 1)]
+    return np.array([*words, state["has_uint32"], state["uinteger"]], np.uint64)
+
+
+def set_rng(generator: np.random.Generator, saved: np.ndarray) -> None:
+    """Restores ``rng_array``'s output into ``generator``."""
+    w = [int(x) for x in saved]
+    generator.bit_generator.state = {
+        "bit_generator": "PCG64",
+        "state": {"state": (w[0] << 64) | w[1], "inc": (w[2] << 64) | w[3]},
+        "has_uint32": w[4],
+        "uinteger": w[5],
+    }
 
 
 def _time_limit(env: gym.Env) -> gym.wrappers.TimeLimit | None:
@@ -80,25 +220,38 @@ def _time_limit(env: gym.Env) -> gym.wrappers.TimeLimit | None:
     return None
 
 
-def get_env_state(env: gym.Env) -> GymEnvState:
-    """The env's state between steps (see ``GymEnvState``)."""
-    base = env.unwrapped
-    limit = _time_limit(env)
-    return GymEnvState(
-        mjdata=base64.b64encode(zlib.compress(pickle.dumps(base.data))).decode("ascii"),
-        elapsed_steps=None if limit is None else limit._elapsed_steps,
-        rng=base.np_random.bit_generator.state,
-    )
+def envs_state(envs: list[gym.Env]) -> dict[str, np.ndarray]:
+    """Everything the Gymnasium MuJoCo envs carry between steps, one row per env.
+
+    ``physics`` holds each env's whole ``MjData`` (a zlib-compressed pickle, as bytes padded
+    to the longest: ``physics_bytes`` gives each length). Not just ``mj_getState``'s
+    integration state: Gymnasium's rewards read derived quantities that ``mj_step`` leaves
+    from its last substep (Ant's and Humanoid's body positions), which a recomputation from
+    the state would change. Restore only checkpoints you wrote. ``elapsed_steps`` is the time
+    limit's counter (-1: no limit), ``rng`` the generator of the next reset's noise.
+    """
+    blobs = [zlib.compress(pickle.dumps(env.unwrapped.data)) for env in envs]
+    physics = np.zeros((len(envs), max(map(len, blobs))), np.uint8)
+    for row, blob in zip(physics, blobs, strict=True):
+        row[: len(blob)] = np.frombuffer(blob, np.uint8)
+    limits = [_time_limit(env) for env in envs]
+    return {
+        "physics": physics,
+        "physics_bytes": np.array([len(b) for b in blobs], np.int64),
+        "elapsed_steps": np.array([-1 if t is None else t._elapsed_steps for t in limits]),
+        "rng": np.stack([rng_array(env.unwrapped.np_random) for env in envs]),
+    }
 
 
-def set_env_state(env: gym.Env, state: GymEnvState) -> None:
-    """Restores what ``get_env_state`` returned (the env must have been reset once)."""
+def set_envs_state(envs: list[gym.Env], state: dict[str, np.ndarray]) -> None:
+    """Restores what ``envs_state`` returned (the envs must have been reset once)."""
     import mujoco
 
-    base = env.unwrapped
-    saved = pickle.loads(zlib.decompress(base64.b64decode(state.mjdata)))
-    mujoco.mj_copyData(base.data, base.model, saved)
-    limit = _time_limit(env)
-    if limit is not None:
-        limit._elapsed_steps = state.elapsed_steps
-    base.np_random.bit_generator.state = state.rng
+    for i, env in enumerate(envs):
+        base = env.unwrapped
+        blob = state["physics"][i, : int(state["physics_bytes"][i])].tobytes()
+        mujoco.mj_copyData(base.data, base.model, pickle.loads(zlib.decompress(blob)))
+        limit = _time_limit(env)
+        if limit is not None:
+            limit._elapsed_steps = int(state["elapsed_steps"][i])
+        set_rng(base.np_random, state["rng"][i])

@@ -24,8 +24,7 @@ from spikerl_jax.reporting.runlog import load_run_config
 from spikerl_jax.rl.networks import make_networks
 from spikerl_jax.rl.normalizer import Normalizer, normalize
 from spikerl_jax.rl.policy import make_policies
-from spikerl_jax.training.checkpoint import CheckpointError, restore
-from spikerl_jax.training.session import abstract_run_state
+from spikerl_jax.training.checkpoint import CheckpointError, restore_policy
 
 CHECKPOINTS = ("best", "latest")
 
@@ -114,10 +113,8 @@ def load_policy(run_dir: str, checkpoint: str = "best") -> Policy:
     if checkpoint not in CHECKPOINTS:
         raise ConfigError(f"checkpoint must be 'best' or 'latest', got {checkpoint!r}")
     cfg = load_run_config(run_dir)
-    items, _, step = restore(run_dir, abstract_run_state(cfg), checkpoint, with_buffer=False)
-    learner = jax.tree.map(lambda x: x[0], items["learner"])  # the member axis of one
-    return Policy(cfg, env_spec(cfg.env), learner["td3"].actor_params, learner["normalizer"],
-                  step)  # fmt: skip
+    policy, step = restore_policy(run_dir, checkpoint)
+    return Policy(cfg, env_spec(cfg.env), policy.actor_params, policy.normalizer, step)
 
 
 def evaluate_run(
@@ -127,8 +124,8 @@ def evaluate_run(
     """Deterministic episodes of a run's policy with the actor's spike statistics (see
     ``spikerl_jax.reporting.activity``); optionally records the first episode as a video
     (``render``, an .mp4) and the spikes of its first steps as a raster (``raster``, a PNG)."""
-    from spikerl_jax.envs.gymnasium_backend import make_eval_envs
-    from spikerl_jax.training.host_loop import evaluate_episodes
+    from spikerl_jax.envs.gymnasium_backend import evaluate_episodes, make_eval_envs
+    from spikerl_jax.training.backend import eval_results
 
     policy = load_policy(run_dir, checkpoint)
     cfg, spec = policy.config, policy.spec
@@ -140,7 +137,7 @@ def evaluate_run(
         action, spikes = policy.with_spikes(obs_MED[0])
         return action[None], {k: np.asarray(v)[None] for k, v in spikes.items()}
 
-    res = evaluate_episodes(act, [envs])[0]
+    res = eval_results(*evaluate_episodes(act, [envs]))[0]
     spikes = None
     if res.spikes:
         spikes = spike_report(res.spikes, res.inferences, spec.obs_dim, spec.action_dim,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -51,12 +52,12 @@ class TrainProgress:
 
     def report(self, row: dict, label: str = "") -> None:
         """Shows an evaluation row on the bar and as a log line (prefixed by ``label``: a
-        population's member)."""
+        population's member; user text, printed as is, never as rich markup)."""
         self._progress.update(self._task, eval=f"{row['eval_return']:.1f}")
         if self.enabled:
             ups = row["updates_per_s"]
             self._progress.console.print(
-                (f"{label}  " if label else "")
+                (f"{escape(label)}  " if label else "")
                 + f"step {row['step']:,}  eval {row['eval_return']:.1f} ± "
                 f"{row['eval_return_std']:.1f}  len {row['eval_length']:.0f}  "
                 f"{row['env_steps_per_s']:.0f} steps/s  "

@@ -105,7 +105,7 @@ def kept_rows(path: str, resume_step: int) -> list[dict]:
 def has_records(run_dir: str) -> bool:
     """Whether ``run_dir`` holds a run's results: an evaluation row or a checkpoint (a run
     that failed before either, e.g. on a bad option, leaves a directory that may be reused)."""
-    checkpoints = os.path.join(run_dir, "checkpoints", "latest")
+    checkpoints = os.path.join(run_dir, "checkpoints")
     if os.path.isdir(checkpoints) and any(p.isdigit() for p in os.listdir(checkpoints)):
         return True
     path = os.path.join(run_dir, "metrics.csv")

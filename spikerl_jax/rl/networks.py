@@ -10,7 +10,7 @@ Shapes: ``B`` batch, ``D`` observation dims, ``A`` action dims.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import flax.linen as nn
@@ -20,7 +20,7 @@ import jax.numpy as jnp
 from spikerl_jax.config import CriticConfig, PopSANConfig
 from spikerl_jax.initializers import torch_uniform_init
 from spikerl_jax.precision import get_policy
-from spikerl_jax.snn.popsan import PopSAN
+from spikerl_jax.snn.popsan import PopSAN, output_drive_penalty
 
 
 class MLP(nn.Module):
@@ -106,10 +106,23 @@ def first_q(critic: TwinQ, params, obs_BD: jax.Array, action_BA: jax.Array) -> j
 
 
 class Networks(NamedTuple):
-    """The actor and critic modules (stateless; parameters live in the training state)."""
+    """The actor and critic modules (stateless; parameters live in the training state), and
+    the two actor-specific pieces TD3 and the learner call.
+
+    Attributes:
+      actor: PopSAN or the MLP baseline.
+      critic: the twin Q networks.
+      init_actor: ``(key, obs_dim, encoder_std) -> params``; ``encoder_std`` (a traced
+        float) is PopSAN's initial receptive-field width (the MLP has none).
+      actor_with_penalty: ``(params, obs_BD, key, all_mean) -> (action_BA, penalty)``: the
+        actor's forward pass in the actor's loss and the actor's own regulariser (PopSAN's
+        drive penalty; 0 otherwise); ``all_mean`` averages over data-parallel devices.
+    """
 
     actor: PopSAN | MLPActor
     critic: TwinQ
+    init_actor: Callable
+    actor_with_penalty: Callable
 
 
 def make_networks(
@@ -120,7 +133,7 @@ def make_networks(
     actor_kind: str = "popsan",
 ) -> Networks:
     """Builds the actor (``actor_kind`` 'popsan' or 'mlp') and the twin critic for an action
-    space of ``action_dim`` dims."""
+    space of ``action_dim`` dims (``Networks``)."""
     if actor_kind == "popsan":
         actor = PopSAN(action_dim, action_limit, actor_config)
     elif actor_kind == "mlp":
@@ -128,5 +141,19 @@ def make_networks(
                          actor_config.actor_precision)  # fmt: skip
     else:
         raise ValueError(f"unknown actor {actor_kind!r}; use 'popsan' or 'mlp'")
+    spiking = actor_kind == "popsan"
+    weight = actor_config.drive_penalty
+
+    def init_actor(key: jax.Array, obs_dim: int, encoder_std: jax.Array):
+        settings = {"encoder_std": encoder_std} if spiking else {}
+        return actor.init(key, jnp.zeros((1, obs_dim)), key, **settings)
+
+    def actor_with_penalty(params, obs_BD: jax.Array, key: jax.Array, all_mean: Callable):
+        if not (spiking and weight):
+            return actor.apply(params, obs_BD, key), 0.0
+        # The spike trains give the output layer's input drive.
+        action, trains = actor.apply(params, obs_BD, key, method=PopSAN.spike_trains)
+        return action, weight * output_drive_penalty(actor, params, trains, all_mean)
+
     critic = TwinQ(critic_config.critic_hidden_sizes, critic_config.critic_precision)
-    return Networks(actor=actor, critic=critic)
+    return Networks(actor, critic, init_actor, actor_with_penalty)

@@ -13,7 +13,7 @@ Shapes: ``B`` batch, ``D`` observation dims, ``A`` action dims.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import NamedTuple
 
 import flax.struct
@@ -22,12 +22,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from spikerl_jax.config import TD3Config, TrainConfig
+from spikerl_jax.config import TD3Config
 from spikerl_jax.rl.networks import Networks, first_q
 from spikerl_jax.rl.optim import ADAM, adam_step
 from spikerl_jax.rl.proxy import ProxyTarget, make_proxy
 from spikerl_jax.rl.replay import Transition
-from spikerl_jax.snn.popsan import PopSAN, output_drive_penalty
 
 Params = dict
 Metrics = dict[str, jax.Array]
@@ -43,35 +42,16 @@ class HParams:
     critic_lr: jax.Array
     target_noise: jax.Array
     target_noise_clip: jax.Array
-    exploration_noise: jax.Array
     proxy_lr: jax.Array
-    encoder_std: jax.Array  # PopSAN's initial receptive-field width (read at init only)
 
 
-def hparam_values(cfg: TrainConfig) -> dict[str, float]:
-    """The run's ``HParams`` as Python floats (``target_step`` computed in float64)."""
-    td3 = cfg.td3
-    return dict(gamma=td3.gamma, target_step=1.0 - td3.polyak, actor_lr=td3.actor_lr,
-                critic_lr=td3.critic_lr, target_noise=td3.target_noise,
-                target_noise_clip=td3.target_noise_clip,
-                exploration_noise=cfg.exploration_noise, proxy_lr=td3.proxy_lr,
-                encoder_std=cfg.actor.encoder_std)  # fmt: skip
-
-
-def hparams_from_config(cfg: TrainConfig) -> HParams:
-    """The run's settings as the float32 values the state carries."""
-    return HParams(**{k: np.float32(v) for k, v in hparam_values(cfg).items()})
-
-
-def with_constants(hparams: HParams, constants: Mapping[str, float]) -> HParams:
-    """``hparams`` with the fields of ``constants`` replaced by those Python floats.
-
-    Settings that every member shares enter the compiled program as constants, exactly as
-    an unbatched program written with them would (XLA folds and fuses constants, so a
-    traced value can round differently in the last bit); only the settings that differ
-    between members are read from the state.
-    """
-    return hparams.replace(**constants) if constants else hparams
+def hparams_from_config(cfg: TD3Config) -> HParams:
+    """``cfg``'s settings as the float32 values the state carries (``target_step`` computed
+    in float64 before rounding)."""
+    values = dict(gamma=cfg.gamma, target_step=1.0 - cfg.polyak, actor_lr=cfg.actor_lr,
+                  critic_lr=cfg.critic_lr, target_noise=cfg.target_noise,
+                  target_noise_clip=cfg.target_noise_clip, proxy_lr=cfg.proxy_lr)  # fmt: skip
+    return HParams(**{k: np.float32(v) for k, v in values.items()})
 
 
 @flax.struct.dataclass
@@ -105,16 +85,11 @@ class TD3(NamedTuple):
     update: Callable[..., tuple[TD3State, Metrics]]
 
 
-def make_td3(
-    networks: Networks,
-    cfg: TD3Config,
-    axis_name: str | None = None,
-    constants: Mapping[str, float] | None = None,
-) -> TD3:
+def make_td3(networks: Networks, cfg: TD3Config, axis_name: str | None = None) -> TD3:
     """Builds TD3's init, losses and fused update for ``networks`` under ``cfg``.
 
-    ``constants`` are the ``HParams`` fields compiled in as constants (``with_constants``);
-    the others are read from the state. None: every field from the state.
+    TD3 sees the actor only through ``networks``: its ``apply``, and the regularised
+    forward pass the actor's loss adds (``Networks.actor_with_penalty``).
 
     With ``axis_name`` (inside ``shard_map`` over that mesh axis), gradients and metrics are
     averaged across the axis (an all-reduce: NCCL on GPUs) before each optimizer step, so
@@ -128,15 +103,16 @@ def make_td3(
     def all_mean(tree):
         return tree if axis_name is None else jax.lax.pmean(tree, axis_name)
 
-    actor, critic = networks
+    actor, critic = networks.actor, networks.critic
     action_limit = actor.action_limit
     proxy = make_proxy(actor, cfg, all_mean) if cfg.target_actor == "proxy" else None
 
-    def init(key: jax.Array, obs_dim: int, hparams: HParams) -> TD3State:
-        key_actor, key_critic = jax.random.split(key)
+    def init(key: jax.Array, actor_params: Params, obs_dim: int, hparams: HParams) -> TD3State:
+        """The state around the actor's initial parameters (the network factory makes them:
+        ``Networks.init_actor``); ``key`` initialises the critics and the proxy."""
+        key_critic = jax.random.split(key)[1]
         key_proxy = jax.random.fold_in(key, 1)
         obs = jnp.zeros((1, obs_dim))
-        actor_params = actor.init(key_actor, obs, key_actor)
         critic_params = critic.init(key_critic, obs, jnp.zeros((1, actor.action_dim)))
         return TD3State(
             actor_params=actor_params,
@@ -158,7 +134,7 @@ def make_td3(
 
     def critic_loss(critic_params, state: TD3State, batch: Transition, key: jax.Array):
         """Clipped double-Q regression onto the smoothed target policy's value."""
-        hp = with_constants(state.hparams, constants)
+        hp = state.hparams
         key_smooth, key_encoder = jax.random.split(key)
         noise = hp.target_noise * jax.random.normal(key_smooth, batch.action.shape)
         noise = jnp.clip(noise, -hp.target_noise_clip, hp.target_noise_clip)
@@ -173,26 +149,20 @@ def make_td3(
 
     def actor_loss(actor_params, critic_params, obs_BD: jax.Array, key: jax.Array):
         """Deterministic policy gradient through Q1 (the critic's weights get no gradient),
-        plus ``cfg.drive_penalty`` times PopSAN's ``output_drive_penalty`` when set."""
-        if cfg.drive_penalty:  # the spike trains give the output layer's input
-            action, trains = actor.apply(actor_params, obs_BD, key, method=PopSAN.spike_trains)
-            penalty = cfg.drive_penalty * output_drive_penalty(actor, actor_params, trains,
-                                                               all_mean)  # fmt: skip
-        else:
-            action, penalty = actor.apply(actor_params, obs_BD, key), 0.0
+        plus the actor's own regulariser (``Networks.actor_with_penalty``; 0 for most)."""
+        action, penalty = networks.actor_with_penalty(actor_params, obs_BD, key, all_mean)
         return -first_q(critic, critic_params, obs_BD, action).mean() + penalty
 
     def critic_step(state: TD3State, batch: Transition, key: jax.Array):
         grads, metrics = jax.grad(critic_loss, has_aux=True)(state.critic_params, state, batch, key)
         grads, metrics = all_mean((grads, metrics))
         metrics["critic_grad_norm"] = optax.tree.norm(grads).astype(jnp.float32)
-        critic_lr = with_constants(state.hparams, constants).critic_lr
         params, opt_state = adam_step(grads, state.critic_opt_state, state.critic_params,
-                                      critic_lr)  # fmt: skip
+                                      state.hparams.critic_lr)  # fmt: skip
         return state.replace(critic_params=params, critic_opt_state=opt_state), metrics
 
     def actor_step(state: TD3State, obs_BD: jax.Array, key: jax.Array):
-        hp = with_constants(state.hparams, constants)
+        hp = state.hparams
         loss, grads = jax.value_and_grad(actor_loss)(
             state.actor_params, state.critic_params, obs_BD, key
         )
@@ -235,9 +205,8 @@ def make_td3(
             key_sample, key_loss = jax.random.split(key)
             if proxy is not None:  # fit the proxy to the current actor, then use it
                 key_loss, key_proxy = jax.random.split(key_loss)
-                proxy_lr = with_constants(state.hparams, constants).proxy_lr
                 fitted, proxy_metrics = proxy.fit(state.proxy, state.actor_params, sample,
-                                                  key_proxy, proxy_lr)  # fmt: skip
+                                                  key_proxy, state.hparams.proxy_lr)  # fmt: skip
                 state = state.replace(proxy=fitted)
             batch = sample(key_sample)
             state, metrics = critic_step(state, batch, key_loss)

@@ -78,8 +78,14 @@ class PopulationEncoder(nn.Module):
     param_dtype: jnp.dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, obs_BD: jax.Array, key: jax.Array | None = None) -> jax.Array:
-        """Maps normalized observations ``(B, D)`` to spikes ``(T, B, D*P)``."""
+    def __call__(
+        self, obs_BD: jax.Array, key: jax.Array | None = None, init_std: jax.Array | None = None
+    ) -> jax.Array:
+        """Maps normalized observations ``(B, D)`` to spikes ``(T, B, D*P)``.
+
+        ``init_std`` replaces ``std`` as the initial width when the parameters are created
+        (a traced value: population members may start from different widths).
+        """
         obs_dim = obs_BD.shape[-1]
         lo, hi = self.mean_range
         mean_DP = self.param(
@@ -90,9 +96,11 @@ class PopulationEncoder(nn.Module):
             (obs_dim, self.pop_size),
             self.param_dtype,
         )
+        std = self.std if init_std is None else init_std
         std_DP = self.param(
-            "std", nn.initializers.constant(self.std), (obs_dim, self.pop_size), self.param_dtype
-        )
+            "std", lambda _, shape, dtype: jnp.full(shape, std, dtype), (obs_dim, self.pop_size),
+            self.param_dtype,
+        )  # fmt: skip
         # Receptive fields and spikes in float32 whatever the parameters' storage dtype.
         f32 = jnp.float32
         activation_BN = gaussian_activation(obs_BD, mean_DP.astype(f32), std_DP.astype(f32))

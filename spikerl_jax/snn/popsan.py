@@ -100,8 +100,9 @@ class PopSAN(nn.Module):
     config: PopSANConfig = PopSANConfig()
 
     def __call__(
-        self, obs_BD: jax.Array, key: jax.Array | None = None, return_spike_counts: bool = False
-    ):
+        self, obs_BD: jax.Array, key: jax.Array | None = None, return_spike_counts: bool = False,
+        encoder_std: jax.Array | None = None,
+    ):  # fmt: skip
         """Maps normalized observations ``(B, D)`` to actions ``(B, A)``.
 
         Args:
@@ -110,14 +111,18 @@ class PopSAN(nn.Module):
           return_spike_counts: also return each layer's spike count over ``T`` per neuron,
             ``{"encoder": (B, D*P_in), "hidden_0": (B, H0), ..., "output": (B, A*P_out)}``.
             A static flag: the plain forward computes no counts.
+          encoder_std: the receptive fields' initial width when the parameters are created
+            (None: the config's).
         """
-        action, spikes = self.spike_trains(obs_BD, key)
+        action, spikes = self.spike_trains(obs_BD, key, encoder_std)
         if not return_spike_counts:
             return action
         return action, {name: s.sum(0) for name, s in spikes.items()}
 
     @nn.compact
-    def spike_trains(self, obs_BD: jax.Array, key: jax.Array | None = None):
+    def spike_trains(
+        self, obs_BD: jax.Array, key: jax.Array | None = None, encoder_std: jax.Array | None = None
+    ):
         """Actions ``(B, A)`` and every layer's spikes over time ``{layer: (T, B, N)}`` (for
         rasters and exports; ``__call__`` is this with counts or nothing)."""
         cfg = self.config
@@ -130,7 +135,7 @@ class PopSAN(nn.Module):
             mode=cfg.encoder,
             param_dtype=policy.param,
             name="encoder",
-        )(obs_BD, key)
+        )(obs_BD, key, encoder_std)
         layer_spikes = SpikingMLP(
             layer_sizes=(*cfg.hidden_sizes, self.action_dim * cfg.pop_out),
             neuron=make_neuron(cfg),

@@ -1,20 +1,20 @@
 """What a simulator backend does for the training loop (``Backend``), and what it returns.
 
-Both backends advance a run to a given step in one call (collecting, inserting and learning
-on the way), evaluate every member, and hand their host-side state to checkpoints: the loop
-in ``spikerl_jax.training.trainer`` is the same for either.
+A backend collects: it steps its envs with the population's exploring policy (or at random,
+as ``training.schedule`` says), feeding each round's transitions to the learner's round
+(``Learner.learn_round``), and it evaluates every member. The loop in
+``spikerl_jax.training.trainer`` is the same for either.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
-from spikerl_jax.training.state import DeviceEnvsState, HostEnvsState, LoopState, RunState
-
-HostSide = tuple[HostEnvsState, ...] | DeviceEnvsState  # a backend's state outside RunState
+from spikerl_jax.training.schedule import Counters
+from spikerl_jax.training.state import RunState
 
 
 class EvalResult(NamedTuple):
@@ -27,35 +27,40 @@ class EvalResult(NamedTuple):
     inferences: int  # single-observation actor calls the spike totals cover
 
 
+def eval_results(returns_ME, lengths_ME, spikes: list[dict]) -> list[EvalResult]:
+    """Each member's ``EvalResult`` from its episodes' returns and lengths ``(M, E)``."""
+    return [EvalResult(float(r.mean()), float(r.std()), float(n.mean()),
+                       {k: float(v) for k, v in s.items()}, int(n.sum()))
+            for r, n, s in zip(returns_ME, lengths_ME, spikes, strict=True)]  # fmt: skip
+
+
 @dataclasses.dataclass(frozen=True)
 class RoundStats:
-    """What the update rounds of one ``advance`` call did.
+    """What the rounds of one ``Backend.rounds`` call did.
 
     Attributes:
-      metrics: the last round's update metrics, ``{name: (M,)}`` (None: no update ran).
+      rounds: rounds completed (fewer than asked when stopped).
+      metrics: the last update round's metrics, ``{name: (M,)}`` (None: no update ran).
       update_s: seconds spent in update rounds (host: the compiled round calls; MJX: the
         whole program, which also steps the envs).
-      updates: gradient updates per member in those seconds.
-      nonfinite_step: the step of the first round whose losses were not finite (None: all
-        finite); the backend stops there.
+      nonfinite_step: the step after the first round whose losses were not finite (None:
+        all finite); the backend stops there.
     """
 
+    rounds: int = 0
     metrics: dict | None = None
     update_s: float = 0.0
-    updates: int = 0
     nonfinite_step: int | None = None
 
-    def add(self, metrics: dict, seconds: float, updates: int) -> RoundStats:
-        return dataclasses.replace(self, metrics=metrics, update_s=self.update_s + seconds,
-                                   updates=self.updates + updates)  # fmt: skip
+    def add(self, metrics: dict, seconds: float) -> RoundStats:
+        return self.replace(metrics=metrics, update_s=self.update_s + seconds)
 
     def replace(self, **changes) -> RoundStats:
         return dataclasses.replace(self, **changes)
 
-
-def first_nonfinite(metrics: dict) -> bool:
-    """Whether any member's metric is NaN or infinite."""
-    return not all(np.all(np.isfinite(v)) for v in metrics.values())
+    def finite(self) -> bool:
+        """Whether every member's last metrics are finite."""
+        return all(np.all(np.isfinite(v)) for v in (self.metrics or {}).values())
 
 
 class Stop(Protocol):
@@ -67,14 +72,11 @@ class Stop(Protocol):
 class Backend(Protocol):
     """A simulator backend: Gymnasium on the host or MJX on the device."""
 
-    def init_state(self, learner_state) -> RunState:
-        """The run's device state around freshly initialised learners."""
-
-    def advance(
-        self, state: RunState, loop: LoopState, target: int, stop: Stop | None = None
-    ) -> tuple[RunState, LoopState, RoundStats]:
-        """Collects and learns, round by round, until ``loop.step == target`` (a round
-        boundary), or earlier when ``stop`` is requested or losses turn non-finite."""
+    def rounds(
+        self, state: RunState, counters: Counters, target: int, stop: Stop | None = None
+    ) -> tuple[RunState, RoundStats]:
+        """Collects and learns, round by round, until step ``target`` (a round boundary), or
+        earlier when ``stop`` is requested or losses turn non-finite."""
 
     def evaluate(self, state: RunState, step: int) -> list[EvalResult]:
         """Every member's deterministic evaluation episodes."""
@@ -82,12 +84,10 @@ class Backend(Protocol):
     def take_train_returns(self) -> list[float | None]:
         """Each member's mean training-episode return since the last call."""
 
-    def snapshot(self) -> HostSide:
-        """The backend's host-side state for a checkpoint: Gymnasium envs (one record per
-        process), or the MJX backend's training-return accumulators (its envs are in
-        ``RunState``)."""
+    def snapshot(self) -> dict[str, Any]:
+        """The backend's host-side state for a checkpoint, as arrays ``(M, ...)``."""
 
-    def restore(self, saved: HostSide) -> None:
+    def restore(self, saved: dict[str, Any]) -> None:
         """Restores ``snapshot``'s output."""
 
     def close(self) -> None:

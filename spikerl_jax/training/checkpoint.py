@@ -1,36 +1,42 @@
-"""Orbax checkpoints of a whole run: the device state (learner, the MJX envs, optionally the
-replay buffer) and the host state (``HostCheckpoint``: counters, records, env states, RNGs),
-committed together.
+"""Orbax checkpoints of a whole population, one directory per step.
 
-Layout of ``RUN_DIR/checkpoints``: ``latest/STEP`` (the last ``keep`` checkpoints, for resume)
-and ``best/STEP`` (the best evaluation so far, without the buffer, for eval and export). Orbax
-writes each checkpoint to a temporary directory and renames it when complete, so a process
-killed mid-save leaves the previous checkpoint restorable.
+``ROOT/checkpoints/STEP`` holds, for every member at once (leading member axis): the learner
+(``learner``; the replay buffer as ``buffer`` with ``--checkpoint-buffer``), the current and
+the best policy (``policy``, ``best``: actor parameters and normalizer), the MJX envs
+(``env``), the backend's host state as arrays (``host``), the loop's counters and records
+(``loop``) and the layout version (``format``). Orbax writes a step to a temporary directory
+and renames it when complete, so the latest state, the best policy and the records are
+committed together: a process killed at any moment leaves the previous step restorable, and
+the best policy on disk is always the one of the best evaluation that step records.
 
-A checkpoint is always one member's (a single run's) state, with a member axis of one: a
-population saves each member into its own run directory, so that every member's directory is
-a run of its own (``spikerl-jax eval``, ``compare``, ``plot`` and resume work on it).
+``ROOT`` is the run directory of a single run, or the root of a sweep (whose member
+directories name it in ``population.json``).
 """
 
 from __future__ import annotations
 
+import glob
+import hashlib
+import json
 import os
 import shutil
+import tempfile
 from importlib import metadata
 
 import jax
-import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
 
 from spikerl_jax.config import ConfigError
+from spikerl_jax.rl.normalizer import Normalizer
 from spikerl_jax.schema import SchemaError, from_jsonable, to_jsonable
-from spikerl_jax.training.state import HostCheckpoint, RunState
+from spikerl_jax.training.state import LoopState, PolicyState, RunState
 
-LEARNER_KEYS = ("td3", "normalizer", "key")
 # The layout of a checkpoint's items, saved with it as the ``format`` item. Bump it when the
-# items change in a way older code cannot read. Checkpoints without the item were written
-# before it existed, in the layout of format 1.
-FORMAT = 1
+# items change in a way older code cannot read. Format 1 (checkpoints/latest and best,
+# one per member) was written before version 0.2.
+FORMAT = 2
+POPULATION_FILE = "population.json"  # in a sweep member's run directory
 
 
 def _version() -> str:
@@ -44,22 +50,45 @@ class CheckpointError(ConfigError):
     """A checkpoint that is missing, corrupted or belongs to another configuration."""
 
 
-def _manager(path: str, keep: int | None, create: bool = True) -> ocp.CheckpointManager:
+class SaveError(RuntimeError):
+    """A checkpoint could not be written (e.g. the disk is full); the message names the path,
+    the free space and the last complete checkpoint, which is kept."""
+
+
+def orbax_path(path: str) -> str:
+    """``path`` as Orbax may be given it: Orbax finds its per-process files with ``glob``,
+    so a directory whose name holds glob's special characters (``[``, ``*``, ``?``) is
+    reached through a symbolic link of a plain name in the temporary directory."""
+    path = os.path.abspath(path)
+    if glob.escape(path) == path:
+        return path
+    links = os.path.join(tempfile.gettempdir(), f"spikerl_jax-{os.getuid()}")
+    os.makedirs(links, exist_ok=True)
+    link = os.path.join(links, hashlib.sha1(path.encode()).hexdigest())
+    if os.path.realpath(link) != os.path.realpath(path):
+        os.makedirs(path, exist_ok=True)
+        tmp = f"{link}.{os.getpid()}"
+        os.symlink(path, tmp)
+        os.replace(tmp, link)
+    return link
+
+
+def _manager(root: str, keep: int | None = None, create: bool = True) -> ocp.CheckpointManager:
     # Synchronous saves: a save has finished (or failed, with its error raised here) before
-    # training goes on, and the live state may be donated right after (a learner state is a
-    # few MB; the optional buffer, some hundred MB, takes under a second).
+    # training goes on, and the live state may be donated right after.
     options = ocp.CheckpointManagerOptions(
         max_to_keep=keep, cleanup_tmp_directories=True, enable_async_checkpointing=False,
         create=create,
     )  # fmt: skip
-    return ocp.CheckpointManager(os.path.abspath(path), options=options)
+    return ocp.CheckpointManager(orbax_path(os.path.join(root, "checkpoints")), options=options)
 
 
 def device_items(state: RunState, with_buffer: bool) -> dict:
-    """The device arrays a checkpoint holds: the learner (not the buffer unless asked), and
-    the MJX envs when the run has them (as ``env_leaves``)."""
+    """The device arrays a checkpoint holds (see the module's docstring)."""
     learner = state.learner
-    items = {"learner": {k: getattr(learner, k) for k in LEARNER_KEYS}}
+    items = {"learner": {"td3": learner.td3, "normalizer": learner.normalizer,
+                         "key": learner.key},
+             "policy": state.policy, "best": state.best}  # fmt: skip
     if with_buffer:
         items["buffer"] = learner.buffer
     if state.env is not None:
@@ -69,51 +98,43 @@ def device_items(state: RunState, with_buffer: bool) -> dict:
 
 def env_leaves(env) -> dict:
     """The MJX envs' state as ``{path: array}`` without its empty arrays (MJX keeps
-    zero-size fields, e.g. activations of a model without actuator states, which Orbax
-    refuses to save)."""
+    zero-size fields, which Orbax refuses to save)."""
     flat, _ = jax.tree_util.tree_flatten_with_path(env)
     return {jax.tree_util.keystr(path): leaf for path, leaf in flat if leaf.size}
 
 
-def env_from_leaves(abstract_env, leaves: dict):
-    """The inverse of ``env_leaves``: the empty arrays are rebuilt from their shapes."""
-    flat, treedef = jax.tree_util.tree_flatten_with_path(abstract_env)
-    rebuilt = [leaves[jax.tree_util.keystr(path)] if x.size else
-               jnp.zeros(x.shape, x.dtype, device=getattr(x, "sharding", None))
-               for path, x in flat]  # fmt: skip
+def env_from_leaves(like, leaves: dict):
+    """The inverse of ``env_leaves``: the empty arrays are taken from ``like``."""
+    flat, treedef = jax.tree_util.tree_flatten_with_path(like)
+    rebuilt = [leaves[jax.tree_util.keystr(p)] if x.size else x for p, x in flat]
     return jax.tree_util.tree_unflatten(treedef, rebuilt)
 
 
-class SaveError(RuntimeError):
-    """A checkpoint could not be written (e.g. the disk is full); the message names the path,
-    the free space and the last complete checkpoint, which is kept."""
+class Checkpointer:
+    """Saves a population's checkpoints under ``root/checkpoints`` (synchronously), keeping
+    the newest ``keep``."""
 
-
-class RunCheckpointer:
-    """Saves a run's checkpoints under ``run_dir/checkpoints`` (synchronously)."""
-
-    def __init__(self, run_dir: str, keep: int, save_buffer: bool):
-        self.root = os.path.join(run_dir, "checkpoints")
-        self.latest = _manager(os.path.join(self.root, "latest"), keep)
-        self.best = _manager(os.path.join(self.root, "best"), 1)
+    def __init__(self, root: str, keep: int, save_buffer: bool):
+        self.root = os.path.join(root, "checkpoints")
+        self.manager = _manager(root, keep)
         self.save_buffer = save_buffer
 
-    def save(self, step: int, state: RunState, host: HostCheckpoint, best: bool = False) -> None:
-        """Checkpoints ``state`` and ``host`` at ``step`` (and as the best one).
+    def save(self, step: int, state: RunState, host: dict, loop: LoopState) -> None:
+        """Checkpoints the population at ``step``.
 
         Raises:
           SaveError: the checkpoint could not be written; temporary files are removed and
             the previous checkpoints stay.
         """
-        items = device_items(state, self.save_buffer)
-        args = {k: ocp.args.StandardSave(v) for k, v in items.items()}
-        args["host"] = ocp.args.JsonSave(to_jsonable(host))
-        args["format"] = ocp.args.JsonSave({"format": FORMAT, "spikerl_jax": _version()})
+        args = {k: ocp.args.StandardSave(v)
+                for k, v in device_items(state, self.save_buffer).items()}  # fmt: skip
+        args["host"] = ocp.args.StandardSave(host)
+        args["loop"] = ocp.args.JsonSave(to_jsonable(loop))
+        members = len(loop.members)
+        args["format"] = ocp.args.JsonSave({"format": FORMAT, "spikerl_jax": _version(),
+                                            "members": members})  # fmt: skip
         try:
-            self.latest.save(step, args=ocp.args.Composite(**args))
-            if best:
-                kept = {k: v for k, v in args.items() if k != "buffer"}
-                self.best.save(step, args=ocp.args.Composite(**kept))
+            self.manager.save(step, args=ocp.args.Composite(**args))
         except Exception as e:  # orbax wraps OS errors in several types: report the cause
             self.remove_temporary()
             raise SaveError(self._explain(step, e)) from None
@@ -127,108 +148,173 @@ class RunCheckpointer:
             free = f"{shutil.disk_usage(self.root).free / 2**20:.0f} MB free"
         except OSError:
             free = "free space unknown"
-        steps = self.latest.all_steps()
+        steps = self.manager.all_steps()
         kept = (f"the last complete checkpoint (step {max(steps)}) is kept" if steps
                 else "no complete checkpoint exists yet")  # fmt: skip
         return f"cannot save checkpoint {step} to {self.root}: {reason} ({free}); {kept}"
 
     def remove_temporary(self) -> None:
         """Deletes half-written checkpoint directories (Orbax's ``*.orbax-checkpoint-tmp*``)."""
-        for folder in (os.path.join(self.root, "latest"), os.path.join(self.root, "best")):
-            if not os.path.isdir(folder):
-                continue
-            for name in os.listdir(folder):
+        if os.path.isdir(self.root):
+            for name in os.listdir(self.root):
                 if "tmp" in name:
-                    shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
-
-    def wait(self) -> None:
-        """Blocks until every save has been committed."""
-        self.latest.wait_until_finished()
-        self.best.wait_until_finished()
+                    shutil.rmtree(os.path.join(self.root, name), ignore_errors=True)
 
     def close(self) -> None:
-        self.latest.close()
-        self.best.close()
+        self.manager.wait_until_finished()
+        self.manager.close()
+        self.remove_temporary()
 
 
-def _placed(abstract_state):
-    """Gives every unplaced leaf a place on the default device, so that a checkpoint written
-    on another device layout (e.g. an 8-device run) restores here instead of orbax asking
-    for the saved topology."""
-    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-
-    def leaf(x):
-        if getattr(x, "sharding", None) is not None:
-            return x
-        return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device)
-
-    return jax.tree.map(leaf, abstract_state)
+def latest_step(root: str) -> int | None:
+    """The newest complete checkpoint step under ``root`` (None: none)."""
+    if not os.path.isdir(os.path.join(root, "checkpoints")):
+        return None
+    manager = _manager(root, create=False)
+    try:
+        return manager.latest_step()
+    finally:
+        manager.close()
 
 
-def _check_format(where: str, saved: dict) -> None:
+def _step_dir(root: str) -> tuple[str, int]:
+    step = latest_step(root)
+    if step is None and os.path.isdir(os.path.join(root, "checkpoints", "latest")):
+        raise CheckpointError(
+            f"{root} holds checkpoints of format 1 (checkpoints/latest and best, written by "
+            f"spikerl_jax 0.1); this spikerl_jax ({_version()}) reads format {FORMAT}: read "
+            "them with the version that wrote them"
+        )
+    if step is None:
+        raise CheckpointError(f"no complete checkpoint in {os.path.join(root, 'checkpoints')}")
+    return os.path.join(os.path.abspath(root), "checkpoints", str(step)), step
+
+
+def _read_json(path: str, item: str) -> dict:
+    try:
+        with open(os.path.join(path, item, "metadata")) as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {path} has no readable {item} ({e}); delete that "
+                              "step directory to fall back to the previous one") from None  # fmt: skip
+
+
+def _check_format(path: str, members: int | None) -> None:
+    saved = _read_json(path, "format")
     if saved.get("format") != FORMAT:
         raise CheckpointError(
-            f"checkpoint {where} has format {saved.get('format')} (written by spikerl_jax "
+            f"checkpoint {path} has format {saved.get('format', 1)} (written by spikerl_jax "
             f"{saved.get('spikerl_jax', '?')}); this spikerl_jax ({_version()}) reads format "
             f"{FORMAT}: read it with the version that wrote it"
         )
+    if members is not None and saved.get("members") != members:
+        raise CheckpointError(f"checkpoint {path} holds {saved.get('members')} member(s), "
+                              f"this run has {members}")  # fmt: skip
 
 
-def restore(
-    run_dir: str, abstract_state: RunState, which: str = "latest", with_buffer: bool = True
-) -> tuple[dict, HostCheckpoint, int]:
-    """Restores the newest checkpoint of ``which`` (``"latest"`` or ``"best"``).
+def _restore_item(path: str, item: str, target=None):
+    """One item of a step directory onto ``target``'s shardings; None: as saved, on the
+    default device whatever layout wrote it (numpy arrays as numpy, with their dtypes)."""
+    checkpointer = ocp.StandardCheckpointer()
+    where = orbax_path(os.path.join(path, item))
+    try:
+        if target is None:
+            device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+            target = jax.tree.map(
+                lambda m: np.zeros(m.shape, m.dtype) if m.sharding is None  # saved from numpy
+                else jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+                checkpointer.metadata(where).item_metadata.tree,
+            )  # fmt: skip
+        return checkpointer.restore(where, target)
+    except Exception as e:  # orbax raises many types for bad files; name the checkpoint
+        raise CheckpointError(
+            f"cannot restore {where} ({type(e).__name__}: {str(e)[:200]}); it was written "
+            "with a different configuration or it is corrupted: deleting that step "
+            "directory falls back to the previous checkpoint"
+        ) from None
+    finally:
+        checkpointer.close()
 
-    Args:
-      run_dir: the run directory.
-      abstract_state: ``jax.eval_shape`` of the run's ``RunState`` (one member), with
-        shardings where the arrays should go.
-      which: ``"latest"`` (resume) or ``"best"`` (eval, export).
-      with_buffer: also restore the replay buffer if the checkpoint holds it.
+
+def restore_population(root: str, fresh: RunState) -> tuple[RunState, dict, LoopState, bool]:
+    """The newest checkpoint under ``root``, onto the layout of ``fresh`` (a freshly built
+    state of the same population).
 
     Returns:
-      ``(items, host, step)``: ``items`` has ``learner`` (a dict of ``LEARNER_KEYS``), and
-      ``buffer`` and ``env`` where the checkpoint holds them.
+      ``(state, host, loop, with_buffer)``; without a saved buffer ``state`` keeps the
+      fresh (empty) one.
 
     Raises:
       CheckpointError: no checkpoint, or one that cannot be read with this configuration.
     """
-    path = os.path.abspath(os.path.join(run_dir, "checkpoints", which))
-    if not os.path.isdir(path):
-        raise CheckpointError(f"no checkpoints in {path}: the run saved none yet")
-    manager = _manager(path, None, create=False)
-    step = manager.latest_step()
-    if step is None:
-        manager.close()
-        raise CheckpointError(f"no complete checkpoint in {path}")
-    abstract = device_items(_placed(abstract_state), with_buffer)
-    saved_items = set(os.listdir(os.path.join(path, str(step))))
-    args = {"host": ocp.args.JsonRestore()}
-    args.update({k: ocp.args.StandardRestore(v) for k, v in abstract.items() if k in saved_items})
+    path, step = _step_dir(root)
+    members = jax.tree.leaves(fresh.learner.key)[0].shape[0]
+    _check_format(path, members)
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
+                            fresh)  # fmt: skip
+    saved = set(os.listdir(path))
+    items = {k: _restore_item(path, k, v) for k, v in device_items(abstract, True).items()
+             if k in saved and k != "policy"}  # fmt: skip
+    learner = fresh.learner.replace(**items["learner"])
+    if "buffer" in items:
+        learner = learner.replace(buffer=items["buffer"])
+    env = env_from_leaves(fresh.env, items["env"]) if "env" in items else fresh.env
+    state = RunState(learner=learner, best=items["best"], env=env)
     try:
-        if "format" in saved_items:
-            saved = manager.restore(step, args=ocp.args.Composite(format=ocp.args.JsonRestore()))
-            _check_format(f"{path}/{step}", saved["format"])
-        restored = manager.restore(step, args=ocp.args.Composite(**args))
-    except CheckpointError:
-        raise
-    except Exception as e:  # orbax raises many types for bad files; name the checkpoint
-        raise CheckpointError(
-            f"cannot restore checkpoint {path}/{step} ({type(e).__name__}: {str(e)[:200]}); "
-            "it was written with a different configuration or by another spikerl_jax "
-            "version (read it with that version), or it is corrupted: then deleting that "
-            "step directory falls back to the previous checkpoint"
-        ) from None
-    finally:
-        manager.close()
-    try:
-        host = from_jsonable(HostCheckpoint, restored["host"])
+        loop = from_jsonable(LoopState, _read_json(path, "loop"))
     except SchemaError as e:
-        raise CheckpointError(
-            f"checkpoint {path}/{step} has an unreadable host state ({e}); delete that step "
-            "directory to fall back to the previous checkpoint"
-        ) from None
-    items = {k: restored[k] for k in abstract if k in args}
-    if "env" in items:
-        items["env"] = env_from_leaves(abstract_state.env, items["env"])
-    return items, host, step
+        raise CheckpointError(f"checkpoint {path} has unreadable records ({e}); delete that "
+                              "step directory to fall back to the previous one") from None  # fmt: skip
+    if loop.step != step:
+        raise CheckpointError(f"checkpoint {path} records step {loop.step}, not {step}: it was "
+                              "edited or moved; delete it to fall back to the previous one")  # fmt: skip
+    return state, _restore_item(path, "host"), loop, "buffer" in items
+
+
+def population_of(run_dir: str) -> tuple[str, int]:
+    """``(root, member)``: where ``run_dir``'s checkpoints are (a sweep's root) and which
+    member of that population it is."""
+    pointer = os.path.join(run_dir, POPULATION_FILE)
+    if not os.path.isfile(pointer):
+        return run_dir, 0
+    try:
+        with open(pointer) as f:
+            saved = json.load(f)
+        return os.path.normpath(os.path.join(run_dir, saved["root"])), int(saved["member"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{pointer} is damaged ({e}): it names the sweep that holds "
+                              "this run's checkpoints") from None  # fmt: skip
+
+
+def write_population_file(run_dir: str, root: str, member: int) -> None:
+    """Names the sweep ``root`` (relative to ``run_dir``) in a member's run directory."""
+    with open(os.path.join(run_dir, POPULATION_FILE), "w") as f:
+        json.dump({"root": os.path.relpath(root, run_dir), "member": member}, f)
+
+
+def restore_policy(run_dir: str, which: str = "best") -> tuple[PolicyState, int]:
+    """A run's ``best`` or ``latest`` policy (actor parameters and normalizer, without a
+    member axis) and the step of the checkpoint, from the newest checkpoint of its
+    population; no training code is built.
+
+    Raises:
+      CheckpointError: no checkpoint, or one that cannot be read.
+    """
+    root, index = population_of(run_dir)
+    path, step = _step_dir(root)
+    _check_format(path, None)
+    item = _restore_item(path, "best" if which == "best" else "policy")
+    one = jax.tree.map(lambda x: x[index], item)
+    return PolicyState(one["actor_params"], Normalizer(**one["normalizer"])), step
+
+
+def read_checkpoint(run_dir: str) -> tuple[dict, LoopState, int]:
+    """Every item of the newest checkpoint of ``run_dir``'s population as saved (arrays on
+    the default device, numpy ones as numpy), its records and its step: for inspection and
+    tests, without building the run."""
+    root, _ = population_of(run_dir)
+    path, step = _step_dir(root)
+    _check_format(path, None)
+    items = {k: _restore_item(path, k) for k in sorted(os.listdir(path))
+             if k not in ("loop", "format") and os.path.isdir(os.path.join(path, k))}  # fmt: skip
+    return items, from_jsonable(LoopState, _read_json(path, "loop")), step

@@ -1,15 +1,8 @@
-"""A run's state, in two typed halves.
+"""A population's state: on the device (``RunState``) and on the host (``LoopState``).
 
-- ``RunState`` (a ``flax.struct`` pytree, on the device): every member's learner (parameters,
-  optimizer states, targets, hyperparameters, normalizer, replay buffer, update key) and, with
-  the MJX backend, the training environments' state. Every leaf has a leading member axis
-  ``M`` (``M = 1`` for a single run), which a population vmaps over.
-- ``LoopState`` (a frozen dataclass, on the host): counters, per-member evaluation records,
-  energy and time totals; ``HostEnvsState`` holds the Gymnasium backend's environments (MuJoCo
-  data, time limits, RNGs). Both are JSON-able and validated when read back
-  (``spikerl_jax.schema``).
-
-Checkpoints hold both halves, so a resumed run continues exactly where it stopped.
+Every array leaf of ``RunState`` and of a backend's host state has a leading member axis
+``M`` (``M = 1`` for a single run): ``member`` slices one member out of either with one
+``tree.map``, and a population is saved as one checkpoint per step (``checkpoint``).
 """
 
 from __future__ import annotations
@@ -20,15 +13,15 @@ from typing import Any
 import flax.struct
 import jax
 
-from spikerl_jax.envs.gymnasium_backend import GymEnvState
 from spikerl_jax.rl.normalizer import Normalizer
 from spikerl_jax.rl.replay import ReplayBuffer
 from spikerl_jax.rl.td3 import TD3State
+from spikerl_jax.training.schedule import Counters
 
 
 @flax.struct.dataclass
 class LearnerState:
-    """One member's learner (under a population: every leaf with a leading ``(M,)``)."""
+    """A member's learner (under a population: every leaf with a leading ``(M,)``)."""
 
     td3: TD3State
     buffer: ReplayBuffer
@@ -37,12 +30,38 @@ class LearnerState:
 
 
 @flax.struct.dataclass
+class PolicyState:
+    """What acting needs: the actor's parameters and the observation statistics."""
+
+    actor_params: dict
+    normalizer: Normalizer
+
+
+@flax.struct.dataclass
 class RunState:
-    """The device state of a run: the learners and, with MJX, the training envs
-    (``spikerl_jax.envs.State`` with leading ``(M, num_envs)``; None with Gymnasium)."""
+    """The device state of a population.
+
+    Attributes:
+      learner: every member's learner.
+      best: every member's policy at its best evaluation so far (saved with the rest of the
+        state, so that the best policy and the latest state never disagree on disk).
+      env: the MJX backend's training envs (``spikerl_jax.envs.State`` with leading
+        ``(M, num_envs)``); None with Gymnasium.
+    """
 
     learner: LearnerState
+    best: PolicyState
     env: Any = None
+
+    @property
+    def policy(self) -> PolicyState:
+        """The members' current policies."""
+        return PolicyState(self.learner.td3.actor_params, self.learner.normalizer)
+
+
+def member(tree, index: int):
+    """Member ``index`` of a member-batched pytree, keeping a member axis of one."""
+    return jax.tree.map(lambda x: x[index : index + 1], tree)
 
 
 def committed(state: RunState) -> RunState:
@@ -57,18 +76,17 @@ class MemberRecord:
     """A member's evaluations so far."""
 
     best_return: float | None = None
+    best_step: int | None = None
     last_return: float | None = None
     spikes: dict | None = None  # spike statistics of the latest evaluation (PopSAN only)
 
 
 @dataclasses.dataclass(frozen=True)
 class LoopState:
-    """The host's counters and records between rounds (every member steps together).
+    """The host's records between rounds (saved as JSON in every checkpoint).
 
     Attributes:
-      step: env steps taken per member (Python int: unbounded on the host).
-      updates: gradient updates per member.
-      buffered: transitions in each member's replay buffer (capped at its capacity).
+      counters: steps, updates and buffer fill (the same for every member).
       members: per-member evaluation records.
       energy: per-phase energy totals of the processes that ran before this one.
       wall_s: wall seconds of training (updates, env steps, evaluation, checkpoints) of all
@@ -76,116 +94,12 @@ class LoopState:
       segments: ``[start_step, end_step, wall_s]`` of each process that ran this run.
     """
 
-    step: int = 0
-    updates: int = 0
-    buffered: int = 0
+    counters: Counters = Counters()
     members: tuple[MemberRecord, ...] = ()
     energy: dict = dataclasses.field(default_factory=dict)
     wall_s: float = 0.0
     segments: tuple[tuple[int, int, float], ...] = ()
 
-
-@dataclasses.dataclass(frozen=True)
-class CollectorState:
-    """The host collector between rounds (its stage is empty then).
-
-    Attributes:
-      obs: each env's current observation, ``[member][env][dim]``.
-      episode_return: each env's running episode return, ``[member][env]``.
-      finished_returns: returns of the training episodes ended since the last evaluation,
-        per member.
-      envs: every env's simulator state, member-major.
-    """
-
-    obs: tuple[tuple[tuple[float, ...], ...], ...]
-    episode_return: tuple[tuple[float, ...], ...]
-    finished_returns: tuple[tuple[float, ...], ...]
-    envs: tuple[GymEnvState, ...]
-
-
-@dataclasses.dataclass(frozen=True)
-class HostEnvsState:
-    """One process's Gymnasium environments: training envs, the random-action generators of
-    the first phase and the evaluation envs' RNGs (per member)."""
-
-    collector: CollectorState
-    action_rngs: tuple[dict, ...]
-    eval_rngs: tuple[tuple[dict, ...], ...]
-
-
-@dataclasses.dataclass(frozen=True)
-class DeviceEnvsState:
-    """The MJX backend's host-side state (its envs are in ``RunState``): per member, the
-    sum and count of the training episodes ended since the last evaluation."""
-
-    train_returns: tuple[tuple[float, int], ...]
-
-
-@dataclasses.dataclass(frozen=True)
-class HostCheckpoint:
-    """The host half of a checkpoint: the loop and the backend's host-side state (the
-    Gymnasium backend: one ``HostEnvsState`` per process)."""
-
-    loop: LoopState
-    backend: tuple[HostEnvsState, ...] | DeviceEnvsState
-
-
-def member_loop(loop: LoopState, member: int) -> LoopState:
-    """``loop`` as member ``member``'s own run sees it (its record only)."""
-    return dataclasses.replace(loop, members=(loop.members[member],))
-
-
-def merge_loops(loops: list[LoopState]) -> LoopState:
-    """The population's loop from its members' (their counters and totals agree)."""
-    first = loops[0]
-    for loop in loops[1:]:
-        if (loop.step, loop.updates) != (first.step, first.updates):
-            raise ValueError(
-                f"members were checkpointed at different points (steps {first.step} and "
-                f"{loop.step})"
-            )
-    return dataclasses.replace(first, members=tuple(m for loop in loops for m in loop.members))
-
-
-def member_envs(envs: HostEnvsState, member: int) -> HostEnvsState:
-    """One member's share of a process's Gymnasium envs."""
-    c = envs.collector
-    n = len(c.envs) // len(c.obs)
-    return HostEnvsState(
-        collector=CollectorState(
-            obs=(c.obs[member],),
-            episode_return=(c.episode_return[member],),
-            finished_returns=(c.finished_returns[member],),
-            envs=c.envs[member * n : (member + 1) * n],
-        ),
-        action_rngs=(envs.action_rngs[member],),
-        eval_rngs=(envs.eval_rngs[member],),
-    )
-
-
-def stack_envs(parts: list[HostEnvsState]) -> HostEnvsState:
-    """The inverse of ``member_envs``: members' envs in member order."""
-    return HostEnvsState(
-        collector=CollectorState(
-            obs=tuple(o for p in parts for o in p.collector.obs),
-            episode_return=tuple(r for p in parts for r in p.collector.episode_return),
-            finished_returns=tuple(r for p in parts for r in p.collector.finished_returns),
-            envs=tuple(e for p in parts for e in p.collector.envs),
-        ),
-        action_rngs=tuple(r for p in parts for r in p.action_rngs),
-        eval_rngs=tuple(r for p in parts for r in p.eval_rngs),
-    )
-
-
-def member_backend(backend, member: int):
-    """One member's share of a backend's host-side state (``HostCheckpoint.backend``)."""
-    if isinstance(backend, DeviceEnvsState):
-        return DeviceEnvsState(train_returns=(backend.train_returns[member],))
-    return tuple(member_envs(envs, member) for envs in backend)
-
-
-def stack_backends(parts: list):
-    """The inverse of ``member_backend``."""
-    if isinstance(parts[0], DeviceEnvsState):
-        return DeviceEnvsState(train_returns=tuple(r for p in parts for r in p.train_returns))
-    return tuple(stack_envs([p[i] for p in parts]) for i in range(len(parts[0])))
+    @property
+    def step(self) -> int:
+        return self.counters.step

@@ -1,12 +1,13 @@
 """Sweeps: a grid of settings x seeds trained as one population (``spikerl-jax sweep``).
 
 Members may differ in their seed and in the settings that keep every array's shape
-(``SWEEPABLE``): those become traced values of the state (``spikerl_jax.rl.td3.HParams``),
-so all members share one set of compiled programs, vmapped over the member axis. Settings
+(``SWEEPABLE``): those enter the programs as values, not constants, so all members share
+one set of compiled programs, vmapped over the member axis. Settings
 that change shapes (hidden sizes, populations, T, batch size, ...) need separate sweeps.
 
-Each member writes its own run directory, exactly as a single run (``ROOT/LABEL-sSEED``);
-the sweep root holds ``sweep_spec.json`` (what to train, for ``--resume``) and, at the end,
+Each member writes its own run directory, as a single run (``ROOT/LABEL-sSEED``: records,
+and ``population.json`` naming the root); the sweep root holds the population's checkpoints,
+``sweep_spec.json`` (what to train, for ``--resume``) and, at the end,
 ``sweep.json`` / ``sweep.csv`` (per setting: mean and std over seeds of the final and best
 returns, ranked) and ``learning_curves.png``.
 """
@@ -18,21 +19,22 @@ import itertools
 import json
 import os
 
-from spikerl_jax.config import ConfigError, TrainConfig, flag, leaf_items
+from spikerl_jax.config import ConfigError, TrainConfig, differing_fields, flag
 from spikerl_jax.schema import SchemaError, from_jsonable, to_jsonable
 
-# Sweepable settings: where they live in TrainConfig (None: at its top), and the HParams
-# field each sets.
-SWEEPABLE: dict[str, tuple[str | None, str | None]] = {
-    "actor_lr": ("td3", "actor_lr"),
-    "critic_lr": ("td3", "critic_lr"),
-    "gamma": ("td3", "gamma"),
-    "polyak": ("td3", "target_step"),
-    "target_noise": ("td3", "target_noise"),
-    "target_noise_clip": ("td3", "target_noise_clip"),
-    "proxy_lr": ("td3", "proxy_lr"),
-    "exploration_noise": (None, "exploration_noise"),
-    "encoder_std": ("actor", "encoder_std"),
+# Sweepable settings and the config section they live in (None: at its top). TD3's become
+# traced values of its state (``HParams``), the exploration noise a value the collectors
+# take per member, the encoder's width a value of the actor's initialisation.
+SWEEPABLE: dict[str, str | None] = {
+    "actor_lr": "td3",
+    "critic_lr": "td3",
+    "gamma": "td3",
+    "polyak": "td3",
+    "target_noise": "td3",
+    "target_noise_clip": "td3",
+    "proxy_lr": "td3",
+    "exploration_noise": None,
+    "encoder_std": "actor",
 }
 SPEC_FILE = "sweep_spec.json"
 # What members of one population may differ in besides the sweepable settings.
@@ -41,7 +43,7 @@ PER_MEMBER = {"seed", "out"}
 
 def with_setting(cfg: TrainConfig, name: str, value: float) -> TrainConfig:
     """``cfg`` with the sweepable setting ``name`` set to ``value``."""
-    section, _ = SWEEPABLE[name]
+    section = SWEEPABLE[name]
     if section is None:
         return dataclasses.replace(cfg, **{name: value})
     inner = dataclasses.replace(getattr(cfg, section), **{name: value})
@@ -113,26 +115,15 @@ class SweepSpec:
             cfg.validate()
 
 
-def varying_hparams(configs: list[TrainConfig]) -> frozenset[str]:
-    """The ``HParams`` fields whose values differ between members."""
-    from spikerl_jax.rl.td3 import hparam_values
-
-    values = [hparam_values(c) for c in configs]
-    return frozenset(k for k in values[0] if any(v[k] != values[0][k] for v in values))
-
-
 def check_population(configs: list[TrainConfig]) -> None:
     """Raises ``ConfigError`` unless the members differ only in what a population may vary:
     seeds, outputs and the ``SWEEPABLE`` settings."""
-    allowed = PER_MEMBER | set(SWEEPABLE)
-    first = dict(leaf_items(configs[0]))
     for cfg in configs[1:]:
-        for name, value in leaf_items(cfg):
-            if name not in allowed and value != first[name]:
-                raise ConfigError(
-                    f"members of one population must share {flag(name)} ({first[name]!r} vs "
-                    f"{value!r}): it changes the compiled program; train them separately"
-                )
+        for name, first, value in differing_fields(configs[0], cfg, PER_MEMBER | set(SWEEPABLE)):
+            raise ConfigError(
+                f"members of one population must share {flag(name)} ({first!r} vs {value!r}): "
+                "it changes the compiled program; train them separately"
+            )
     outs = [c.run_dir() for c in configs]
     if len(set(outs)) != len(outs):
         raise ConfigError("members of one population need distinct output directories")

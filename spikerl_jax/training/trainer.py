@@ -4,9 +4,10 @@
     from spikerl_jax.training.trainer import train
     summary = train(preset_for("InvertedPendulum-v4"))
 
-The details live one module down: ``Session`` (set-up, restore, records, checkpoints, energy),
-the backends (``host_loop``: Gymnasium; ``device_loop``: MJX) and ``make_learner`` (the
-compiled TD3 rounds).
+The details live one module down: the schedule (``schedule``: which steps act at random,
+which rounds update), the backends that collect (``host_loop``: Gymnasium; ``device_loop``:
+MJX) around the learner's round (``learner``: ingest, then the fused TD3 updates), and the
+``Session`` that holds the records, checkpoints and energy meter.
 """
 
 from __future__ import annotations
@@ -34,40 +35,34 @@ def train(cfg: TrainConfig, resume: bool = False, console=None) -> dict:
       TrainingError: the losses became non-finite (the last good checkpoint stays).
       Interrupted: SIGINT or SIGTERM; a checkpoint of the last finished round was saved first.
     """
-    return train_population([cfg], resume=resume, console=console)[0]
+    return train_members([cfg], resume=resume, console=console)[0][0]
 
 
-def train_population(configs: list[TrainConfig], resume: bool = False, console=None) -> list:
-    """Trains the members ``configs`` (same networks and schedule; seeds and shape-keeping
-    settings may differ) in one set of compiled programs; returns their summaries."""
-    return train_members(configs, resume, console)[0]
-
-
-def train_members(configs: list[TrainConfig], resume: bool = False, console=None):
-    """The algorithm: init, then per stretch of rounds collect and learn, evaluate, record,
-    checkpoint. Returns the members' summaries and the final ``RunState`` (member axis
-    first)."""
-    session = Session(configs, resume, console)  # validate, build, restore, open the records
-    state, loop = session.state, session.loop
-    with session:
-        while loop.step < session.cfg.total_steps:
-            target = session.next_stop(loop.step)
-            # Collect and learn: env steps, replay inserts and update rounds up to `target`.
-            before = loop.step
-            state, loop, stats = session.backend.advance(state, loop, target, session.stop)
-            session.account(before, loop, stats)  # progress; non-finite losses stop here
-            improved, solved = [], False
-            if session.eval_due(loop.step):
-                results = session.evaluate(state, loop.step)  # deterministic episodes
-                loop, improved = session.record(loop, results)  # metrics.csv, TensorBoard
-                solved = session.reached_target(loop)  # --target-return: stop here
-            if session.checkpoint_due(loop.step) or improved or solved or session.stop.requested:
-                session.checkpoint(state, loop, best=improved)
-            if session.stop.requested:
-                raise session.interrupted(loop.step)
+def train_members(configs: list[TrainConfig], root: str | None = None, resume: bool = False,
+                  console=None):  # fmt: skip
+    """The algorithm for a population of ``configs`` (one run: a population of one), whose
+    checkpoints go to ``root`` (None: the single run's directory). Returns the members'
+    summaries and the final ``RunState`` (member axis first)."""
+    with Session(configs, root, resume, console) as run:  # build, restore, open the records
+        state, loop, cfg = run.state, run.loop, run.cfg
+        while loop.step < cfg.total_steps:
+            # Plan, collect and learn, round by round up to the next stop: acting (at random
+            # before start_steps), replay inserts, then each round's TD3 updates.
+            target = run.stops.target(cfg)
+            state, stats = run.backend.rounds(state, loop.counters, target, run.stop)
+            loop = run.account(loop, stats)  # counters, progress; non-finite losses stop here
+            improved = solved = False
+            if run.eval_due(loop):
+                results = run.evaluate(state, loop.step)  # deterministic episodes
+                state, loop, improved = run.record(state, loop, results)  # rows, best policy
+                solved = run.reached_target(loop)  # --target-return: stop here
+            if run.checkpoint_due(loop) or improved or solved or run.stop.requested:
+                run.checkpoint(state, loop)  # state, best policy and records together
+            if run.stop.requested:
+                raise run.interrupted(loop.step)
             if solved:
                 break
-        return session.finish(state, loop), state
+        return run.finish(state, loop), state
 
 
 def train_sweep(spec: SweepSpec, resume: bool = False, console=None) -> list[dict]:
@@ -81,8 +76,8 @@ def train_sweep(spec: SweepSpec, resume: bool = False, console=None) -> list[dic
         save_spec(spec)
     configs = spec.members()
     try:
-        train_population(configs, resume=resume, console=console)
-    except Interrupted as e:  # a sweep continues from its root, not from its members' dirs
+        train_members(configs, spec.root, resume=resume, console=console)
+    except Interrupted as e:  # a sweep continues from its root
         raise e.resumed_with(f"spikerl-jax sweep --resume {spec.root}") from None
     seeds = len(spec.seeds)
     groups = {setting_label(setting): [read_run(c.run_dir())

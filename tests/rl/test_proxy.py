@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import hparams
+from helpers import init_td3
 
 from spikerl_jax.config import CriticConfig, PopSANConfig, TD3Config
 from spikerl_jax.rl.networks import make_networks
@@ -26,7 +26,7 @@ def setup():
                                                   timesteps=3),
                          CriticConfig(critic_hidden_sizes=(16, 16)))  # fmt: skip
     td3 = make_td3(nets, CFG)
-    state = td3.init(jax.random.key(0), OBS, hparams(CFG))
+    state = init_td3(td3, nets, OBS, CFG)
     pool = random_transitions(jax.random.key(1), 256, OBS, ACT)
 
     def sample(k):
@@ -90,5 +90,5 @@ def test_update_fits_the_proxy_every_critic_step_and_averages_critic_targets_onl
 def test_snn_target_has_no_proxy_in_its_state(setup):
     nets, _, _, _ = setup
     plain = make_td3(nets, dataclasses.replace(CFG, target_actor="snn"))
-    state = plain.init(jax.random.key(0), OBS, hparams(CFG))
+    state = init_td3(plain, nets, OBS, CFG)
     assert state.proxy is None and state.target_actor_params != {}

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from helpers import hparams
+from helpers import init_td3
 
 from spikerl_jax.config import CriticConfig, PopSANConfig, TD3Config
 from spikerl_jax.rl.networks import make_networks
@@ -30,7 +30,7 @@ def setup():
         CriticConfig(critic_hidden_sizes=(16, 16)),
     )
     td3 = make_td3(nets, CFG)
-    state = td3.init(jax.random.key(0), OBS, hparams(CFG))
+    state = init_td3(td3, nets, OBS, CFG)
     batch = random_transitions(jax.random.key(1), 6, OBS, ACT).replace(
         terminated=jnp.array([0.0, 1.0, 0.0, 0.0, 1.0, 0.0])
     )
@@ -178,7 +178,9 @@ def test_polyak_update_by_hand(setup):
 
 def test_drive_penalty_adds_to_the_actor_loss_only(setup):
     nets, td3, state, batch = setup
-    weighted = make_td3(nets, dataclasses.replace(CFG, drive_penalty=3.0))
+    penalised = make_networks(ACT, LIMIT, dataclasses.replace(nets.actor.config, drive_penalty=3.0),
+                              CriticConfig(critic_hidden_sizes=(16, 16)))  # fmt: skip
+    weighted = make_td3(penalised, CFG)
     _, trains = nets.actor.apply(state.actor_params, batch.obs, method=PopSAN.spike_trains)
     penalty = float(output_drive_penalty(nets.actor, state.actor_params, trains))
     assert penalty > 0  # this init has output neurons outside the band: the test can fail
@@ -207,7 +209,7 @@ def test_update_is_the_same_in_both_lif_formulations():
                              layer_by_layer=layer_by_layer)  # fmt: skip
         nets = make_networks(ACT, LIMIT, actor, CriticConfig(critic_hidden_sizes=(16, 16)))
         td3 = make_td3(nets, cfg)
-        state = td3.init(jax.random.key(0), OBS, hparams(cfg))
+        state = init_td3(td3, nets, OBS, cfg)
         return state, jax.jit(lambda s: td3.update(s, lambda k: pool, jax.random.key(2), 2)[0])(
             state
         )

@@ -20,8 +20,9 @@ from spikerl_jax.export.policy import load_policy
 from spikerl_jax.reporting.runlog import load_run_config
 from spikerl_jax.rl.networks import make_networks
 from spikerl_jax.rl.policy import make_policies
+from spikerl_jax.envs.gymnasium_backend import VectorCollector
+from spikerl_jax.rl.normalizer import Normalizer
 from spikerl_jax.training import checkpoint
-from spikerl_jax.training.host_loop import HostCollector
 
 # TINY without its length, with a larger buffer.
 CKPT = [*TINY[: TINY.index("--total-steps")], *TINY[TINY.index("--total-steps") + 2 :]]
@@ -32,9 +33,12 @@ def train(out, *args):
     return main(["train", *CKPT, "--out", str(out), *args])
 
 
+DEVICE_ITEMS = ("learner", "buffer", "policy", "best")
+
+
 def latest_learner(run_dir):
-    items, host, step = latest_state(run_dir)
-    return items["learner"], host, step
+    items, loop, step = latest_state(run_dir)
+    return items["learner"], (items, loop), step
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +53,8 @@ def test_same_seed_same_results(straight_run, tmp_path):
     out = tmp_path / "again"
     assert train(out, "--total-steps", "900", "--checkpoint-buffer") == 0
     assert rows(out) == rows(straight_run)
-    assert_trees_equal(latest_learner(out)[0], latest_learner(straight_run)[0])
+    (items, _, _), (ref, _, _) = latest_state(out), latest_state(straight_run)
+    assert_trees_equal([items[k] for k in DEVICE_ITEMS], [ref[k] for k in DEVICE_ITEMS])
 
 
 def test_resume_with_buffer_is_exact(straight_run, tmp_path):
@@ -57,11 +62,11 @@ def test_resume_with_buffer_is_exact(straight_run, tmp_path):
     assert train(out, "--total-steps", "300", "--checkpoint-buffer") == 0
     assert main(["train", "--resume", str(out), "--total-steps", "900"]) == 0
     assert rows(out) == rows(straight_run)  # same metrics, rows of the first part kept
-    learner, host, step = latest_learner(out)
-    ref_learner, ref_host, ref_step = latest_learner(straight_run)
+    (items, loop, step), (ref, ref_loop, ref_step) = latest_state(out), latest_state(straight_run)
     assert step == ref_step == 900
-    assert_trees_equal(learner, ref_learner)
-    assert comparable(host) == comparable(ref_host)  # counters, RNGs and env states too
+    assert_trees_equal([items[k] for k in DEVICE_ITEMS], [ref[k] for k in DEVICE_ITEMS])
+    # Counters, records, RNGs and env states too.
+    assert comparable(items, loop) == comparable(ref, ref_loop)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["resumed_from"] == 300 and summary["total_steps"] == 900
     # The energy of the first process (up to its checkpoint) carries over: emissions.csv
@@ -88,8 +93,8 @@ def test_resume_without_buffer_refills_before_updating(straight_run, tmp_path):
     assert [r["step"] for r in rows(out)] == ["300", "600", "900"]
     learner, _, _ = latest_learner(out)
     ref = latest_learner(straight_run)[0]
-    kernel = learner["td3"].actor_params["params"]["snn"]["kernel_0"]
-    assert not np.array_equal(kernel, ref["td3"].actor_params["params"]["snn"]["kernel_0"])
+    kernel = learner["td3"]["actor_params"]["params"]["snn"]["kernel_0"]
+    assert not np.array_equal(kernel, ref["td3"]["actor_params"]["params"]["snn"]["kernel_0"])
 
 
 def test_resume_rejects_changed_architecture_and_env(straight_run, capsys):
@@ -111,7 +116,7 @@ def test_missing_and_corrupted_checkpoints(straight_run, tmp_path, capsys):
     # A run whose checkpoint files were damaged.
     broken = tmp_path / "broken"
     assert train(broken, "--total-steps", "300") == 0
-    step_dir = broken / "checkpoints" / "latest" / "300" / "learner"
+    step_dir = broken / "checkpoints" / "300" / "learner"
     for root, _, files in os.walk(step_dir):
         for name in files:
             with open(os.path.join(root, name), "wb") as f:
@@ -119,7 +124,7 @@ def test_missing_and_corrupted_checkpoints(straight_run, tmp_path, capsys):
     capsys.readouterr()
     assert main(["train", "--resume", str(broken), "--total-steps", "600"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "cannot restore checkpoint" in err[0] and "300" in err[0]
+    assert len(err) == 1 and "cannot restore" in err[0] and "300" in err[0], err
     # The CLI process as a user runs it: Orbax's threads and asyncio's loop, shut down at
     # exit, add nothing to that one line (no "Event loop is closed", no ERROR:absl).
     proc = subprocess.run([sys.executable, "-m", "spikerl_jax.cli", "train", "--resume",
@@ -131,32 +136,33 @@ def test_missing_and_corrupted_checkpoints(straight_run, tmp_path, capsys):
 
 def test_a_checkpoint_of_another_format_is_refused_in_one_line(tmp_path, capsys, monkeypatch):
     """Checkpoints record their format; one this code cannot read is refused with the
-    version that wrote it, and one from before formats were recorded (no ``format`` item,
-    the layout of format 1) still resumes."""
+    version that wrote it, and so is the per-member layout of format 1."""
     run = tmp_path / "run"
     assert train(run, "--total-steps", "300") == 0
-    legacy = tmp_path / "legacy"
-    shutil.copytree(run, legacy)
-    shutil.rmtree(legacy / "checkpoints" / "latest" / "300" / "format")
-    assert main(["train", "--resume", str(legacy), "--total-steps", "600"]) == 0
-    capsys.readouterr()
-    monkeypatch.setattr(checkpoint, "FORMAT", 2)  # as a later version would read it
+    monkeypatch.setattr(checkpoint, "FORMAT", 3)  # as a later version would read it
     assert main(["train", "--resume", str(run), "--total-steps", "600"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "has format 1 (written by spikerl_jax" in err[0], err
-    assert "reads format 2" in err[0] and str(run) in err[0]
+    assert len(err) == 1 and "has format 2 (written by spikerl_jax" in err[0], err
+    assert "reads format 3" in err[0] and str(run) in err[0]
+    legacy = tmp_path / "legacy"  # format 1: checkpoints/latest/STEP and best/STEP
+    shutil.copytree(run, legacy)
+    (legacy / "checkpoints" / "300").rename(legacy / "checkpoints" / "latest")
+    assert main(["eval", str(legacy)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "format 1" in err[0] and "spikerl_jax 0.1" in err[0], err
 
 
 def test_exported_policy_reproduces_training_actor(straight_run):
     policy = load_policy(str(straight_run), "latest")
     learner, _, _ = latest_learner(straight_run)
     learner = jax.tree.map(lambda x: x[0], learner)  # the member axis of one
+    learner["normalizer"] = Normalizer(**learner["normalizer"])
     cfg = load_run_config(str(straight_run))
     spec = env_spec(cfg.env)
     actor = make_networks(spec.action_dim, spec.action_limit, cfg.actor).actor
     act = jax.jit(make_policies(actor, cfg.obs_clip).act)  # what evaluation runs
     obs = np.random.default_rng(0).normal(size=(32, 4)).astype(np.float32)
-    expected = act(learner["td3"].actor_params, learner["normalizer"], obs, None)
+    expected = act(learner["td3"]["actor_params"], learner["normalizer"], obs, None)
     np.testing.assert_array_equal(policy(obs), np.asarray(expected))
     np.testing.assert_array_equal(policy(obs[0]), np.asarray(expected)[0])
     best = load_policy(str(straight_run), "best")
@@ -170,7 +176,7 @@ def test_eval_command_prints_returns(straight_run, capsys):
 
 
 def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, capsys):
-    original_step = HostCollector.step
+    original_step = VectorCollector.step
     calls = {"n": 0}
 
     def poisoned_step(self, action):
@@ -179,7 +185,7 @@ def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, capsys)
         if calls["n"] > 450:  # a NaN reward reaches the buffer after step 450
             self._stage["reward"][0, self._size - 1] = np.nan
 
-    monkeypatch.setattr(HostCollector, "step", poisoned_step)
+    monkeypatch.setattr(VectorCollector, "step", poisoned_step)
     out = tmp_path / "run"
     assert train(out, "--total-steps", "900") == 2
     err = capsys.readouterr().err
@@ -214,7 +220,7 @@ def test_sigint_saves_and_exits_cleanly(tmp_path):
 @pytest.mark.slow
 def test_sigkill_mid_save_loses_at_most_one_interval(tmp_path):
     out = tmp_path / "run"
-    latest = out / "checkpoints" / "latest"
+    latest = out / "checkpoints"
     # Checkpoints every 100 steps with a 300k-transition buffer (13 MB): each save takes long
     # enough for the kill below to land inside it.
     proc = run_cli_background("--out", str(out), "--total-steps", "200000", "--eval-every",

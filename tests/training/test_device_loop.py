@@ -16,18 +16,16 @@ from spikerl_jax.config import CriticConfig, PopSANConfig, preset_for
 from spikerl_jax.envs.mjx_env import EpisodeWrapper, VmapWrapper
 from spikerl_jax.envs.registry import env_spec
 from spikerl_jax.rl.replay import Transition
-from spikerl_jax.rl.td3 import hparams_from_config
 from spikerl_jax.training import device_loop
-from spikerl_jax.training.device_loop import DeviceBackend
-from spikerl_jax.training.learner import TRACES, make_learner, member_keys, stack_hparams
-from spikerl_jax.training.parallel import make_layout, make_mesh
-from spikerl_jax.training.state import LoopState, MemberRecord, committed
+from spikerl_jax.training.build import build
+from spikerl_jax.training.learner import TRACES
+from spikerl_jax.training.schedule import Counters, after_round
 
 # The resume test's run (MJX_TINY below): both tests then use the same compiled programs,
 # which the persistent compile cache shares between them.
 PRESET = preset_for("InvertedPendulum-v4")  # as the CLI starts from
 CFG = dataclasses.replace(
-    PRESET, backend="mjx", num_envs=2, update_every=8, updates_per_round=2, start_steps=16,
+    PRESET, backend="mjx", devices=1, num_envs=2, update_every=8, updates_per_round=2, start_steps=16,
     update_after=24, replay_size=256, td3=dataclasses.replace(PRESET.td3, batch_size=8),
     actor=PopSANConfig(hidden_sizes=(8,)), critic=CriticConfig(critic_hidden_sizes=(8,)),
 )  # fmt: skip
@@ -46,25 +44,24 @@ def cheap_physics(monkeypatch):
 
 
 def fresh(cfg=CFG):
-    spec = env_spec(cfg.env)
-    learner = make_learner(cfg, spec, make_layout(1, make_mesh(1)))
-    keys = member_keys([cfg.seed])
-    backend = DeviceBackend(cfg, spec, learner, [cfg.seed], keys)
-    hparams = stack_hparams([hparams_from_config(cfg)])
-    state = committed(backend.init_state(learner.init(keys["init"], hparams)))  # as Session's
-    return learner, keys, backend, state
+    population = build([cfg])
+    return population.learner, population.backend, population.state
 
 
 @pytest.mark.slow
 def test_segments_equal_an_explicit_loop_and_compile_once():
-    _, keys, backend, state = fresh()
+    _, backend, state = fresh()
     TRACES.clear()
-    state, loop, stats = backend.advance(state, LoopState(members=(MemberRecord(),)), 24)
-    assert loop.step == 24 and loop.updates == CFG.updates_per_round  # 2 prefill rounds first
-    assert stats.nonfinite_step is None and stats.updates == 2
+    state, stats = backend.rounds(state, Counters(), 24)
+    counters = Counters()
+    for _ in range(stats.rounds):
+        counters = after_round(CFG, counters)
+    assert stats.rounds == 3 and counters.updates == CFG.updates_per_round  # 2 prefill rounds
+    assert stats.nonfinite_step is None
 
     # The reference: round by round, vector step by vector step, from Python.
-    ref_learner, _, _, ref = fresh()
+    ref_learner, ref_backend, ref = fresh()
+    keys = {"explore": ref_backend.key_explore}
     spec = env_spec(CFG.env)
     env = VmapWrapper(EpisodeWrapper(device_loop.make(CFG.env), spec.max_episode_steps),
                       CFG.num_envs)  # fmt: skip
@@ -75,9 +72,9 @@ def test_segments_equal_an_explicit_loop_and_compile_once():
     for _ in range(3):
         rows = []
         for _ in range(CFG.update_every // CFG.num_envs):
-            params, norm, noise = jax.tree.map(
-                lambda x: x[0], (lstate.td3.actor_params, lstate.normalizer,
-                                 lstate.td3.hparams.exploration_noise))  # fmt: skip
+            params, norm = jax.tree.map(lambda x: x[0], (lstate.td3.actor_params,
+                                                          lstate.normalizer))  # fmt: skip
+            noise = jnp.float32(CFG.exploration_noise)
             if step < CFG.start_steps:  # the first two rounds: uniform random actions
                 action = jax.random.uniform(jax.random.fold_in(key_random, step),
                                             (CFG.num_envs, 1), jnp.float32, -3.0, 3.0)  # fmt: skip
@@ -107,7 +104,7 @@ def test_segments_equal_an_explicit_loop_and_compile_once():
 
     # Prefill rounds with random actions, then the policy's with updates: one program (the
     # host passes the action source and whether to update), traced once; more rounds reuse it.
-    state, loop, _ = backend.advance(state, loop, 40)
+    state, _ = backend.rounds(state, counters, 40)
     programs = {k: v for k, v in TRACES.items() if k.startswith("mjx_")}
     assert programs == {"mjx_segment": 1}
 
@@ -125,8 +122,8 @@ def test_mjx_resume_equals_the_straight_run(tmp_path, caplog):
               if r.msg.startswith("PERSISTENT COMPILATION CACHE MISS")}  # fmt: skip
     assert not missed & {"jit_segment", "jit_one"}, missed
     assert rows(resumed) == rows(straight)
-    (items, host, step), (ref_items, ref_host, ref_step) = (latest_state(resumed),
-                                                            latest_state(straight))  # fmt: skip
+    (items, _, step), (ref_items, _, ref_step) = latest_state(resumed), latest_state(straight)
     assert step == ref_step == 96
-    assert_trees_equal(items, ref_items)  # learner, buffer and the MJX envs' state
-    assert host.backend == ref_host.backend  # training-episode returns since the evaluation
+    # Learner, buffer, policies, the MJX envs' state and the training-episode returns since
+    # the evaluation.
+    assert_trees_equal(items, ref_items)

@@ -10,10 +10,9 @@ from helpers import TINY, rows
 
 from spikerl_jax.cli import main
 from spikerl_jax.config import TrainConfig
-from spikerl_jax.envs.gymnasium_backend import make_vector_env
-from spikerl_jax.envs.registry import env_spec
+from spikerl_jax.envs.gymnasium_backend import VectorCollector, evaluate_episodes, make_vector_env
 from spikerl_jax.training import learner
-from spikerl_jax.training.host_loop import HostCollector, evaluate_episodes
+from spikerl_jax.training.backend import eval_results
 from spikerl_jax.training.learner import acting_device
 from spikerl_jax.training.parallel import Layout, make_mesh
 
@@ -22,33 +21,33 @@ ENV = "InvertedPendulum-v4"
 
 def test_truncation_stores_final_obs_and_bootstraps():
     envs = make_vector_env(ENV, num_envs=2, max_episode_steps=3)
-    collector = HostCollector(envs, env_spec(ENV), capacity=6, seeds=[0])
+    collector = VectorCollector(envs, capacity=6, seeds=[0])
     for _ in range(3):
         collector.step(np.zeros((1, 2, 1), np.float32))  # balanced: no termination in 3 steps
     chunk = collector.take()
-    obs, next_obs = np.asarray(chunk.obs)[0], np.asarray(chunk.next_obs)[0]
-    assert np.all(np.asarray(chunk.terminated) == 0)  # truncated, not terminated
+    obs, next_obs = chunk["obs"][0], chunk["next_obs"][0]
+    assert np.all(chunk["terminated"] == 0)  # truncated, not terminated
     # Rows are (step, env): within an episode each next_obs is the following obs ...
     np.testing.assert_allclose(next_obs[:4], obs[2:], rtol=1e-6)
     # ... and the truncated step keeps the true last obs, not the auto-reset one.
     assert not np.allclose(next_obs[4:], collector.obs[0])
     assert len(collector.finished_returns[0]) == 2 and collector.finished_returns[0][0] == 3.0
-    assert collector.take().reward.shape == (1, 0)  # the stage starts empty again
+    assert collector.take()["reward"].shape == (1, 0)  # the stage starts empty again
 
 
 def test_termination_is_stored_as_terminal():
     envs = make_vector_env(ENV, num_envs=1)
-    collector = HostCollector(envs, env_spec(ENV), capacity=1000, seeds=[1])
+    collector = VectorCollector(envs, capacity=1000, seeds=[1])
     for _ in range(200):
         collector.step(np.full((1, 1, 1), 3.0, np.float32))  # full push: the pole falls
         if collector.finished_returns[0]:
             break
     chunk = collector.take()
-    terminated = np.asarray(chunk.terminated)[0]
+    terminated = chunk["terminated"][0]
     assert terminated[-1] == 1 and np.all(terminated[:-1] == 0)
     # The stored final observation is past the termination angle (|angle| > 0.2); the env
     # itself has already been reset to a near-upright state.
-    assert abs(float(chunk.next_obs[0, -1, 1])) > 0.2
+    assert abs(float(chunk["next_obs"][0, -1, 1])) > 0.2
     assert abs(float(collector.obs[0, 0, 1])) <= 0.01
 
 
@@ -56,8 +55,8 @@ def test_members_have_their_own_envs_seeds_and_rows():
     """Two members in one vector env: each member's rows come from its own envs, seeded as a
     single run with its seed would seed them."""
     seeds = [3, 8]
-    both = HostCollector(make_vector_env(ENV, 4), env_spec(ENV), capacity=4, seeds=seeds)
-    alone = [HostCollector(make_vector_env(ENV, 2), env_spec(ENV), capacity=4, seeds=[s])
+    both = VectorCollector(make_vector_env(ENV, 4), capacity=4, seeds=seeds)
+    alone = [VectorCollector(make_vector_env(ENV, 2), capacity=4, seeds=[s])
              for s in seeds]  # fmt: skip
     rng = np.random.default_rng(0)
     for _ in range(2):
@@ -68,9 +67,8 @@ def test_members_have_their_own_envs_seeds_and_rows():
     chunk = both.take()
     for m, collector in enumerate(alone):
         mine = collector.take()
-        for field in ("obs", "action", "reward", "next_obs", "terminated"):
-            np.testing.assert_array_equal(np.asarray(getattr(chunk, field))[m],
-                                          np.asarray(getattr(mine, field))[0])  # fmt: skip
+        for field in VectorCollector.FIELDS:
+            np.testing.assert_array_equal(chunk[field][m], mine[field][0])
 
 
 class _Episode:
@@ -97,7 +95,7 @@ def test_evaluation_batches_members_and_counts_spikes_of_running_envs_only():
         m, e = obs_MED.shape[:2]
         return np.zeros((m, e, 1)), {"encoder": np.full((m, e), 2.0), "output": np.ones((m, e))}
 
-    first, second = evaluate_episodes(act, envs)
+    first, second = eval_results(*evaluate_episodes(act, envs))
     assert calls == [(2, 2, 2)] * 5  # one batched call per step for every member's episodes
     assert (first.mean, first.length, first.inferences) == (4.0, 4.0, 8)
     assert first.spikes == {"encoder": 16.0, "output": 8.0}

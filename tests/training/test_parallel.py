@@ -11,6 +11,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from helpers import init_learner, init_td3
 from jax.sharding import PartitionSpec as P
 
 from spikerl_jax.cli import main
@@ -18,8 +19,8 @@ from spikerl_jax.config import CriticConfig, PopSANConfig, TD3Config, TrainConfi
 from spikerl_jax.envs.registry import EnvSpec
 from spikerl_jax.rl.networks import make_networks
 from spikerl_jax.rl.replay import random_transitions
-from spikerl_jax.rl.td3 import hparams_from_config, make_td3
-from spikerl_jax.training.learner import make_learner, member_keys, stack_hparams
+from spikerl_jax.rl.td3 import make_td3
+from spikerl_jax.training.learner import make_learner
 from spikerl_jax.training.parallel import (
     AXIS,
     core_devices_for,
@@ -45,10 +46,10 @@ def leaves(tree):
 def test_eight_device_update_equals_one_device_update_on_the_concatenated_batch(drive_penalty):
     """Also with --drive-penalty, whose batch statistic is the global batch's."""
     mesh = make_mesh(8)
-    networks = make_networks(2, 1.0, ACTOR, CRITIC)
-    td3_cfg = dataclasses.replace(TD3_CFG, drive_penalty=drive_penalty)
-    single, sharded = make_td3(networks, td3_cfg), make_td3(networks, td3_cfg, axis_name=AXIS)
-    state = single.init(jax.random.key(0), 3, hparams_from_config(CFG))
+    networks = make_networks(2, 1.0, dataclasses.replace(ACTOR, drive_penalty=drive_penalty),
+                             CRITIC)  # fmt: skip
+    single, sharded = make_td3(networks, TD3_CFG), make_td3(networks, TD3_CFG, axis_name=AXIS)
+    state = init_td3(single, networks, 3, TD3_CFG)
     batch = random_transitions(jax.random.key(1), 8 * 4, 3, 2)  # per-device b = 4
     key = jax.random.key(2)
     ref, ref_metrics = jax.jit(lambda s: single.update(s, lambda k: batch, key, 3))(state)
@@ -73,7 +74,7 @@ def learner_on(devices: int):
 
 
 def run_rounds(learner):
-    state = learner.init(member_keys([0])["init"], stack_hparams([hparams_from_config(CFG)]))
+    state = init_learner(learner, [CFG])
     for chunk in CHUNKS:
         state, metrics = learner.learn(state, jax.tree.map(lambda x: x[None], chunk))
     return state, metrics
@@ -117,10 +118,10 @@ from spikerl_jax.training.parallel import init_distributed, make_layout, make_me
 init_distributed({address!r}, 2, int(sys.argv[1]))  # before anything touches a device
 sys.path.insert(0, {tests!r})
 import test_parallel as t
-from spikerl_jax.rl.td3 import hparams_from_config
-from spikerl_jax.training.learner import make_learner, member_keys, stack_hparams
+from helpers import init_learner
+from spikerl_jax.training.learner import make_learner
 learner = make_learner(t.CFG, t.SPEC, make_layout(1, make_mesh()))
-state = learner.init(member_keys([0])["init"], stack_hparams([hparams_from_config(t.CFG)]))
+state = init_learner(learner, [t.CFG])
 sharding = learner.layout.sharding(learner.layout.spec(0))
 half = slice(8 * jax.process_index(), 8 * jax.process_index() + 8)
 for chunk in t.CHUNKS:
@@ -241,8 +242,9 @@ def test_two_process_training_and_resume_from_the_cli(tmp_path):
     two_processes("train", *TWO_PROCESS, "--total-steps", "96", "--out", str(resumed))
     two_processes("train", "--resume", str(resumed), "--total-steps", "192")
     assert rows(resumed) == rows(straight)
-    (items, host, _), (ref_items, ref_host, _) = latest_state(resumed), latest_state(straight)
-    assert_trees_equal(items, ref_items)
-    assert len(host.backend) == 2  # each process's envs
-    assert comparable(host) == comparable(ref_host)
+    (items, loop, _), (ref_items, ref_loop, _) = latest_state(resumed), latest_state(straight)
+    devices = ("learner", "buffer", "policy", "best")
+    assert_trees_equal([items[k] for k in devices], [ref_items[k] for k in devices])
+    assert items["host"]["action_rng"].shape[:2] == (1, 2)  # each process's generators
+    assert comparable(items, loop) == comparable(ref_items, ref_loop)
     assert json.loads((resumed / "summary.json").read_text())["resumed_from"] == 96

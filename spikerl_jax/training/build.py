@@ -1,0 +1,104 @@
+"""Building a population's run: its checks before anything is written, its layout, learner,
+backend and fresh state."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+
+from spikerl_jax.config import ConfigError, TrainConfig
+from spikerl_jax.envs.registry import EnvSpec, env_spec
+from spikerl_jax.reporting.energy import check_grid
+from spikerl_jax.training.backend import Backend
+from spikerl_jax.training.learner import Learner, make_learner, member_keys, member_settings
+from spikerl_jax.training.parallel import check_divisible, make_layout, make_mesh
+from spikerl_jax.training.state import RunState, committed
+from spikerl_jax.training.sweep import check_population
+
+
+def check_run(configs: list[TrainConfig]) -> None:
+    """Raises ``ConfigError`` for anything that would fail later: each config's values, the
+    grid of the carbon figures, a population's shared settings, the process and device
+    counts and the memory of the replay buffers."""
+    for cfg in configs:
+        cfg.validate()
+    cfg = configs[0]
+    if cfg.energy:
+        check_grid(cfg.energy_country, cfg.energy_region)
+    processes = jax.process_count()
+    if processes > 1 and (len(configs) > 1 or cfg.num_envs % processes):
+        raise ConfigError(
+            f"multi-process runs ({processes} processes) train one member and need "
+            "--num-envs divisible by the process count"
+        )
+    if len(configs) > 1:
+        check_population(configs)
+    check_divisible(cfg, make_layout(len(configs), make_mesh(cfg.devices)))
+    check_memory(cfg, env_spec(cfg.env), len(configs))
+
+
+def check_memory(cfg: TrainConfig, spec: EnvSpec, members: int) -> None:
+    """Raises ``ConfigError`` when the replay buffers cannot fit in the memory of the device
+    they live on (host RAM for CPUs), before anything is allocated or written."""
+    floats = spec.obs_dim * 2 + spec.action_dim + 2  # obs, next_obs, action, reward, done
+    need = cfg.replay_size * floats * 4 * members
+    device = jax.devices()[0]
+    stats = device.memory_stats() if device.platform != "cpu" else None
+    if stats and "bytes_limit" in stats:
+        have, where = stats["bytes_limit"] - stats.get("bytes_in_use", 0), device.device_kind
+    else:
+        have, where = available_host_memory(), "host RAM"
+    if have is not None and need > 0.9 * have:
+        raise ConfigError(
+            f"the replay buffer{'s' if members > 1 else ''} need {need / 2**30:.1f} GiB "
+            f"({cfg.replay_size} transitions x {floats} floats"
+            + (f" x {members} members" if members > 1 else "")
+            + f") but {where} has {have / 2**30:.1f} GiB free; lower --replay-size"
+        )
+
+
+def available_host_memory() -> int | None:
+    """MemAvailable of /proc/meminfo in bytes (None where there is no such file)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+class Population(NamedTuple):
+    """A population's compiled pieces, its backend and its fresh state."""
+
+    spec: EnvSpec
+    learner: Learner
+    backend: Backend
+    state: RunState
+
+
+def build(configs: list[TrainConfig]) -> Population:
+    """The learner, backend and freshly initialised state of the members ``configs`` (they
+    share everything but seeds, outputs and the sweepable settings)."""
+    cfg = configs[0]
+    spec = env_spec(cfg.env)
+    learner = make_learner(cfg, spec, make_layout(len(configs), make_mesh(cfg.devices)))
+    seeds = [c.seed for c in configs]
+    keys = member_keys(seeds)
+    hparams, encoder_std, noise = member_settings(configs)
+    if cfg.backend == "mjx":
+        from spikerl_jax.training.device_loop import DeviceBackend  # imports MJX
+
+        backend = DeviceBackend(cfg, spec, learner, seeds, keys, noise)
+    else:
+        from spikerl_jax.training.host_loop import HostBackend  # imports Gymnasium
+
+        backend = HostBackend(cfg, spec, learner, seeds, keys, noise)
+    learner_state = learner.init(keys["init"], hparams, encoder_std)
+    env = backend.init_env() if cfg.backend == "mjx" else None
+    best = RunState(learner=learner_state, best=None).policy
+    state = committed(RunState(learner=learner_state, best=jax.tree.map(jax.numpy.copy, best),
+                               env=env))  # fmt: skip
+    return Population(spec, learner, backend, state)

@@ -59,9 +59,13 @@ def explore_latency(repeats: int, act_device: str = "auto", envs: int = 1) -> fl
     keys = member_keys([0])
     state = learner.init(keys["init"], stack_hparams([hparams_from_config(cfg)]))
     actor, normalizer, noise, key = learner.acting_view(
-        (state.td3.actor_params, state.normalizer, state.td3.hparams.exploration_noise,
-         keys["explore"])
-    )  # fmt: skip
+        (
+            state.td3.actor_params,
+            state.normalizer,
+            state.td3.hparams.exploration_noise,
+            keys["explore"],
+        )
+    )
     obs = np.zeros((1, envs, OBS_DIM), np.float32)  # one member
 
     def call():

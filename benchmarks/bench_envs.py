@@ -59,9 +59,15 @@ def bench_mjx(env_id: str, num_envs: int, steps: int, repeats: int) -> dict:
         box["state"] = jax.block_until_ready(run(box["state"], jax.random.key(2)))
 
     seconds = median_time(call, repeats, warmup=0)
-    return {"bench": "mjx_step", "env": env_id, "num_envs": num_envs,
-            "steps_per_call": steps, "env_steps_per_s": num_envs * steps / seconds,
-            "reset_compile_s": reset_s, "step_compile_s": compile_s}  # fmt: skip
+    return {
+        "bench": "mjx_step",
+        "env": env_id,
+        "num_envs": num_envs,
+        "steps_per_call": steps,
+        "env_steps_per_s": num_envs * steps / seconds,
+        "reset_compile_s": reset_s,
+        "step_compile_s": compile_s,
+    }
 
 
 def bench_gymnasium(env_id: str, num_envs: int, steps: int, repeats: int) -> dict:
@@ -76,8 +82,12 @@ def bench_gymnasium(env_id: str, num_envs: int, steps: int, repeats: int) -> dic
 
     seconds = median_time(call, repeats, warmup=1)
     envs.close()
-    return {"bench": "gymnasium_step", "env": env_id, "num_envs": num_envs,
-            "env_steps_per_s": num_envs * steps / seconds}  # fmt: skip
+    return {
+        "bench": "gymnasium_step",
+        "env": env_id,
+        "num_envs": num_envs,
+        "env_steps_per_s": num_envs * steps / seconds,
+    }
 
 
 def bench_ondevice(env_id: str, num_envs: int, rounds: int, repeats: int) -> dict:
@@ -86,28 +96,47 @@ def bench_ondevice(env_id: str, num_envs: int, rounds: int, repeats: int) -> dic
     steps and 50 updates). ``compile_s`` is its first call (trace, compile, run)."""
     import tempfile
 
-    cfg = TrainConfig(env=env_id, backend="mjx", num_envs=num_envs, update_every=50 * num_envs,
-                      start_steps=0, update_after=0, replay_size=100_000, progress=False,
-                      energy=False, tensorboard=False, devices=1,
-                      out=tempfile.mkdtemp(prefix="bench_envs_"))  # fmt: skip
+    cfg = TrainConfig(
+        env=env_id,
+        backend="mjx",
+        num_envs=num_envs,
+        update_every=50 * num_envs,
+        start_steps=0,
+        update_after=0,
+        replay_size=100_000,
+        progress=False,
+        energy=False,
+        tensorboard=False,
+        devices=1,
+        out=tempfile.mkdtemp(prefix="bench_envs_"),
+    )
     session = Session([cfg])
     backend = session.backend
     program = backend.program()
     box = {"state": session.state, "step": 0}
 
     def call():
-        box["state"], out = program(box["state"], backend.key_explore, jnp.int32(box["step"]),
-                                    jnp.int32(rounds), jnp.bool_(False),
-                                    jnp.bool_(True))  # fmt: skip
+        box["state"], out = program(
+            box["state"],
+            backend.key_explore,
+            jnp.int32(box["step"]),
+            jnp.int32(rounds),
+            jnp.bool_(False),
+            jnp.bool_(True),
+        )
         jax.block_until_ready(out)
         box["step"] += rounds * cfg.update_every
 
     _, compile_s = timed(call)
     seconds = median_time(call, repeats, warmup=0)
-    return {"bench": "ondevice_train", "env": env_id, "num_envs": num_envs,
-            "env_steps_per_s": rounds * cfg.update_every / seconds,
-            "updates_per_s": rounds * cfg.updates_per_round / seconds,
-            "compile_s": compile_s}  # fmt: skip
+    return {
+        "bench": "ondevice_train",
+        "env": env_id,
+        "num_envs": num_envs,
+        "env_steps_per_s": rounds * cfg.update_every / seconds,
+        "updates_per_s": rounds * cfg.updates_per_round / seconds,
+        "compile_s": compile_s,
+    }
 
 
 def main() -> None:
@@ -116,11 +145,17 @@ def main() -> None:
     parser.add_argument("--num-envs", type=int, nargs="+", default=[1, 64, 1024])
     parser.add_argument("--steps", type=int, default=20, help="env steps per compiled call")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--train-envs", type=int, nargs="+", default=[2],
-                        help="num_envs of the on-device training measurement")  # fmt: skip
+    parser.add_argument(
+        "--train-envs",
+        type=int,
+        nargs="+",
+        default=[2],
+        help="num_envs of the on-device training measurement",
+    )
     parser.add_argument("--rounds", type=int, default=4, help="rounds per training call")
-    parser.add_argument("--only-train", action="store_true",
-                        help="only the on-device training measurement")  # fmt: skip
+    parser.add_argument(
+        "--only-train", action="store_true", help="only the on-device training measurement"
+    )
     args = parser.parse_args()
     info = machine()
     if args.only_train:

@@ -48,10 +48,11 @@ ALL = frozenset(f.name for f in dataclasses.fields(HParams))
 def configs(members: int, precision: str, **changes) -> list[TrainConfig]:
     base = TrainConfig(env=ENV, replay_size=10_000)
     base = dataclasses.replace(
-        base, **changes,
+        base,
+        **changes,
         actor=dataclasses.replace(base.actor, actor_precision=precision),
         critic=dataclasses.replace(base.critic, critic_precision=precision),
-    )  # fmt: skip
+    )
     return [dataclasses.replace(base, seed=s) for s in range(members)]
 
 
@@ -61,8 +62,9 @@ def update_call(members: int, devices: int, precision: str):
     cfgs = configs(members, precision)
     spec = env_spec(ENV)
     learner = make_learner(cfgs[0], spec, make_layout(members, make_mesh(devices)), ALL)
-    state = learner.init(member_keys(range(members))["init"],
-                         stack_hparams([hparams_from_config(c) for c in cfgs]))  # fmt: skip
+    state = learner.init(
+        member_keys(range(members))["init"], stack_hparams([hparams_from_config(c) for c in cfgs])
+    )
     data = random_transitions(jax.random.key(1), 10_000, spec.obs_dim, spec.action_dim)
     fill = jax.jit(jax.vmap(replay_add, in_axes=(0, None)))
     state = state.replace(buffer=fill(state.buffer, data))
@@ -118,12 +120,27 @@ def main() -> None:
     base = statistics.median(rates[cases[0]])
     for members, devices in cases:
         ups = statistics.median(rates[members, devices])
-        sps = (env_steps_per_second(members, devices, args.env_steps, args.precision)
-               if args.env_steps else None)  # fmt: skip
-        print(json.dumps({"bench": "population", "members": members, "devices": devices,
-                          "updates_per_s_total": ups, "updates_per_s_per_member": ups / members,
-                          "total_over_first": ups / base, "env_steps_per_s_total": sps,
-                          "precision": args.precision, **info}), flush=True)  # fmt: skip
+        sps = (
+            env_steps_per_second(members, devices, args.env_steps, args.precision)
+            if args.env_steps
+            else None
+        )
+        print(
+            json.dumps(
+                {
+                    "bench": "population",
+                    "members": members,
+                    "devices": devices,
+                    "updates_per_s_total": ups,
+                    "updates_per_s_per_member": ups / members,
+                    "total_over_first": ups / base,
+                    "env_steps_per_s_total": sps,
+                    "precision": args.precision,
+                    **info,
+                }
+            ),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

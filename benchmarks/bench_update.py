@@ -64,8 +64,9 @@ def updates_per_second(
     critic_cfg = CriticConfig(critic_precision=critic_precision or precision)
     td3_cfg = TD3Config(batch_size=batch_size)
     cfg = TrainConfig(td3=td3_cfg)  # the paper's settings, compiled in as a run's are
-    td3 = make_td3(make_networks(ACT_DIM, 1.0, actor_cfg, critic_cfg), td3_cfg,
-                   constants=hparam_values(cfg))  # fmt: skip
+    td3 = make_td3(
+        make_networks(ACT_DIM, 1.0, actor_cfg, critic_cfg), td3_cfg, constants=hparam_values(cfg)
+    )
     key = jax.random.key(0)
     state = td3.init(key, OBS_DIM, hparams_from_config(cfg))
     n = 10_000
@@ -95,8 +96,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--updates", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--only", nargs="+", metavar="NAME",
-                        help="measure only these settings (e.g. b100_h256 b1024_h256)")  # fmt: skip
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        metavar="NAME",
+        help="measure only these settings (e.g. b100_h256 b1024_h256)",
+    )
     args = parser.parse_args()
     peak = matmul_peak_flops()
     result = {"benchmark": "td3_update", "machine": machine(), "matmul_peak_gflops": peak / 1e9}

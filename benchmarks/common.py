@@ -39,10 +39,18 @@ def cpu_model() -> dict:
             info = f.read()
     except OSError:
         return {"cpu_model": platform.processor() or platform.machine()}
-    model = next((line.split(":", 1)[1].strip() for line in info.splitlines()
-                  if line.startswith("model name")), "unknown")  # fmt: skip
-    flags = next((line.split(":", 1)[1].split() for line in info.splitlines()
-                  if line.startswith("flags")), [])  # fmt: skip
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in info.splitlines()
+            if line.startswith("model name")
+        ),
+        "unknown",
+    )
+    flags = next(
+        (line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")),
+        [],
+    )
     wanted = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16")
     return {"cpu_model": model, "cpu_flags": [f for f in wanted if f in flags]}
 

@@ -66,12 +66,23 @@ def run(args) -> None:
             if os.path.exists(os.path.join(root, "sweep_spec.json")):
                 command = ["sweep", "--resume", root]
             else:
-                command = ["sweep", "--env", env, "--seeds", *map(str, args.seeds),
-                           "--total-steps", str(args.steps), "--out", root,
-                           *VARIANTS[variant], *args.extra]  # fmt: skip
+                command = [
+                    "sweep",
+                    "--env",
+                    env,
+                    "--seeds",
+                    *map(str, args.seeds),
+                    "--total-steps",
+                    str(args.steps),
+                    "--out",
+                    root,
+                    *VARIANTS[variant],
+                    *args.extra,
+                ]
             print(" ".join(["spikerl-jax", *command]), flush=True)
-            code = subprocess.run([sys.executable, "-m", "spikerl_jax.cli", *command,
-                                   "--no-progress"]).returncode  # fmt: skip
+            code = subprocess.run(
+                [sys.executable, "-m", "spikerl_jax.cli", *command, "--no-progress"]
+            ).returncode
             if code:  # the CLI said why (an interrupt saved a checkpoint: run again resumes)
                 sys.exit(code)
 
@@ -98,9 +109,11 @@ def curve(run_dir: str) -> dict[int, float]:
 def report(args) -> None:
     from matplotlib.figure import Figure
 
-    groups = {(env, variant): dirs for (env, variant), dirs in runs_of(args.root).items()
-              if (not args.variants or variant in args.variants)
-              and (not args.envs or env in args.envs)}  # fmt: skip
+    groups = {
+        (env, variant): dirs
+        for (env, variant), dirs in runs_of(args.root).items()
+        if (not args.variants or variant in args.variants) and (not args.envs or env in args.envs)
+    }
     rows = []
     envs = sorted({env for env, _ in groups})
     fig = Figure(figsize=(5.5 * len(envs), 4), layout="constrained")
@@ -124,20 +137,39 @@ def report(args) -> None:
                 # each seed's last three evaluations up to `step` is steadier.
                 last3 = values[:, max(0, i - 2) : i + 1].mean(1)
                 names = " ".join(os.path.relpath(d, args.root) for d in dirs)
-                rows.append({"env": env, "variant": variant, "step": step,
-                             "seeds": len(dirs), "mean": float(at.mean()),
-                             "std": float(at.std()), "last3_mean": float(last3.mean()),
-                             "last3_std": float(last3.std()), "best_mean": float(best.mean()),
-                             "best_std": float(best.std()),
-                             "best_per_seed": " ".join(f"{b:.0f}" for b in best),
-                             "runs": names})  # fmt: skip
+                rows.append(
+                    {
+                        "env": env,
+                        "variant": variant,
+                        "step": step,
+                        "seeds": len(dirs),
+                        "mean": float(at.mean()),
+                        "std": float(at.std()),
+                        "last3_mean": float(last3.mean()),
+                        "last3_std": float(last3.std()),
+                        "best_mean": float(best.mean()),
+                        "best_std": float(best.std()),
+                        "best_per_seed": " ".join(f"{b:.0f}" for b in best),
+                        "runs": names,
+                    }
+                )
         family = env.split("-v")[0]
-        last = max(step for (group_env, _), dirs in groups.items() if group_env == env
-                   for step in curve(dirs[0]))  # fmt: skip
+        last = max(
+            step
+            for (group_env, _), dirs in groups.items()
+            if group_env == env
+            for step in curve(dirs[0])
+        )
         for step, (mean, std) in ANCHORS_TD3.get(family, {}).items():
             if step <= last:
-                ax.errorbar([step], [mean], yerr=[std], fmt="k^", capsize=3,
-                            label=f"TD3 (ANN), authors' curve, {step // 1000}k")  # fmt: skip
+                ax.errorbar(
+                    [step],
+                    [mean],
+                    yerr=[std],
+                    fmt="k^",
+                    capsize=3,
+                    label=f"TD3 (ANN), authors' curve, {step // 1000}k",
+                )
         ax.set_title(env)
         ax.set_xlabel("environment steps")
         ax.set_ylabel("evaluation return (mean ± std over seeds)")
@@ -155,16 +187,32 @@ def report(args) -> None:
 
 def write_rows(path: str, rows: list[dict]) -> None:
     with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, ["env", "variant", "step", "seeds", "mean", "std",
-                                    "last3_mean", "last3_std", "best_mean", "best_std",
-                                    "best_per_seed", "runs"])  # fmt: skip
+        writer = csv.DictWriter(
+            f,
+            [
+                "env",
+                "variant",
+                "step",
+                "seeds",
+                "mean",
+                "std",
+                "last3_mean",
+                "last3_std",
+                "best_mean",
+                "best_std",
+                "best_per_seed",
+                "runs",
+            ],
+        )
         writer.writeheader()
         writer.writerows(rows)
 
 
 def print_rows(rows: list[dict]) -> None:
-    print("| env | actor | step | seeds | eval return (mean ± std) | last 3 evaluations | "
-          "best: mean ± std (per seed) |")  # fmt: skip
+    print(
+        "| env | actor | step | seeds | eval return (mean ± std) | last 3 evaluations | "
+        "best: mean ± std (per seed) |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         print(
@@ -178,8 +226,10 @@ def diagnose(args) -> None:
     import spikerl_jax as sj
     from spikerl_jax.envs.gymnasium_backend import quiet_make
 
-    print("| run | return (1st episode) | action std over the states | layer: firing rate, "
-          "saturated / silent / varying |")  # fmt: skip
+    print(
+        "| run | return (1st episode) | action std over the states | layer: firing rate, "
+        "saturated / silent / varying |"
+    )
     print("| --- | --- | --- | --- |")
     for (env, _), dirs in sorted(runs_of(args.root).items()):
         for run_dir in dirs:
@@ -199,11 +249,15 @@ def diagnose(args) -> None:
             if policy.config.actor_kind == "popsan":
                 _, trains = policy.spike_trains(states)
                 layers = sj.neuron_saturation(trains, policy.config.actor.timesteps)
-                cells = "; ".join(f"{name} {v['firing_rate']:.2f}, {v['saturated']:.2f} / "
-                                  f"{v['silent']:.2f} / {v['varies']:.2f}"
-                                  for name, v in layers.items())  # fmt: skip
-            print(f"| {os.path.relpath(run_dir, args.root)} | {episode_return:.0f} | "
-                  f"{spread:.3f} | {cells} |")  # fmt: skip
+                cells = "; ".join(
+                    f"{name} {v['firing_rate']:.2f}, {v['saturated']:.2f} / "
+                    f"{v['silent']:.2f} / {v['varies']:.2f}"
+                    for name, v in layers.items()
+                )
+            print(
+                f"| {os.path.relpath(run_dir, args.root)} | {episode_return:.0f} | "
+                f"{spread:.3f} | {cells} |"
+            )
 
 
 def main() -> None:
@@ -211,8 +265,9 @@ def main() -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     p_run = sub.add_parser("run", help="train the sweeps (skips finished ones)")
     p_run.add_argument("--envs", nargs="+", default=["HalfCheetah-v4", "Hopper-v4"])
-    p_run.add_argument("--variants", nargs="+", default=["popsan", "mlp", "proxy"],
-                       choices=sorted(VARIANTS))  # fmt: skip
+    p_run.add_argument(
+        "--variants", nargs="+", default=["popsan", "mlp", "proxy"], choices=sorted(VARIANTS)
+    )
     p_run.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p_run.add_argument("--steps", type=int, default=100_000)
     p_run.add_argument("--root", default="runs/learning")
@@ -220,8 +275,12 @@ def main() -> None:
     p_report = sub.add_parser("report", help="table and curves of the finished runs")
     p_report.add_argument("--root", default="runs/learning")
     p_report.add_argument("--out", default="docs")
-    p_report.add_argument("--variants", nargs="+", choices=sorted(VARIANTS),
-                          help="only these (the figure alone; the CSV is every run's)")
+    p_report.add_argument(
+        "--variants",
+        nargs="+",
+        choices=sorted(VARIANTS),
+        help="only these (the figure alone; the CSV is every run's)",
+    )
     p_report.add_argument("--envs", nargs="+", help="only these (as --variants)")
     p_report.add_argument("--figure", default="learning_curves.png")
     p_diag = sub.add_parser("diagnose", help="collapsed actors, saturated and silent neurons")

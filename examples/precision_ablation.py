@@ -77,8 +77,10 @@ def one_run(precision: str, env: str, seed: int, out: str) -> dict:
     energy = tracker.final_emissions_data
     with open(os.path.join(cfg.out, "metrics.csv")) as f:
         rows = list(csv.DictReader(f))
-    grads = {k: np.array([float(r[k]) for r in rows if r[k] not in ("", "nan")])
-             for k in ("critic_grad_norm", "actor_grad_norm")}  # fmt: skip
+    grads = {
+        k: np.array([float(r[k]) for r in rows if r[k] not in ("", "nan")])
+        for k in ("critic_grad_norm", "actor_grad_norm")
+    }
     return {
         "precision": precision,
         "seed": seed,
@@ -104,8 +106,12 @@ def plot(rows: list[dict], path: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 4, figsize=(14, 3.2))
-    panels = [("final_eval_return", "final return"), ("hopper_updates_per_s", "updates/s (Hopper)"),
-              ("peak_rss_mb", "peak RSS (MB)"), ("energy_kwh", "energy (kWh)")]  # fmt: skip
+    panels = [
+        ("final_eval_return", "final return"),
+        ("hopper_updates_per_s", "updates/s (Hopper)"),
+        ("peak_rss_mb", "peak RSS (MB)"),
+        ("energy_kwh", "energy (kWh)"),
+    ]
     for ax, (key, title) in zip(axes, panels, strict=True):
         values = [[r[key] for r in rows if r["precision"] == p] for p in POLICIES]
         means = [sum(v) / len(v) for v in values]
@@ -128,8 +134,18 @@ def main() -> None:
     rows = []
     for seed in args.seeds:
         for precision in POLICIES:
-            cmd = [sys.executable, __file__, "--one", precision, "--env", args.env,
-                   "--seeds", str(seed), "--out", args.out]  # fmt: skip
+            cmd = [
+                sys.executable,
+                __file__,
+                "--one",
+                precision,
+                "--env",
+                args.env,
+                "--seeds",
+                str(seed),
+                "--out",
+                args.out,
+            ]
             result = subprocess.run(cmd, capture_output=True, text=True, check=True)
             rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
             print(json.dumps(rows[-1]), flush=True)

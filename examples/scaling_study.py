@@ -43,12 +43,18 @@ HOPPER = EnvSpec(obs_dim=11, action_dim=3, action_limit=1.0, max_episode_steps=1
 
 
 def measure(devices: int, args) -> dict:
-    cfg = TrainConfig(td3=TD3Config(batch_size=args.batch_size), replay_size=8 * 8192,
-                      update_every=8 * 50, updates_per_round=args.updates)  # fmt: skip
+    cfg = TrainConfig(
+        td3=TD3Config(batch_size=args.batch_size),
+        replay_size=8 * 8192,
+        update_every=8 * 50,
+        updates_per_round=args.updates,
+    )
     learner = make_learner(cfg, HOPPER, make_layout(1, make_mesh(devices)))
     state = learner.init(member_keys([0])["init"], stack_hparams([hparams_from_config(cfg)]))
-    chunk = jax.tree.map(lambda x: x[None],  # one member's rows
-                         random_transitions(jax.random.key(1), cfg.update_every, 11, 3))
+    chunk = jax.tree.map(
+        lambda x: x[None],  # one member's rows
+        random_transitions(jax.random.key(1), cfg.update_every, 11, 3),
+    )
     for _ in range(4):  # compile, and fill the buffer past a batch on every device
         state, _ = learner.learn(state, chunk)
     jax.block_until_ready(state)

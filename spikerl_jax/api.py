@@ -43,8 +43,8 @@ from spikerl_jax.rl.networks import MLPActor as MLPActor
 from spikerl_jax.rl.networks import TwinQ as TwinQ
 from spikerl_jax.rl.networks import make_networks as make_networks
 from spikerl_jax.snn.popsan import PopSAN as PopSAN
+from spikerl_jax.sweep_spec import SweepSpec as SweepSpec
 from spikerl_jax.training.state import RunState
-from spikerl_jax.training.sweep import SweepSpec as SweepSpec
 from spikerl_jax.training.trainer import train_members
 from spikerl_jax.training.trainer import train_sweep as train_sweep
 
@@ -88,8 +88,14 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
 __all__ = list(PUBLIC_NAMES)
 
 
-def evaluate(run_dir: str, episodes: int = 10, checkpoint: str = "best", seed: int = 0,
-             render: str | None = None, raster: str | None = None) -> dict:  # fmt: skip
+def evaluate(
+    run_dir: str,
+    episodes: int = 10,
+    checkpoint: str = "best",
+    seed: int = 0,
+    render: str | None = None,
+    raster: str | None = None,
+) -> dict:
     """Deterministic episodes of a run's policy: mean and std of the returns and episode
     lengths, and (PopSAN) the spike statistics (``spikerl_jax.reporting.activity``);
     ``render`` also records the first episode as an mp4, ``raster`` draws every layer's spikes

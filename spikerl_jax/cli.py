@@ -30,7 +30,7 @@ import tyro
 
 from spikerl_jax.config import ConfigError, TrainConfig, flag, preset_for
 from spikerl_jax.precision import POLICIES
-from spikerl_jax.training.sweep import SWEEPABLE, SweepSpec
+from spikerl_jax.sweep_spec import SWEEPABLE, SweepSpec
 
 Precision = Literal["fp32", "bf16", "bf16-pure"]
 assert set(typing.get_args(Precision)) == set(POLICIES)
@@ -62,7 +62,7 @@ class Processes:
     """This process's index, 0 to --num-processes - 1."""
 
     def start(self) -> None:
-        from spikerl_jax.training.parallel import init_distributed
+        from spikerl_jax.processes import init_distributed
 
         for name in ("num_processes", "process_id"):
             value = getattr(self, name)
@@ -86,9 +86,10 @@ class Resuming:
         if self.precision is None:
             return cfg
         return dataclasses.replace(
-            cfg, actor=dataclasses.replace(cfg.actor, actor_precision=self.precision),
+            cfg,
+            actor=dataclasses.replace(cfg.actor, actor_precision=self.precision),
             critic=dataclasses.replace(cfg.critic, critic_precision=self.precision),
-        )  # fmt: skip
+        )
 
 
 def _resumable(cfg: TrainConfig, saved: TrainConfig, where: str) -> None:
@@ -117,9 +118,11 @@ class Train:
         summary = train(cfg, resume=resume is not None)
         final, best = summary["final_eval_return"], summary["best_eval_return"]
         reached = " (--target-return reached)" if summary["target_reached_at"] is not None else ""
-        print(f"done: {summary['total_steps']} steps{reached} in {summary['wall_s']:.1f} s, "
-              f"final eval return {final:.2f} (best {best:.2f}); results in "
-              f"{summary['run_dir']}")  # fmt: skip
+        print(
+            f"done: {summary['total_steps']} steps{reached} in {summary['wall_s']:.1f} s, "
+            f"final eval return {final:.2f} (best {best:.2f}); results in "
+            f"{summary['run_dir']}"
+        )
         return 0
 
 
@@ -165,10 +168,14 @@ def convert(value, cls, leaf):
     """The dataclass ``value`` rebuilt as ``cls`` (the same fields, nested sections too),
     each leaf field through ``leaf(name, value)``."""
     hints = typing.get_type_hints(cls)
-    return cls(**{f.name: convert(getattr(value, f.name), hints[f.name], leaf)
-                  if dataclasses.is_dataclass(getattr(value, f.name))
-                  else leaf(f.name, getattr(value, f.name))
-                  for f in dataclasses.fields(cls)})  # fmt: skip
+    return cls(
+        **{
+            f.name: convert(getattr(value, f.name), hints[f.name], leaf)
+            if dataclasses.is_dataclass(getattr(value, f.name))
+            else leaf(f.name, getattr(value, f.name))
+            for f in dataclasses.fields(cls)
+        }
+    )
 
 
 GridConfig = grid_config(TrainConfig)
@@ -214,7 +221,7 @@ class Sweep:
         base, resume = self.continuing.apply(base), self.continuing.resume
         if resume is None:
             return SweepSpec(base=base, seeds=self.seeds, grid=grid)
-        from spikerl_jax.training.sweep import load_spec
+        from spikerl_jax.sweep_spec import load_spec
 
         saved = load_spec(resume)
         if base.out != resume:
@@ -227,8 +234,8 @@ class Sweep:
     def run(self) -> int:
         from rich.console import Console
 
+        from spikerl_jax.processes import split_cpu_for_members
         from spikerl_jax.reporting.sweep import sweep_table
-        from spikerl_jax.training.parallel import split_cpu_for_members
         from spikerl_jax.training.trainer import train_sweep
 
         spec = self.spec()
@@ -237,8 +244,9 @@ class Sweep:
         rows = train_sweep(spec, resume=self.continuing.resume is not None)
         console = Console()
         console.print(sweep_table(rows))
-        console.print(f"written: {spec.root}/sweep.json, sweep.csv, learning_curves.png",
-                      markup=False)  # fmt: skip
+        console.print(
+            f"written: {spec.root}/sweep.json, sweep.csv, learning_curves.png", markup=False
+        )
         return 0
 
 
@@ -266,8 +274,16 @@ class Eval:
             raise ConfigError(f"--episodes must be positive, got {self.episodes}")
         if self.seed < 0:
             raise ConfigError(f"--seed must be non-negative, got {self.seed}")
-        result = _writing("--raster/--render", evaluate_run, self.run_dir, self.episodes,
-                          self.checkpoint, self.seed, self.render, self.raster)  # fmt: skip
+        result = _writing(
+            "--raster/--render",
+            evaluate_run,
+            self.run_dir,
+            self.episodes,
+            self.checkpoint,
+            self.seed,
+            self.render,
+            self.raster,
+        )
         print(json.dumps(result))
         return 0
 
@@ -357,7 +373,7 @@ def _train_default(resume: str | None, env: str | None) -> Train:
 
 def _sweep_default(resume: str | None, env: str | None) -> Sweep:
     """``sweep``'s defaults: the resumed sweep's spec, or the env's preset."""
-    from spikerl_jax.training.sweep import load_spec
+    from spikerl_jax.sweep_spec import load_spec
 
     if resume is None:
         return Sweep(config=to_grid(preset_for(env or TrainConfig.env)))
@@ -388,8 +404,9 @@ def parse(args: list[str]):
     """The command of ``args``, parsed by tyro over defaults that follow ``--env`` and
     ``--resume`` (tyro prints help and parse errors itself, and exits)."""
     try:
-        sel, _ = tyro.cli(_Selection, args=args, return_unknown_args=True, add_help=False,
-                          console_outputs=False)  # fmt: skip
+        sel, _ = tyro.cli(
+            _Selection, args=args, return_unknown_args=True, add_help=False, console_outputs=False
+        )
     except SystemExit:  # e.g. --env without a value: the full parse says so
         sel = _Selection()
     command = args[0] if args else None
@@ -403,10 +420,14 @@ def parse(args: list[str]):
         Annotated[Plot, tyro.conf.subcommand("plot")],
         Annotated[ExportNir, tyro.conf.subcommand("export-nir")],
     ]
-    return tyro.cli(commands, args=args, prog="spikerl-jax",
-                    description="Spiking actors (PopSAN) trained with TD3: train, sweep, "
-                    "evaluate, compare, plot and export runs.",
-                    config=(tyro.conf.OmitArgPrefixes, tyro.conf.OmitSubcommandPrefixes))  # fmt: skip
+    return tyro.cli(
+        commands,
+        args=args,
+        prog="spikerl-jax",
+        description="Spiking actors (PopSAN) trained with TD3: train, sweep, "
+        "evaluate, compare, plot and export runs.",
+        config=(tyro.conf.OmitArgPrefixes, tyro.conf.OmitSubcommandPrefixes),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

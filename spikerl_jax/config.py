@@ -43,8 +43,11 @@ def _finite(name: str, value: float, low: float | None = None, low_open: bool = 
     if not math.isfinite(value):
         raise ConfigError(f"{flag(name)} must be a finite number, got {value}")
     if low is not None and (value <= low if low_open else value < low):
-        bound = ("positive" if low_open else "non-negative") if low == 0 else (
-            f"> {low}" if low_open else f">= {low}")  # fmt: skip
+        bound = (
+            ("positive" if low_open else "non-negative")
+            if low == 0
+            else (f"> {low}" if low_open else f">= {low}")
+        )
         raise ConfigError(f"{flag(name)} must be {bound}, got {value}")
 
 
@@ -269,8 +272,15 @@ class TrainConfig:
             raise ConfigError(
                 f"unknown env {self.env!r}; supported: {', '.join(sorted(SUPPORTED_ENVS))}"
             )
-        positive = ("total_steps", "num_envs", "update_every", "replay_size", "eval_every",
-                    "eval_episodes", "keep_checkpoints")  # fmt: skip
+        positive = (
+            "total_steps",
+            "num_envs",
+            "update_every",
+            "replay_size",
+            "eval_every",
+            "eval_episodes",
+            "keep_checkpoints",
+        )
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{flag(name)} must be positive, got {getattr(self, name)}")
@@ -327,8 +337,10 @@ class TrainConfig:
         if self.td3.batch_size > self.replay_size:
             raise ConfigError("--batch-size cannot exceed --replay-size")
         if self.actor.drive_penalty and self.actor_kind != "popsan":
-            raise ConfigError("--drive-penalty acts on PopSAN's output neurons; the MLP actor "
-                              "has none (drop it, or use --actor popsan)")
+            raise ConfigError(
+                "--drive-penalty acts on PopSAN's output neurons; the MLP actor "
+                "has none (drop it, or use --actor popsan)"
+            )
 
     @property
     def checkpoint_interval(self) -> int:
@@ -377,9 +389,22 @@ class TrainConfig:
 # What a resumed run may change: the schedule's length, evaluation, checkpointing, display and
 # logging. Anything else would make the restored state mean something else (a changed grid
 # would mix carbon figures).
-RESUME_MUTABLE = frozenset({"total_steps", "target_return", "eval_every", "eval_episodes",
-                            "checkpoint_every", "keep_checkpoints", "progress", "out",
-                            "tensorboard", "energy", "pj_per_synop", "pj_per_mac"})  # fmt: skip
+RESUME_MUTABLE = frozenset(
+    {
+        "total_steps",
+        "target_return",
+        "eval_every",
+        "eval_episodes",
+        "checkpoint_every",
+        "keep_checkpoints",
+        "progress",
+        "out",
+        "tensorboard",
+        "energy",
+        "pj_per_synop",
+        "pj_per_mac",
+    }
+)
 
 
 def leaf_items(cfg):
@@ -396,8 +421,11 @@ def differing_fields(a, b, allowed=frozenset()) -> list[tuple[str, object, objec
     """``(name, value in a, value in b)`` of every leaf field (``leaf_items``) outside
     ``allowed`` whose values differ, in field order."""
     theirs = dict(leaf_items(b))
-    return [(name, mine, theirs[name]) for name, mine in leaf_items(a)
-            if name not in allowed and mine != theirs[name]]  # fmt: skip
+    return [
+        (name, mine, theirs[name])
+        for name, mine in leaf_items(a)
+        if name not in allowed and mine != theirs[name]
+    ]
 
 
 # Changes to the paper's defaults per task family (keyed by the id before "-v").

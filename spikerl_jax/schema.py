@@ -94,8 +94,10 @@ def _convert(tp, value, path: str, problems: list[str]):
             problems.append(f"{path}: expected {len(args)} values, got {len(value)}")
             return None
         else:
-            items = [_convert(a, v, f"{path}[{i}]", problems)
-                     for i, (a, v) in enumerate(zip(args, value, strict=True))]  # fmt: skip
+            items = [
+                _convert(a, v, f"{path}[{i}]", problems)
+                for i, (a, v) in enumerate(zip(args, value, strict=True))
+            ]
         return tuple(items)
     if origin is dict or tp is dict:
         if isinstance(value, dict):
@@ -141,8 +143,10 @@ def _build(cls, data, path: str, problems: list[str]):
     for field in dataclasses.fields(cls):
         where = f"{path}.{field.name}" if path else field.name
         if field.name not in data:
-            has_default = (field.default is not dataclasses.MISSING
-                           or field.default_factory is not dataclasses.MISSING)  # fmt: skip
+            has_default = (
+                field.default is not dataclasses.MISSING
+                or field.default_factory is not dataclasses.MISSING
+            )
             if not has_default:
                 problems.append(f"{where}: missing")
             continue

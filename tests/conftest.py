@@ -35,11 +35,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 # worker takes whole files in collection order, and a long file collected last leaves the
 # other worker idle at the end of the run.
 HEAVY_FIRST = (
-    "envs/test_mjx_tasks.py", "training/test_population.py",
-    "training/test_device_loop_learning.py", "training/test_parallel.py", "test_precision.py",
-    "training/test_device_loop.py", "training/test_trainer.py", "test_notebook.py",
-    "training/test_checkpoint.py", "training/test_session.py",
-)  # fmt: skip
+    "envs/test_mjx_tasks.py",
+    "training/test_population.py",
+    "training/test_device_loop_learning.py",
+    "training/test_parallel.py",
+    "test_precision.py",
+    "training/test_device_loop.py",
+    "training/test_trainer.py",
+    "test_notebook.py",
+    "training/test_checkpoint.py",
+    "training/test_session.py",
+)
 
 
 def pytest_collection_modifyitems(items):

@@ -7,15 +7,32 @@ import mujoco
 import numpy as np
 from mujoco import mjx
 
-from spikerl_jax.config import TrainConfig
-
 # A tiny InvertedPendulum run: 16x16 networks, short phases, two evaluation episodes.
 TINY = [
-    "--env", "InvertedPendulum-v4", "--total-steps", "600", "--start-steps", "200",
-    "--update-after", "100", "--eval-every", "300", "--eval-episodes", "2",
-    "--hidden-sizes", "16", "16", "--critic-hidden-sizes", "16", "16", "--replay-size", "1000",
-    "--no-progress", "--devices", "1",
-]  # fmt: skip
+    "--env",
+    "InvertedPendulum-v4",
+    "--total-steps",
+    "600",
+    "--start-steps",
+    "200",
+    "--update-after",
+    "100",
+    "--eval-every",
+    "300",
+    "--eval-episodes",
+    "2",
+    "--hidden-sizes",
+    "16",
+    "16",
+    "--critic-hidden-sizes",
+    "16",
+    "16",
+    "--replay-size",
+    "1000",
+    "--no-progress",
+    "--devices",
+    "1",
+]
 # The learning tests' networks: 64x64 actor and critics solve InvertedPendulum within the
 # preset's 20k steps (seed 0: 1000 at 20k in fp32 and bf16) at a fifth of 256x256's time.
 LEARNING_NETS = ["--hidden-sizes", "64", "64", "--critic-hidden-sizes", "64", "64"]
@@ -66,9 +83,22 @@ def solve_inverted_pendulum(tmp_path, options: list[str], seeds: tuple[int, ...]
 
     for seed in seeds:
         out = tmp_path / f"s{seed}"
-        args = ["train", "--env", "InvertedPendulum-v4", "--seed", str(seed),
-                "--target-return", "950", *LEARNING_NETS, *options,
-                "--out", str(out), "--no-progress", "--devices", "1"]  # fmt: skip
+        args = [
+            "train",
+            "--env",
+            "InvertedPendulum-v4",
+            "--seed",
+            str(seed),
+            "--target-return",
+            "950",
+            *LEARNING_NETS,
+            *options,
+            "--out",
+            str(out),
+            "--no-progress",
+            "--devices",
+            "1",
+        ]
         assert main(args) == 0
         summary = json.loads((out / "summary.json").read_text())
         if summary["best_eval_return"] >= 950:
@@ -87,10 +117,10 @@ def init_td3(td3, networks, obs_dim: int, td3_cfg, key=None, encoder_std: float 
 
 def init_learner(learner, configs):
     """``learner.init`` for the members ``configs`` (their seeds and settings)."""
-    from spikerl_jax.training.learner import member_keys, member_settings
+    from spikerl_jax.training.members import members_of
 
-    hparams, encoder_std, _ = member_settings(configs)
-    return learner.init(member_keys([c.seed for c in configs])["init"], hparams, encoder_std)
+    members = members_of(configs)
+    return learner.init(members.keys["init"], members.hparams, members.encoder_std)
 
 
 def as_numpy(tree) -> list[np.ndarray]:
@@ -143,9 +173,12 @@ def comparable(items: dict, loop) -> dict:
         physics = []
         for row, n in zip(blobs.reshape(-1, blobs.shape[-1]), lengths.reshape(-1), strict=True):
             data = pickle.loads(zlib.decompress(row[:n].tobytes()))
-            physics.append([np.asarray(getattr(data, f)).tolist()
-                            for f in ("time", "qpos", "qvel", "act", "qacc_warmstart", "xpos",
-                                      "ctrl")])  # fmt: skip
+            physics.append(
+                [
+                    np.asarray(getattr(data, f)).tolist()
+                    for f in ("time", "qpos", "qvel", "act", "qacc_warmstart", "xpos", "ctrl")
+                ]
+            )
         host["physics"] = physics
     records = dataclasses.replace(loop, energy={}, wall_s=0.0, segments=())
     return {"host": host, "loop": records}

@@ -52,8 +52,10 @@ def test_target_return_stops_at_the_first_evaluation_that_reaches_it(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["total_steps"] == 600 and summary["target_reached_at"] == 600
     # ... or trains on without a target (a resume may change it).
-    assert main(["train", "--resume", str(out), "--target-return", "None",
-                 "--total-steps", "900"]) == 0  # fmt: skip
+    assert (
+        main(["train", "--resume", str(out), "--target-return", "None", "--total-steps", "900"])
+        == 0
+    )
     summary = json.loads((out / "summary.json").read_text())
     assert summary["total_steps"] == 900 and summary["target_reached_at"] is None
     bad = ["train", *TINY, "--target-return", "nan", "--out", str(tmp_path / "bad")]
@@ -70,12 +72,31 @@ def test_parallel_envs_run(tmp_path):
 def test_help_documents_every_option():
     code, out, _ = run_cli("train", "--env", "Hopper-v4", "--help")
     assert code == 0
-    for flag in ("--env", "--total-steps", "--seed", "--out", "--eval-every", "--eval-episodes",
-                 "--batch-size", "--actor-lr", "--critic-lr", "--gamma", "--polyak",
-                 "--policy-delay", "--target-noise", "--exploration-noise", "--start-steps",
-                 "--hidden-sizes", "--timesteps", "--no-energy", "--energy-country",
-                 "--energy-region", "--no-tensorboard", "--pj-per-synop",
-                 "--pj-per-mac"):  # fmt: skip
+    for flag in (
+        "--env",
+        "--total-steps",
+        "--seed",
+        "--out",
+        "--eval-every",
+        "--eval-episodes",
+        "--batch-size",
+        "--actor-lr",
+        "--critic-lr",
+        "--gamma",
+        "--polyak",
+        "--policy-delay",
+        "--target-noise",
+        "--exploration-noise",
+        "--start-steps",
+        "--hidden-sizes",
+        "--timesteps",
+        "--no-energy",
+        "--energy-country",
+        "--energy-region",
+        "--no-tensorboard",
+        "--pj-per-synop",
+        "--pj-per-mac",
+    ):
         assert flag in out, flag
     assert "Transitions per gradient step" in out
     assert "1000000" in out  # Hopper's preset: the paper's 1M steps
@@ -163,8 +184,9 @@ def test_energy_country_in_any_case():
 def test_unwritable_out_dir(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    code, _, err = run_cli("train", "--out", str(blocker / "run"), "--total-steps", "100",
-                           "--devices", "1")  # fmt: skip
+    code, _, err = run_cli(
+        "train", "--out", str(blocker / "run"), "--total-steps", "100", "--devices", "1"
+    )
     assert code == 2 and "cannot write the run directory" in err and "Traceback" not in err
 
 

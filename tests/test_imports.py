@@ -11,11 +11,17 @@ import spikerl_jax
 ROOT = Path(spikerl_jax.__file__).parent
 # Layers, bottom up: a module may import from its own layer's package or from lower layers
 # (the entry points at the top may import each other).
-BASE = {"spikerl_jax.precision", "spikerl_jax.schema", "spikerl_jax.initializers",
-        "spikerl_jax.envs.registry", "spikerl_jax.api_names"}  # fmt: skip
+BASE = {
+    "spikerl_jax.precision",
+    "spikerl_jax.schema",
+    "spikerl_jax.initializers",
+    "spikerl_jax.envs.registry",
+    "spikerl_jax.api_names",
+}
 LAYERS = [
     BASE,
     {"spikerl_jax.config"},
+    {"spikerl_jax.sweep_spec", "spikerl_jax.processes"},
     {"spikerl_jax.snn", "spikerl_jax.envs"},
     {"spikerl_jax.rl"},
     {"spikerl_jax.reporting"},

@@ -17,12 +17,19 @@ def test_quickstart_notebook_executes(tmp_path, monkeypatch):
     nb = nbformat.read(NOTEBOOK, as_version=4)
     assert all(not cell.get("outputs") for cell in nb.cells if cell.cell_type == "code")
     shutil.copy(NOTEBOOK, tmp_path / NOTEBOOK.name)
-    NotebookClient(nb, timeout=600, kernel_name="python3",
-                   resources={"metadata": {"path": str(tmp_path)}}).execute()  # fmt: skip
-    images = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs
-              if "image/png" in o.get("data", {})]  # fmt: skip
+    NotebookClient(
+        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
+    images = [
+        o
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for o in cell.outputs
+        if "image/png" in o.get("data", {})
+    ]
     assert len(images) >= 4  # receptive fields, a raster, learning curve, firing rates
-    text = "".join(o.get("text", "") for cell in nb.cells if cell.cell_type == "code"
-                   for o in cell.outputs)  # fmt: skip
+    text = "".join(
+        o.get("text", "") for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs
+    )
     assert "SynOps per inference" in text and "speedup" in text
     assert (tmp_path / "runs" / "quickstart" / "mlp" / "summary.json").exists()

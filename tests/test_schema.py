@@ -31,8 +31,9 @@ def test_round_trip():
 
 def test_every_problem_is_reported_once():
     with pytest.raises(SchemaError) as e:
-        from_jsonable(Outer, {"inner": {"rate": "fast", "sizes": [1, "x"]}, "count": 1.5,
-                              "extra": 1})  # fmt: skip
+        from_jsonable(
+            Outer, {"inner": {"rate": "fast", "sizes": [1, "x"]}, "count": 1.5, "extra": 1}
+        )
     assert e.value.problems == [
         "extra: unknown field",
         "name: missing",

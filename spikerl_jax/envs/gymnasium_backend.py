@@ -93,8 +93,13 @@ class VectorCollector:
         final_obs = next_obs.copy()
         for j in np.flatnonzero(done):
             final_obs[j] = info["final_obs"][j]
-        values = (self.obs, action_MNA, reward.reshape(m, n), final_obs.reshape(m, n, -1),
-                  terminated.reshape(m, n))  # fmt: skip
+        values = (
+            self.obs,
+            action_MNA,
+            reward.reshape(m, n),
+            final_obs.reshape(m, n, -1),
+            terminated.reshape(m, n),
+        )
         rows = slice(self._size, self._size + n)
         for name, value in zip(self.FIELDS, values, strict=True):
             if name not in self._stage:
@@ -132,15 +137,19 @@ class VectorCollector:
         for i, returns in enumerate(self.finished_returns):
             finished[i, 0, : len(returns)] = returns
         envs = envs_state(self.envs.envs)
-        return {"obs": self.obs.copy(), "episode_return": self._episode_return.copy(),
-                "finished": finished,
-                **{k: v.reshape(m, n, *v.shape[1:]) for k, v in envs.items()}}  # fmt: skip
+        return {
+            "obs": self.obs.copy(),
+            "episode_return": self._episode_return.copy(),
+            "finished": finished,
+            **{k: v.reshape(m, n, *v.shape[1:]) for k, v in envs.items()},
+        }
 
     def set_state(self, state: dict[str, np.ndarray]) -> None:
         self.obs = np.asarray(state["obs"], self.obs.dtype)
         self._episode_return = np.array(state["episode_return"], np.float64)
-        self.finished_returns = [[float(r) for r in row if not np.isnan(r)]
-                                 for row in state["finished"][:, 0]]  # fmt: skip
+        self.finished_returns = [
+            [float(r) for r in row if not np.isnan(r)] for row in state["finished"][:, 0]
+        ]
         names = ("physics", "physics_bytes", "elapsed_steps", "rng")
         set_envs_state(self.envs.envs, {k: flat_envs(state[k]) for k in names})
 

@@ -89,8 +89,10 @@ class MjxEnv:
         route_mujoco_warnings()
         model = mujoco.MjModel.from_xml_path(gymnasium_asset(self.xml_file))
         if solver is not None:
-            model.opt.solver = {"newton": mujoco.mjtSolver.mjSOL_NEWTON,
-                                "cg": mujoco.mjtSolver.mjSOL_CG}[solver]  # fmt: skip
+            model.opt.solver = {
+                "newton": mujoco.mjtSolver.mjSOL_NEWTON,
+                "cg": mujoco.mjtSolver.mjSOL_CG,
+            }[solver]
         if iterations is not None:
             model.opt.iterations = iterations
         if ls_iterations is not None:
@@ -159,8 +161,14 @@ class MjxEnv:
         qpos, qvel = self.reset_noise(key)
         data = self.physics_init(qpos, qvel)
         zero = jnp.zeros((), jnp.float32)
-        return State(data=data, obs=self.observation(data), reward=zero, done=zero,
-                     metrics={k: zero for k in self.reward_terms}, info={})  # fmt: skip
+        return State(
+            data=data,
+            obs=self.observation(data),
+            reward=zero,
+            done=zero,
+            metrics={k: zero for k in self.reward_terms},
+            info={},
+        )
 
     def step(self, state: State, action: jax.Array) -> State:
         data = self.physics_step(state.data, action)
@@ -195,9 +203,15 @@ class EpisodeWrapper:
         key_reset, key_next = jax.random.split(key)
         state = self.env.reset(key_reset)
         zero = jnp.zeros((), jnp.float32)
-        info = {"terminated": zero, "truncated": zero, "final_obs": state.obs,
-                "steps": jnp.zeros((), jnp.int32), "episode_return": zero,
-                "episode_length": jnp.zeros((), jnp.int32), "rng": key_next}  # fmt: skip
+        info = {
+            "terminated": zero,
+            "truncated": zero,
+            "final_obs": state.obs,
+            "steps": jnp.zeros((), jnp.int32),
+            "episode_return": zero,
+            "episode_length": jnp.zeros((), jnp.int32),
+            "rng": key_next,
+        }
         metrics = {**state.metrics, "episode_return": zero, "episode_length": zero}
         return state.replace(info=info, metrics=metrics)
 
@@ -221,13 +235,16 @@ class EpisodeWrapper:
             "episode_return": jnp.where(ended, episode_return, 0.0),
             "episode_length": jnp.where(ended, episode_length, 0).astype(jnp.float32),
         }
-        info = {"terminated": terminated, "truncated": truncated, "final_obs": inner.obs,
-                "steps": jnp.where(ended, 0, steps),
-                "episode_return": jnp.where(ended, 0.0, episode_return),
-                "episode_length": jnp.where(ended, 0, episode_length),
-                "rng": key_next}  # fmt: skip
-        return State(data=data, obs=obs, reward=inner.reward, done=done, metrics=metrics,
-                     info=info)  # fmt: skip
+        info = {
+            "terminated": terminated,
+            "truncated": truncated,
+            "final_obs": inner.obs,
+            "steps": jnp.where(ended, 0, steps),
+            "episode_return": jnp.where(ended, 0.0, episode_return),
+            "episode_length": jnp.where(ended, 0, episode_length),
+            "rng": key_next,
+        }
+        return State(data=data, obs=obs, reward=inner.reward, done=done, metrics=metrics, info=info)
 
 
 class VmapWrapper:
@@ -245,3 +262,35 @@ class VmapWrapper:
 
     def step(self, state: State, action: jax.Array) -> State:
         return jax.vmap(self.env.step)(state, action)
+
+
+def run_episodes(env: MjxEnv, act, key: jax.Array, episodes: int, horizon: int):
+    """``episodes`` deterministic episodes of the policy ``act`` in parallel, each until
+    termination or ``horizon`` steps.
+
+    Args:
+      env: the task (unwrapped: the episodes end at their first ``done``).
+      act: observations ``(E, D)`` to ``(actions (E, A), {layer: spike counts (E,)})``.
+      key: resets the episodes.
+
+    Returns:
+      ``(returns (E,), lengths (E,), spikes)``: ``{layer: spikes summed over the steps of
+      the episodes still running}``.
+    """
+    states = jax.vmap(env.reset)(jax.random.split(key, episodes))
+    _, counts = jax.eval_shape(act, states.obs)
+
+    def body(carry, _):
+        states, alive, returns, lengths, spikes = carry
+        action, counts = act(states.obs)
+        states = jax.vmap(env.step)(states, action)
+        spikes = {k: spikes[k] + jnp.sum(counts[k] * alive) for k in spikes}
+        returns = returns + states.reward * alive
+        lengths = lengths + alive
+        alive = alive * (1.0 - states.done)
+        return (states, alive, returns, lengths, spikes), None
+
+    zeros = jnp.zeros(episodes)
+    init = (states, jnp.ones(episodes), zeros, zeros, {k: jnp.zeros(()) for k in counts})
+    (_, _, returns, lengths, spikes), _ = jax.lax.scan(body, init, None, horizon)
+    return returns, lengths, spikes

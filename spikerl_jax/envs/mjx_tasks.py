@@ -37,8 +37,12 @@ def _normal(key: jax.Array, size: int, scale: float) -> jax.Array:
 
 def _legged_reward(forward, healthy, ctrl, contact):
     """Ant's and Humanoid's reward, ``forward + healthy - ctrl - contact``, with its terms."""
-    terms = {"reward_forward": forward, "reward_ctrl": -ctrl, "reward_contact": -contact,
-             "reward_survive": healthy}  # fmt: skip
+    terms = {
+        "reward_forward": forward,
+        "reward_ctrl": -ctrl,
+        "reward_contact": -contact,
+        "reward_survive": healthy,
+    }
     return forward + healthy - ctrl - contact, terms
 
 
@@ -55,8 +59,9 @@ class Task(MjxEnv):
     reset_noise_scale: float
     qvel_noise = "uniform"  # or "normal": how the reset perturbs qvel (per Gymnasium's task)
 
-    def __init__(self, version: str = "v5", solver=None, iterations=None, ls_iterations=None,
-                 **options):  # fmt: skip
+    def __init__(
+        self, version: str = "v5", solver=None, iterations=None, ls_iterations=None, **options
+    ):
         if version not in ("v4", "v5"):
             raise ValueError(f"version must be 'v4' or 'v5', got {version!r}")
         for name, value in options.items():
@@ -91,8 +96,7 @@ class _PlanarWalker(Task):
     ctrl_cost_weight = 1e-3
     healthy_reward = 1.0
     reset_noise_scale = 5e-3
-    options = ("forward_reward_weight", "ctrl_cost_weight", "healthy_reward",
-               "reset_noise_scale")  # fmt: skip
+    options = ("forward_reward_weight", "ctrl_cost_weight", "healthy_reward", "reset_noise_scale")
     reward_terms = ("reward_forward", "reward_ctrl", "reward_survive")
 
     def observation(self, data):
@@ -176,8 +180,13 @@ class Ant(Task):
     healthy_reward = 1.0
     reset_noise_scale = 0.1
     qvel_noise = "normal"
-    options = ("forward_reward_weight", "ctrl_cost_weight", "contact_cost_weight",
-               "healthy_reward", "reset_noise_scale")  # fmt: skip
+    options = (
+        "forward_reward_weight",
+        "ctrl_cost_weight",
+        "contact_cost_weight",
+        "healthy_reward",
+        "reset_noise_scale",
+    )
     reward_terms = ("reward_forward", "reward_ctrl", "reward_contact", "reward_survive")
 
     def contact_forces(self, data):
@@ -217,8 +226,14 @@ class Humanoid(Task):
     contact_cost_max = 10.0
     healthy_reward = 5.0
     reset_noise_scale = 1e-2
-    options = ("forward_reward_weight", "ctrl_cost_weight", "contact_cost_weight",
-               "contact_cost_max", "healthy_reward", "reset_noise_scale")  # fmt: skip
+    options = (
+        "forward_reward_weight",
+        "ctrl_cost_weight",
+        "contact_cost_weight",
+        "contact_cost_max",
+        "healthy_reward",
+        "reset_noise_scale",
+    )
     reward_terms = ("reward_forward", "reward_ctrl", "reward_contact", "reward_survive")
 
     def __init__(self, version: str = "v5", solver: str | None = "newton", **kwargs):
@@ -286,11 +301,15 @@ class InvertedDoublePendulum(Task):
 
     def observation(self, data):
         constraint = jnp.clip(data.qfrc_constraint, -10.0, 10.0)
-        return jnp.concatenate([
-            data.qpos[:1], jnp.sin(data.qpos[1:]), jnp.cos(data.qpos[1:]),
-            jnp.clip(data.qvel, -10.0, 10.0),
-            constraint if self.version == "v4" else constraint[:1],
-        ])  # fmt: skip
+        return jnp.concatenate(
+            [
+                data.qpos[:1],
+                jnp.sin(data.qpos[1:]),
+                jnp.cos(data.qpos[1:]),
+                jnp.clip(data.qvel, -10.0, 10.0),
+                constraint if self.version == "v4" else constraint[:1],
+            ]
+        )
 
     def terminated(self, data):
         return data.site_xpos[0, 2] <= 1.0
@@ -301,8 +320,11 @@ class InvertedDoublePendulum(Task):
         v1, v2 = after.qvel[1], after.qvel[2]
         velocity = 1e-3 * v1**2 + 5e-3 * v2**2
         alive = self.healthy_reward_paid(~self.terminated(after), self.healthy_reward)
-        terms = {"reward_survive": alive, "distance_penalty": -distance,
-                 "velocity_penalty": -velocity}  # fmt: skip
+        terms = {
+            "reward_survive": alive,
+            "distance_penalty": -distance,
+            "velocity_penalty": -velocity,
+        }
         return alive - distance - velocity, terms
 
 

@@ -281,8 +281,13 @@ def export_nir(run_dir: str, path: str, checkpoint: str = "best") -> list[str]:
     nir = _import_nir()  # fail before loading the checkpoint
     policy = load_policy(run_dir, checkpoint)
     side = companion_path(path)
-    graph, arrays = popsan_to_nir(policy.config, policy.spec, policy.actor_params,
-                                  policy.normalizer, companion=os.path.basename(side))  # fmt: skip
+    graph, arrays = popsan_to_nir(
+        policy.config,
+        policy.spec,
+        policy.actor_params,
+        policy.normalizer,
+        companion=os.path.basename(side),
+    )
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     nir.write(path, graph)

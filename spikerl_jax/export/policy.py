@@ -51,8 +51,9 @@ class Policy:
 
     def __post_init__(self):
         cfg = self.config
-        self.actor = make_networks(self.spec.action_dim, self.spec.action_limit, cfg.actor,
-                                   actor_kind=cfg.actor_kind).actor  # fmt: skip
+        self.actor = make_networks(
+            self.spec.action_dim, self.spec.action_limit, cfg.actor, actor_kind=cfg.actor_kind
+        ).actor
         policies = make_policies(self.actor, cfg.obs_clip)
         self._act = in_full_precision(jax.jit(policies.act))
         self._act_with_spikes = in_full_precision(jax.jit(policies.act_with_spikes))
@@ -66,8 +67,10 @@ class Policy:
                 f"(batch, {self.spec.obs_dim}); got {obs.shape}"
             )
         if not np.all(np.isfinite(obs)):
-            raise ValueError("the observation holds NaN or infinite values; the policy "
-                             "cannot act on it (check the environment's state)")  # fmt: skip
+            raise ValueError(
+                "the observation holds NaN or infinite values; the policy "
+                "cannot act on it (check the environment's state)"
+            )
         return obs
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
@@ -87,8 +90,9 @@ class Policy:
             clip, actor = self.config.obs_clip, self.actor
 
             def trains(params, norm, obs, key):
-                return actor.apply(params, normalize(norm, obs, clip), key,
-                                   method=actor.spike_trains)  # fmt: skip
+                return actor.apply(
+                    params, normalize(norm, obs, clip), key, method=actor.spike_trains
+                )
 
             self._trains = in_full_precision(jax.jit(trains))
         action, spikes = self._trains(self.actor_params, self.normalizer, obs_BD, self._key)
@@ -98,8 +102,9 @@ class Policy:
         """Actions ``(B, A)`` and each layer's spike count per observation ``{layer: (B,)}``
         (an empty dict for the MLP actor)."""
         obs_BD = self._check(obs_BD)
-        action, spikes = self._act_with_spikes(self.actor_params, self.normalizer, obs_BD,
-                                               self._key)  # fmt: skip
+        action, spikes = self._act_with_spikes(
+            self.actor_params, self.normalizer, obs_BD, self._key
+        )
         return np.asarray(action), spikes
 
 
@@ -118,14 +123,18 @@ def load_policy(run_dir: str, checkpoint: str = "best") -> Policy:
 
 
 def evaluate_run(
-    run_dir: str, episodes: int = 10, checkpoint: str = "best", seed: int = 0,
-    render: str | None = None, raster: str | None = None,
-) -> dict:  # fmt: skip
+    run_dir: str,
+    episodes: int = 10,
+    checkpoint: str = "best",
+    seed: int = 0,
+    render: str | None = None,
+    raster: str | None = None,
+) -> dict:
     """Deterministic episodes of a run's policy with the actor's spike statistics (see
     ``spikerl_jax.reporting.activity``); optionally records the first episode as a video
     (``render``, an .mp4) and the spikes of its first steps as a raster (``raster``, a PNG)."""
     from spikerl_jax.envs.gymnasium_backend import evaluate_episodes, make_eval_envs
-    from spikerl_jax.training.backend import eval_results
+    from spikerl_jax.reporting.records import eval_results
 
     policy = load_policy(run_dir, checkpoint)
     cfg, spec = policy.config, policy.spec
@@ -140,11 +149,25 @@ def evaluate_run(
     res = eval_results(*evaluate_episodes(act, [envs]))[0]
     spikes = None
     if res.spikes:
-        spikes = spike_report(res.spikes, res.inferences, spec.obs_dim, spec.action_dim,
-                              cfg.actor, cfg.pj_per_synop, cfg.pj_per_mac)  # fmt: skip
-    result = {"run_dir": run_dir, "checkpoint": checkpoint, "step": policy.step,
-              "episodes": episodes, "return_mean": res.mean, "return_std": res.std,
-              "length_mean": res.length, "spikes": spikes}  # fmt: skip
+        spikes = spike_report(
+            res.spikes,
+            res.inferences,
+            spec.obs_dim,
+            spec.action_dim,
+            cfg.actor,
+            cfg.pj_per_synop,
+            cfg.pj_per_mac,
+        )
+    result = {
+        "run_dir": run_dir,
+        "checkpoint": checkpoint,
+        "step": policy.step,
+        "episodes": episodes,
+        "return_mean": res.mean,
+        "return_std": res.std,
+        "length_mean": res.length,
+        "spikes": spikes,
+    }
     if render:
         result["video"] = record_video(policy, render, seed)
     if raster:

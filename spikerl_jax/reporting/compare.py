@@ -42,10 +42,13 @@ def _measures(run: RunRecord) -> dict:
     energy = run.summary.get("energy") or {}
     total = energy.get("total") if energy.get("enabled") else None
     if total is None:
-        return {"duration_s": run.summary["wall_s"], "energy_kwh": None,
-                "mean_power_w": None, "emissions_kg": None}  # fmt: skip
-    return {key: total[key] for key in ("duration_s", "energy_kwh", "mean_power_w",
-                                        "emissions_kg")}  # fmt: skip
+        return {
+            "duration_s": run.summary["wall_s"],
+            "energy_kwh": None,
+            "mean_power_w": None,
+            "emissions_kg": None,
+        }
+    return {key: total[key] for key in ("duration_s", "energy_kwh", "mean_power_w", "emissions_kg")}
 
 
 def _ratio(numerator: float | None, denominator: float | None) -> float | None:
@@ -58,26 +61,31 @@ def compare_runs(base: RunRecord, others: list[RunRecord]) -> list[dict]:
     """One row per run (the base first, its ratios 1) with the columns of ``COLUMNS``."""
     envs = sorted({run.summary["env"] for run in [base, *others]})
     if len(envs) > 1:
-        warnings.warn(f"comparing runs of different environments ({', '.join(envs)}): their "
-                      "returns are not comparable", stacklevel=2)  # fmt: skip
+        warnings.warn(
+            f"comparing runs of different environments ({', '.join(envs)}): their "
+            "returns are not comparable",
+            stacklevel=2,
+        )
     b = _measures(base)
     rows = []
     for run in [base, *others]:
         m = _measures(run)
         greenup = _ratio(b["energy_kwh"], m["energy_kwh"])
         carbon = _ratio(m["emissions_kg"], b["emissions_kg"])
-        rows.append({
-            "run": run.run_dir,
-            "env": run.summary["env"],
-            "steps": run.summary["total_steps"],
-            "final_return": run.summary["final_eval_return"],
-            "best_return": run.summary["best_eval_return"],
-            **m,
-            "speedup": _ratio(b["duration_s"], m["duration_s"]),
-            "powerup": _ratio(m["mean_power_w"], b["mean_power_w"]),
-            "greenup": greenup,
-            "carbon_reduction_pct": None if carbon is None else 100.0 * (1.0 - carbon),
-        })  # fmt: skip
+        rows.append(
+            {
+                "run": run.run_dir,
+                "env": run.summary["env"],
+                "steps": run.summary["total_steps"],
+                "final_return": run.summary["final_eval_return"],
+                "best_return": run.summary["best_eval_return"],
+                **m,
+                "speedup": _ratio(b["duration_s"], m["duration_s"]),
+                "powerup": _ratio(m["mean_power_w"], b["mean_power_w"]),
+                "greenup": greenup,
+                "carbon_reduction_pct": None if carbon is None else 100.0 * (1.0 - carbon),
+            }
+        )
     return rows
 
 

@@ -52,9 +52,11 @@ class PhaseTotals:
 
     def add(self, other: PhaseTotals) -> PhaseTotals:
         return PhaseTotals(
-            **{f.name: getattr(self, f.name) + getattr(other, f.name)
-               for f in dataclasses.fields(self)}
-        )  # fmt: skip
+            **{
+                f.name: getattr(self, f.name) + getattr(other, f.name)
+                for f in dataclasses.fields(self)
+            }
+        )
 
     def report(self) -> dict:
         """The totals plus mean power (W) = energy / duration."""
@@ -85,8 +87,9 @@ def check_grid(country_iso_code: str, region: str | None) -> None:
         raise ConfigError(
             f"--energy-region is only known for USA and CAN; drop it for {country_iso_code}"
         )
-    regions = sorted(k for k in regional[country_iso_code](country_iso_code.lower())
-                     if not k.startswith("_"))  # fmt: skip
+    regions = sorted(
+        k for k in regional[country_iso_code](country_iso_code.lower()) if not k.startswith("_")
+    )
     if region not in regions:
         raise ConfigError(
             f"--energy-region {region!r} is not a region of {country_iso_code}; one of: "
@@ -206,9 +209,16 @@ class EnergyMeter:
         )
         self._totals[phase] = self._totals[phase].add(stretch)
         if self._log is not None:
-            self._log({"phase": phase, "step": step, **dataclasses.asdict(stretch),
-                       "cpu_power_w": data.cpu_power, "gpu_power_w": data.gpu_power,
-                       "ram_power_w": data.ram_power})  # fmt: skip
+            self._log(
+                {
+                    "phase": phase,
+                    "step": step,
+                    **dataclasses.asdict(stretch),
+                    "cpu_power_w": data.cpu_power,
+                    "gpu_power_w": data.gpu_power,
+                    "ram_power_w": data.ram_power,
+                }
+            )
 
     def switch(self, phase: str, step: int, sync=None) -> None:
         """Ends the current phase (after ``sync``) and begins ``phase``."""

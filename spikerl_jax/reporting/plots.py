@@ -16,9 +16,22 @@ from spikerl_jax.config import TrainConfig, leaf_items
 from spikerl_jax.reporting.runlog import RunRecord
 
 # Config entries that do not change what is learned: runs differing only here are one group.
-NOT_GROUPING = {"seed", "out", "progress", "tensorboard", "energy", "energy_country",
-                "energy_region", "pj_per_synop", "pj_per_mac", "eval_every", "eval_episodes",
-                "checkpoint_every", "keep_checkpoints", "checkpoint_buffer"}  # fmt: skip
+NOT_GROUPING = {
+    "seed",
+    "out",
+    "progress",
+    "tensorboard",
+    "energy",
+    "energy_country",
+    "energy_region",
+    "pj_per_synop",
+    "pj_per_mac",
+    "eval_every",
+    "eval_episodes",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "checkpoint_buffer",
+}
 
 
 def group_runs(runs: list[RunRecord]) -> dict[str, list[RunRecord]]:
@@ -26,14 +39,17 @@ def group_runs(runs: list[RunRecord]) -> dict[str, list[RunRecord]]:
 
     A label is the env, plus ``key=value`` for each setting that differs between groups.
     """
-    keys = [{k: v for k, v in leaf_items(TrainConfig.from_dict(r.config)) if k not in NOT_GROUPING}
-            for r in runs]  # fmt: skip
+    keys = [
+        {k: v for k, v in leaf_items(TrainConfig.from_dict(r.config)) if k not in NOT_GROUPING}
+        for r in runs
+    ]
     distinct: list[dict] = []
     for key in keys:
         if key not in distinct:
             distinct.append(key)
-    varying = sorted({k for d in distinct for k in d if any(d[k] != o.get(k) for o in distinct)}
-                     - {"env"})  # fmt: skip
+    varying = sorted(
+        {k for d in distinct for k in d if any(d[k] != o.get(k) for o in distinct)} - {"env"}
+    )
     groups: dict[str, list[RunRecord]] = {}
     for key, run in zip(keys, runs, strict=True):
         label = " ".join([key["env"], *(f"{k}={key[k]}" for k in varying)])
@@ -80,8 +96,15 @@ def plot_energy(runs: list[RunRecord], path: str) -> str | None:
     ax_time, ax_energy = fig.subplots(1, 2)
     for phase, hatch in (("train", None), ("eval", "//")):
         bottom = [e["train"]["duration_s"] if phase == "eval" else 0.0 for _, e in measured]
-        ax_time.bar(x, [e[phase]["duration_s"] for _, e in measured], bottom=bottom,
-                    hatch=hatch, color="tab:blue", edgecolor="white", label=phase)  # fmt: skip
+        ax_time.bar(
+            x,
+            [e[phase]["duration_s"] for _, e in measured],
+            bottom=bottom,
+            hatch=hatch,
+            color="tab:blue",
+            edgecolor="white",
+            label=phase,
+        )
     ax_time.set_ylabel("duration (s)")
     ax_time.legend(fontsize=8)
     bottom = np.zeros(len(measured))
@@ -101,8 +124,10 @@ def plot_energy(runs: list[RunRecord], path: str) -> str | None:
 def plot_firing_rates(groups: dict[str, list[RunRecord]], path: str) -> str | None:
     """Mean firing rate per layer (spikes per neuron per timestep) of each group's final
     evaluation, ± std over its runs; None if no run has spike statistics."""
-    with_spikes = {label: [r.summary["spikes"] for r in runs if r.summary.get("spikes")]
-                   for label, runs in groups.items()}  # fmt: skip
+    with_spikes = {
+        label: [r.summary["spikes"] for r in runs if r.summary.get("spikes")]
+        for label, runs in groups.items()
+    }
     with_spikes = {label: s for label, s in with_spikes.items() if s}
     if not with_spikes:
         return None
@@ -112,8 +137,9 @@ def plot_firing_rates(groups: dict[str, list[RunRecord]], path: str) -> str | No
     ax = fig.subplots()
     for i, (label, stats) in enumerate(with_spikes.items()):
         rates = np.array([[s["layers"][layer]["firing_rate"] for layer in layers] for s in stats])
-        ax.bar(np.arange(len(layers)) + i * width, rates.mean(0), width, yerr=rates.std(0),
-               label=label)  # fmt: skip
+        ax.bar(
+            np.arange(len(layers)) + i * width, rates.mean(0), width, yerr=rates.std(0), label=label
+        )
     ax.set_xticks(np.arange(len(layers)) + width * (len(with_spikes) - 1) / 2, layers)
     ax.set_ylabel("firing rate (spikes / neuron / timestep)")
     ax.grid(axis="y", alpha=0.3)
@@ -147,8 +173,14 @@ def plot_spike_raster(trains: dict[str, np.ndarray], timesteps: int, path: str) 
     axes = fig.subplots(len(trains), 1, sharex=True, squeeze=False)[:, 0]
     for ax, (layer, train) in zip(axes, trains.items(), strict=True):
         time, neuron = np.nonzero(np.asarray(train))
-        ax.scatter(time, neuron, s=max(4.0, 400.0 / train.shape[1]), marker="|", color="black",
-                   linewidths=1.0)  # fmt: skip
+        ax.scatter(
+            time,
+            neuron,
+            s=max(4.0, 400.0 / train.shape[1]),
+            marker="|",
+            color="black",
+            linewidths=1.0,
+        )
         for boundary in range(timesteps, len(train), timesteps):
             ax.axvline(boundary - 0.5, color="tab:blue", alpha=0.3, linewidth=0.8)
         rate = float(np.asarray(train).mean())
@@ -160,8 +192,9 @@ def plot_spike_raster(trains: dict[str, np.ndarray], timesteps: int, path: str) 
     return path
 
 
-def plot_receptive_fields(mean_DP: np.ndarray, std_DP: np.ndarray, path: str,
-                          dims: int = 4, clip: float = 3.0) -> str:  # fmt: skip
+def plot_receptive_fields(
+    mean_DP: np.ndarray, std_DP: np.ndarray, path: str, dims: int = 4, clip: float = 3.0
+) -> str:
     """The population encoder's Gaussian receptive fields of the first ``dims`` observation
     dims: each neuron's activation ``exp(-(o - mu)^2 / (2 sigma^2))`` over normalized
     observations in ``[-clip, clip]``."""

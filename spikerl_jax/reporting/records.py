@@ -3,7 +3,8 @@ member's share of a population's energy."""
 
 from __future__ import annotations
 
-import dataclasses
+import time
+from typing import NamedTuple
 
 from spikerl_jax.config import TrainConfig
 from spikerl_jax.reporting.activity import spike_report
@@ -11,15 +12,64 @@ from spikerl_jax.reporting.activity import spike_report
 LOSS_COLUMNS = ("critic_loss", "actor_loss", "q", "critic_grad_norm", "actor_grad_norm")
 
 
-@dataclasses.dataclass(frozen=True)
-class Window:
-    """The stretch since the last evaluation, for its throughput: when and at which step and
-    update count it began, and the seconds its update rounds took."""
+class EvalResult(NamedTuple):
+    """One member's deterministic episodes: returns, and the actor's spikes over all steps."""
 
-    t: float
-    step: int
-    updates: int
-    update_s: float = 0.0
+    mean: float
+    std: float
+    length: float  # mean episode length
+    spikes: dict[str, float]  # layer -> spikes summed over neurons, timesteps, inferences
+    inferences: int  # single-observation actor calls the spike totals cover
+
+
+def eval_results(returns_ME, lengths_ME, spikes: list[dict]) -> list[EvalResult]:
+    """Each member's ``EvalResult`` from its episodes' returns and lengths ``(M, E)``."""
+    return [
+        EvalResult(
+            float(r.mean()),
+            float(r.std()),
+            float(n.mean()),
+            {k: float(v) for k, v in s.items()},
+            int(n.sum()),
+        )
+        for r, n, s in zip(returns_ME, lengths_ME, spikes, strict=True)
+    ]
+
+
+class Throughput:
+    """Time, env steps and update rounds of this process: since its start (for the summary)
+    and since the last evaluation (for its metrics row), and the latest update metrics."""
+
+    def __init__(self, step: int, updates: int):
+        self.t_start = time.perf_counter()
+        self.first = (step, updates)
+        self.window = (self.t_start, step, updates, 0.0)  # when, step, updates, update seconds
+        self.update_s, self.metrics = 0.0, {}
+
+    def rounds(self, metrics: dict, seconds: float) -> None:
+        """Update rounds that took ``seconds`` ended with ``metrics``."""
+        t, step, updates, update_s = self.window
+        self.window = (t, step, updates, update_s + seconds)
+        self.update_s, self.metrics = self.update_s + seconds, metrics
+
+    def seconds(self) -> float:
+        return time.perf_counter() - self.t_start
+
+    def since_evaluation(self, step: int, updates: int) -> dict:
+        """Env steps/s and updates/s since the last call (empty: no update ran)."""
+        now = time.perf_counter()
+        t, first_step, first_updates, update_s = self.window
+        self.window = (now, step, updates, 0.0)
+        return {
+            "env_steps_per_s": (step - first_step) / (now - t),
+            "updates_per_s": (updates - first_updates) / update_s if update_s else "",
+        }
+
+    def since_start(self, step: int, updates: int) -> dict:
+        return {
+            "env_steps_per_s": (step - self.first[0]) / self.seconds(),
+            "updates_per_s": (updates - self.first[1]) / self.update_s if self.update_s else None,
+        }
 
 
 def spikes_of(result, cfg: TrainConfig, obs_dim: int, action_dim: int) -> dict | None:
@@ -27,12 +77,27 @@ def spikes_of(result, cfg: TrainConfig, obs_dim: int, action_dim: int) -> dict |
     non-spiking actor."""
     if not result.spikes:
         return None
-    return spike_report(result.spikes, result.inferences, obs_dim, action_dim, cfg.actor,
-                        cfg.pj_per_synop, cfg.pj_per_mac)  # fmt: skip
+    return spike_report(
+        result.spikes,
+        result.inferences,
+        obs_dim,
+        action_dim,
+        cfg.actor,
+        cfg.pj_per_synop,
+        cfg.pj_per_mac,
+    )
 
 
-def metric_row(cfg: TrainConfig, step: int, updates: int, result, train_return, wall_s: float,
-               window: Window, now: float, metrics: dict, spikes: dict | None) -> dict:  # fmt: skip
+def metric_row(
+    cfg: TrainConfig,
+    step: int,
+    result: EvalResult,
+    train_return,
+    wall_s: float,
+    speeds: dict,
+    metrics: dict,
+    spikes: dict | None,
+) -> dict:
     """One metrics.csv row: the evaluation, the training episodes, the throughput since the
     last evaluation and the latest update round's losses (empty before the first)."""
     columns = LOSS_COLUMNS + (("proxy_loss",) if cfg.td3.target_actor == "proxy" else ())
@@ -43,8 +108,7 @@ def metric_row(cfg: TrainConfig, step: int, updates: int, result, train_return, 
         "eval_length": result.length,
         "train_return": "" if train_return is None else train_return,
         "wall_s": wall_s,
-        "env_steps_per_s": (step - window.step) / (now - window.t),
-        "updates_per_s": (updates - window.updates) / window.update_s if window.update_s else "",
+        **speeds,
         **{k: float(metrics[k]) if k in metrics else "" for k in columns},
         "synops_per_inference": spikes["synops_per_inference"] if spikes else "",
     }
@@ -55,10 +119,40 @@ def share_energy(report: dict, members: int) -> dict:
     between the ``members`` trained together (durations stay: each member took that long)."""
     if members == 1 or not report.get("enabled"):
         return report
-    divided = ("energy_kwh", "cpu_energy_kwh", "gpu_energy_kwh", "ram_energy_kwh",
-               "emissions_kg", "mean_power_w")  # fmt: skip
+    divided = (
+        "energy_kwh",
+        "cpu_energy_kwh",
+        "gpu_energy_kwh",
+        "ram_energy_kwh",
+        "emissions_kg",
+        "mean_power_w",
+    )
     out = dict(report, shared_by=members)
     for phase in ("train", "eval", "total"):
-        out[phase] = {k: (v / members if k in divided and v is not None else v)
-                      for k, v in report[phase].items()}  # fmt: skip
+        out[phase] = {
+            k: (v / members if k in divided and v is not None else v)
+            for k, v in report[phase].items()
+        }
     return out
+
+
+def summary(cfg: TrainConfig, record, run: dict) -> dict:
+    """A member's ``summary.json``: its config's task and seed, its evaluation ``record``
+    (``training.state.MemberRecord``) and ``run``, what the whole population shares
+    (counters, time, throughput, layout, energy already shared out)."""
+    return {
+        "env": cfg.env,
+        "seed": cfg.seed,
+        "total_steps": run["total_steps"],
+        "final_eval_return": record.last_return,
+        "best_eval_return": record.best_return,
+        "best_step": record.best_step,
+        **{k: run[k] for k in ("wall_s", "segments", "env_steps_per_s", "updates")},
+        **{k: run[k] for k in ("updates_per_s", "resumed_from", "target_reached_at")},
+        "run_dir": cfg.out,
+        "devices": run["devices"],
+        "global_batch_size": cfg.td3.batch_size * run["batch_devices"],
+        "members": run["members"],
+        "energy": run["energy"],
+        "spikes": record.spikes,
+    }

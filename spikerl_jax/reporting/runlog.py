@@ -176,10 +176,12 @@ class RunRecorder:
             os.makedirs(run_dir, exist_ok=True)
             with open(os.path.join(run_dir, "config.json"), "w") as f:
                 json.dump(dataclasses.asdict(cfg), f, indent=2)
-            self.metrics = CsvLog(os.path.join(run_dir, "metrics.csv"), metrics_columns(cfg),
-                                  resume_step)  # fmt: skip
-            self.emissions = CsvLog(os.path.join(run_dir, "emissions.csv"), EMISSIONS_COLUMNS,
-                                    resume_step)  # fmt: skip
+            self.metrics = CsvLog(
+                os.path.join(run_dir, "metrics.csv"), metrics_columns(cfg), resume_step
+            )
+            self.emissions = CsvLog(
+                os.path.join(run_dir, "emissions.csv"), EMISSIONS_COLUMNS, resume_step
+            )
         except OSError as e:
             raise ConfigError(
                 f"cannot write the run directory --out {run_dir}: {e.strerror}"
@@ -189,8 +191,9 @@ class RunRecorder:
             from tensorboardX import SummaryWriter
 
             purge = None if resume_step is None else resume_step + 1
-            self._tensorboard = SummaryWriter(os.path.join(run_dir, "tensorboard"),
-                                              purge_step=purge)  # fmt: skip
+            self._tensorboard = SummaryWriter(
+                os.path.join(run_dir, "tensorboard"), purge_step=purge
+            )
 
     def evaluation(self, row: dict, firing_rates: dict[str, float]) -> None:
         """One evaluation: a metrics.csv row, and its numbers and firing rates as scalars."""
@@ -217,6 +220,31 @@ class RunRecorder:
             self._tensorboard.close()
 
 
+POPULATION_FILE = "population.json"  # in a sweep member's run directory
+
+
+def population_of(run_dir: str) -> tuple[str, int]:
+    """``(root, member)``: where ``run_dir``'s checkpoints are (a sweep's root) and which
+    member of that population it is."""
+    pointer = os.path.join(run_dir, POPULATION_FILE)
+    if not os.path.isfile(pointer):
+        return run_dir, 0
+    try:
+        with open(pointer) as f:
+            saved = json.load(f)
+        return os.path.normpath(os.path.join(run_dir, saved["root"])), int(saved["member"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ConfigError(
+            f"{pointer} is damaged ({e}): it names the sweep that holds this run's checkpoints"
+        ) from None
+
+
+def write_population_file(run_dir: str, root: str, member: int) -> None:
+    """Names the sweep ``root`` (relative to ``run_dir``) in a member's run directory."""
+    with open(os.path.join(run_dir, POPULATION_FILE), "w") as f:
+        json.dump({"root": os.path.relpath(root, run_dir), "member": member}, f)
+
+
 @dataclasses.dataclass(frozen=True)
 class RunRecord:
     """A finished run's records, read back (``read_run``)."""
@@ -233,8 +261,9 @@ def read_run(run_dir: str) -> RunRecord:
     Raises:
       ConfigError: the directory is not a run, or the run has not finished (no summary.json).
     """
-    paths = {name: os.path.join(run_dir, name)
-             for name in ("config.json", "summary.json", "metrics.csv")}  # fmt: skip
+    paths = {
+        name: os.path.join(run_dir, name) for name in ("config.json", "summary.json", "metrics.csv")
+    }
     if not os.path.isfile(paths["config.json"]):
         raise ConfigError(f"{run_dir} is not a run directory (no config.json)")
     if not os.path.isfile(paths["summary.json"]):
@@ -248,8 +277,10 @@ def read_run(run_dir: str) -> RunRecord:
         with open(paths["summary.json"]) as f:
             summary = json.load(f)
         with open(paths["metrics.csv"], newline="") as f:
-            metrics = [{k: float(v) if v not in ("", None) else None for k, v in row.items()}
-                       for row in csv.DictReader(f)]  # fmt: skip
+            metrics = [
+                {k: float(v) if v not in ("", None) else None for k, v in row.items()}
+                for row in csv.DictReader(f)
+            ]
     except (OSError, ValueError) as e:
         raise ConfigError(f"cannot read the run {run_dir}: {e}") from None
     return RunRecord(run_dir, config, summary, metrics)

@@ -12,8 +12,7 @@ import numpy as np
 from spikerl_jax.reporting.plots import plot_learning_curves
 from spikerl_jax.reporting.runlog import RunRecord
 
-COLUMNS = ("rank", "setting", "seeds", "final_mean", "final_std", "best_mean", "best_std",
-           "runs")  # fmt: skip
+COLUMNS = ("rank", "setting", "seeds", "final_mean", "final_std", "best_mean", "best_std", "runs")
 
 
 def sweep_rows(groups: dict[str, list[RunRecord]]) -> list[dict]:
@@ -23,10 +22,17 @@ def sweep_rows(groups: dict[str, list[RunRecord]]) -> list[dict]:
         final = np.array([r.summary["final_eval_return"] for r in runs], float)
         best = np.array([r.summary["best_eval_return"] for r in runs], float)
         names = [os.path.basename(os.path.normpath(r.run_dir)) for r in runs]
-        rows.append({"setting": label, "seeds": len(runs),
-                     "final_mean": float(final.mean()), "final_std": float(final.std()),
-                     "best_mean": float(best.mean()), "best_std": float(best.std()),
-                     "runs": names})  # fmt: skip
+        rows.append(
+            {
+                "setting": label,
+                "seeds": len(runs),
+                "final_mean": float(final.mean()),
+                "final_std": float(final.std()),
+                "best_mean": float(best.mean()),
+                "best_std": float(best.std()),
+                "runs": names,
+            }
+        )
     rows.sort(key=lambda r: (-r["final_mean"], -r["best_mean"]))
     return [{"rank": i + 1, **row} for i, row in enumerate(rows)]
 
@@ -53,7 +59,11 @@ def sweep_table(rows: list[dict]):
     for column in ("rank", "setting", "seeds", "final", "best"):
         table.add_column(column, justify="right" if column != "setting" else "left")
     for r in rows:
-        table.add_row(str(r["rank"]), r["setting"], str(r["seeds"]),
-                      f"{r['final_mean']:.1f} ± {r['final_std']:.1f}",
-                      f"{r['best_mean']:.1f} ± {r['best_std']:.1f}")  # fmt: skip
+        table.add_row(
+            str(r["rank"]),
+            r["setting"],
+            str(r["seeds"]),
+            f"{r['final_mean']:.1f} ± {r['final_std']:.1f}",
+            f"{r['best_mean']:.1f} ± {r['best_std']:.1f}",
+        )
     return table

@@ -38,9 +38,12 @@ class MLP(nn.Module):
         def dense(size, x):
             init = torch_uniform_init(x.shape[-1])
             return nn.Dense(
-                size, kernel_init=init, bias_init=init, dtype=policy.compute,
+                size,
+                kernel_init=init,
+                bias_init=init,
+                dtype=policy.compute,
                 param_dtype=policy.param,
-            )(x)  # fmt: skip
+            )(x)
 
         for size in self.hidden_sizes:
             x_BF = nn.relu(dense(size, x_BF))
@@ -65,8 +68,9 @@ class MLPActor(nn.Module):
     precision: str = "fp32"
 
     @nn.compact
-    def __call__(self, obs_BD: jax.Array, key: jax.Array | None = None,
-                 return_spike_counts: bool = False):  # fmt: skip
+    def __call__(
+        self, obs_BD: jax.Array, key: jax.Array | None = None, return_spike_counts: bool = False
+    ):
         if return_spike_counts:
             raise ValueError("the MLP actor has no spikes; spike statistics are PopSAN's")
         pre_tanh = MLP(self.hidden_sizes, self.precision, self.action_dim, name="mlp")(obs_BD)
@@ -137,8 +141,9 @@ def make_networks(
     if actor_kind == "popsan":
         actor = PopSAN(action_dim, action_limit, actor_config)
     elif actor_kind == "mlp":
-        actor = MLPActor(action_dim, action_limit, actor_config.hidden_sizes,
-                         actor_config.actor_precision)  # fmt: skip
+        actor = MLPActor(
+            action_dim, action_limit, actor_config.hidden_sizes, actor_config.actor_precision
+        )
     else:
         raise ValueError(f"unknown actor {actor_kind!r}; use 'popsan' or 'mlp'")
     spiking = actor_kind == "popsan"

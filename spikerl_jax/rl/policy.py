@@ -49,8 +49,7 @@ def make_policies(actor, obs_clip: float) -> Policies:
         action, counts = actor.apply(actor_params, obs_BD, key, return_spike_counts=True)
         return action, {layer: c.sum(-1) for layer, c in counts.items()}
 
-    def explore(actor_params, norm: Normalizer, obs_BD: jax.Array, key: jax.Array, step,
-                noise_std):  # fmt: skip
+    def explore(actor_params, norm: Normalizer, obs_BD: jax.Array, key: jax.Array, step, noise_std):
         key_noise, key_encoder = jax.random.split(jax.random.fold_in(key, step))
         action = act(actor_params, norm, obs_BD, key_encoder)
         noise = noise_std * jax.random.normal(key_noise, action.shape)

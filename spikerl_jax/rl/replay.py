@@ -60,8 +60,10 @@ class ReplayBuffer:
         return self.data.reward.shape[0]
 
 
-def replay_init(capacity: int, obs_dim: int, action_dim: int) -> ReplayBuffer:
-    """An empty buffer of ``capacity`` transitions."""
+def replay_init(capacity: int, obs_dim: int, action_dim: int, shards: int = 0) -> ReplayBuffer:
+    """An empty buffer of ``capacity`` transitions; with ``shards``, rows for that many
+    devices (data parallelism), each shard with its own insert position and size
+    (``(shards,)``, split with the rows under ``shard_map``: ``one_shard`` inside)."""
     zeros = jnp.zeros
     data = Transition(
         obs=zeros((capacity, obs_dim)),
@@ -70,7 +72,18 @@ def replay_init(capacity: int, obs_dim: int, action_dim: int) -> ReplayBuffer:
         next_obs=zeros((capacity, obs_dim)),
         terminated=zeros((capacity,)),
     )
-    return ReplayBuffer(data, jnp.int32(0), jnp.int32(0))
+    position = jnp.zeros((shards,), jnp.int32) if shards else jnp.int32(0)
+    return ReplayBuffer(data, position, position)
+
+
+def one_shard(buffer: ReplayBuffer) -> ReplayBuffer:
+    """Inside ``shard_map``: this device's shard of a sharded buffer as an ordinary one."""
+    return buffer.replace(insert_pos=buffer.insert_pos[..., 0], size=buffer.size[..., 0])
+
+
+def as_shard(buffer: ReplayBuffer) -> ReplayBuffer:
+    """The inverse of ``one_shard``."""
+    return buffer.replace(insert_pos=buffer.insert_pos[..., None], size=buffer.size[..., None])
 
 
 def replay_add(buffer: ReplayBuffer, batch: Transition) -> ReplayBuffer:

@@ -48,9 +48,15 @@ class HParams:
 def hparams_from_config(cfg: TD3Config) -> HParams:
     """``cfg``'s settings as the float32 values the state carries (``target_step`` computed
     in float64 before rounding)."""
-    values = dict(gamma=cfg.gamma, target_step=1.0 - cfg.polyak, actor_lr=cfg.actor_lr,
-                  critic_lr=cfg.critic_lr, target_noise=cfg.target_noise,
-                  target_noise_clip=cfg.target_noise_clip, proxy_lr=cfg.proxy_lr)  # fmt: skip
+    values = dict(
+        gamma=cfg.gamma,
+        target_step=1.0 - cfg.polyak,
+        actor_lr=cfg.actor_lr,
+        critic_lr=cfg.critic_lr,
+        target_noise=cfg.target_noise,
+        target_noise_clip=cfg.target_noise_clip,
+        proxy_lr=cfg.proxy_lr,
+    )
     return HParams(**{k: np.float32(v) for k, v in values.items()})
 
 
@@ -157,8 +163,9 @@ def make_td3(networks: Networks, cfg: TD3Config, axis_name: str | None = None) -
         grads, metrics = jax.grad(critic_loss, has_aux=True)(state.critic_params, state, batch, key)
         grads, metrics = all_mean((grads, metrics))
         metrics["critic_grad_norm"] = optax.tree.norm(grads).astype(jnp.float32)
-        params, opt_state = adam_step(grads, state.critic_opt_state, state.critic_params,
-                                      state.hparams.critic_lr)  # fmt: skip
+        params, opt_state = adam_step(
+            grads, state.critic_opt_state, state.critic_params, state.hparams.critic_lr
+        )
         return state.replace(critic_params=params, critic_opt_state=opt_state), metrics
 
     def actor_step(state: TD3State, obs_BD: jax.Array, key: jax.Array):
@@ -167,8 +174,7 @@ def make_td3(networks: Networks, cfg: TD3Config, axis_name: str | None = None) -
             state.actor_params, state.critic_params, obs_BD, key
         )
         loss, grads = all_mean((loss, grads))
-        params, opt_state = adam_step(grads, state.actor_opt_state, state.actor_params,
-                                      hp.actor_lr)  # fmt: skip
+        params, opt_state = adam_step(grads, state.actor_opt_state, state.actor_params, hp.actor_lr)
         target_actor = state.target_actor_params
         if proxy is None:  # the proxy target keeps no target actor: critic targets only
             target_actor = polyak(params, target_actor, hp.target_step)
@@ -205,8 +211,9 @@ def make_td3(networks: Networks, cfg: TD3Config, axis_name: str | None = None) -
             key_sample, key_loss = jax.random.split(key)
             if proxy is not None:  # fit the proxy to the current actor, then use it
                 key_loss, key_proxy = jax.random.split(key_loss)
-                fitted, proxy_metrics = proxy.fit(state.proxy, state.actor_params, sample,
-                                                  key_proxy, state.hparams.proxy_lr)  # fmt: skip
+                fitted, proxy_metrics = proxy.fit(
+                    state.proxy, state.actor_params, sample, key_proxy, state.hparams.proxy_lr
+                )
                 state = state.replace(proxy=fitted)
             batch = sample(key_sample)
             state, metrics = critic_step(state, batch, key_loss)

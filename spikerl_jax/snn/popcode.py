@@ -98,9 +98,11 @@ class PopulationEncoder(nn.Module):
         )
         std = self.std if init_std is None else init_std
         std_DP = self.param(
-            "std", lambda _, shape, dtype: jnp.full(shape, std, dtype), (obs_dim, self.pop_size),
+            "std",
+            lambda _, shape, dtype: jnp.full(shape, std, dtype),
+            (obs_dim, self.pop_size),
             self.param_dtype,
-        )  # fmt: skip
+        )
         # Receptive fields and spikes in float32 whatever the parameters' storage dtype.
         f32 = jnp.float32
         activation_BN = gaussian_activation(obs_BD, mean_DP.astype(f32), std_DP.astype(f32))

@@ -100,9 +100,12 @@ class PopSAN(nn.Module):
     config: PopSANConfig = PopSANConfig()
 
     def __call__(
-        self, obs_BD: jax.Array, key: jax.Array | None = None, return_spike_counts: bool = False,
+        self,
+        obs_BD: jax.Array,
+        key: jax.Array | None = None,
+        return_spike_counts: bool = False,
         encoder_std: jax.Array | None = None,
-    ):  # fmt: skip
+    ):
         """Maps normalized observations ``(B, D)`` to actions ``(B, A)``.
 
         Args:

@@ -9,29 +9,13 @@ as ``training.schedule`` says), feeding each round's transitions to the learner'
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
+from spikerl_jax.reporting.records import EvalResult
 from spikerl_jax.training.schedule import Counters
 from spikerl_jax.training.state import RunState
-
-
-class EvalResult(NamedTuple):
-    """One member's deterministic episodes: returns, and the actor's spikes over all steps."""
-
-    mean: float
-    std: float
-    length: float  # mean episode length
-    spikes: dict[str, float]  # layer -> spikes summed over neurons, timesteps, inferences
-    inferences: int  # single-observation actor calls the spike totals cover
-
-
-def eval_results(returns_ME, lengths_ME, spikes: list[dict]) -> list[EvalResult]:
-    """Each member's ``EvalResult`` from its episodes' returns and lengths ``(M, E)``."""
-    return [EvalResult(float(r.mean()), float(r.std()), float(n.mean()),
-                       {k: float(v) for k, v in s.items()}, int(n.sum()))
-            for r, n, s in zip(returns_ME, lengths_ME, spikes, strict=True)]  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)

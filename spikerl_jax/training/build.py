@@ -10,11 +10,12 @@ import jax
 from spikerl_jax.config import ConfigError, TrainConfig
 from spikerl_jax.envs.registry import EnvSpec, env_spec
 from spikerl_jax.reporting.energy import check_grid
+from spikerl_jax.sweep_spec import check_population
 from spikerl_jax.training.backend import Backend
-from spikerl_jax.training.learner import Learner, make_learner, member_keys, member_settings
+from spikerl_jax.training.learner import Learner, make_learner
+from spikerl_jax.training.members import members_of
 from spikerl_jax.training.parallel import check_divisible, make_layout, make_mesh
 from spikerl_jax.training.state import RunState, committed
-from spikerl_jax.training.sweep import check_population
 
 
 def check_run(configs: list[TrainConfig]) -> None:
@@ -85,20 +86,16 @@ def build(configs: list[TrainConfig]) -> Population:
     cfg = configs[0]
     spec = env_spec(cfg.env)
     learner = make_learner(cfg, spec, make_layout(len(configs), make_mesh(cfg.devices)))
-    seeds = [c.seed for c in configs]
-    keys = member_keys(seeds)
-    hparams, encoder_std, noise = member_settings(configs)
+    members = members_of(configs)
     if cfg.backend == "mjx":
-        from spikerl_jax.training.device_loop import DeviceBackend  # imports MJX
-
-        backend = DeviceBackend(cfg, spec, learner, seeds, keys, noise)
+        from spikerl_jax.training.device_loop import DeviceBackend as Backend  # imports MJX
     else:
-        from spikerl_jax.training.host_loop import HostBackend  # imports Gymnasium
-
-        backend = HostBackend(cfg, spec, learner, seeds, keys, noise)
-    learner_state = learner.init(keys["init"], hparams, encoder_std)
+        from spikerl_jax.training.host_loop import HostBackend as Backend  # imports Gymnasium
+    backend = Backend(cfg, spec, learner, members)
+    learner_state = learner.init(members.keys["init"], members.hparams, members.encoder_std)
     env = backend.init_env() if cfg.backend == "mjx" else None
     best = RunState(learner=learner_state, best=None).policy
-    state = committed(RunState(learner=learner_state, best=jax.tree.map(jax.numpy.copy, best),
-                               env=env))  # fmt: skip
+    state = committed(
+        RunState(learner=learner_state, best=jax.tree.map(jax.numpy.copy, best), env=env)
+    )
     return Population(spec, learner, backend, state)

@@ -1,8 +1,8 @@
 """Orbax checkpoints of a whole population, one directory per step.
 
 ``ROOT/checkpoints/STEP`` holds, for every member at once (leading member axis): the learner
-(``learner``; the replay buffer as ``buffer`` with ``--checkpoint-buffer``), the current and
-the best policy (``policy``, ``best``: actor parameters and normalizer), the MJX envs
+(``learner``; the replay buffer as ``buffer`` with ``--checkpoint-buffer``), each member's
+policy at its best evaluation (``best``: actor parameters and normalizer), the MJX envs
 (``env``), the backend's host state as arrays (``host``), the loop's counters and records
 (``loop``) and the layout version (``format``). Orbax writes a step to a temporary directory
 and renames it when complete, so the latest state, the best policy and the records are
@@ -28,6 +28,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from spikerl_jax.config import ConfigError
+from spikerl_jax.reporting.runlog import population_of
 from spikerl_jax.rl.normalizer import Normalizer
 from spikerl_jax.schema import SchemaError, from_jsonable, to_jsonable
 from spikerl_jax.training.state import LoopState, PolicyState, RunState
@@ -36,7 +37,6 @@ from spikerl_jax.training.state import LoopState, PolicyState, RunState
 # items change in a way older code cannot read. Format 1 (checkpoints/latest and best,
 # one per member) was written before version 0.2.
 FORMAT = 2
-POPULATION_FILE = "population.json"  # in a sweep member's run directory
 
 
 def _version() -> str:
@@ -77,18 +77,21 @@ def _manager(root: str, keep: int | None = None, create: bool = True) -> ocp.Che
     # Synchronous saves: a save has finished (or failed, with its error raised here) before
     # training goes on, and the live state may be donated right after.
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=keep, cleanup_tmp_directories=True, enable_async_checkpointing=False,
+        max_to_keep=keep,
+        cleanup_tmp_directories=True,
+        enable_async_checkpointing=False,
         create=create,
-    )  # fmt: skip
+    )
     return ocp.CheckpointManager(orbax_path(os.path.join(root, "checkpoints")), options=options)
 
 
 def device_items(state: RunState, with_buffer: bool) -> dict:
     """The device arrays a checkpoint holds (see the module's docstring)."""
     learner = state.learner
-    items = {"learner": {"td3": learner.td3, "normalizer": learner.normalizer,
-                         "key": learner.key},
-             "policy": state.policy, "best": state.best}  # fmt: skip
+    items = {
+        "learner": {"td3": learner.td3, "normalizer": learner.normalizer, "key": learner.key},
+        "best": state.best,
+    }
     if with_buffer:
         items["buffer"] = learner.buffer
     if state.env is not None:
@@ -126,13 +129,15 @@ class Checkpointer:
           SaveError: the checkpoint could not be written; temporary files are removed and
             the previous checkpoints stay.
         """
-        args = {k: ocp.args.StandardSave(v)
-                for k, v in device_items(state, self.save_buffer).items()}  # fmt: skip
+        args = {
+            k: ocp.args.StandardSave(v) for k, v in device_items(state, self.save_buffer).items()
+        }
         args["host"] = ocp.args.StandardSave(host)
         args["loop"] = ocp.args.JsonSave(to_jsonable(loop))
         members = len(loop.members)
-        args["format"] = ocp.args.JsonSave({"format": FORMAT, "spikerl_jax": _version(),
-                                            "members": members})  # fmt: skip
+        args["format"] = ocp.args.JsonSave(
+            {"format": FORMAT, "spikerl_jax": _version(), "members": members}
+        )
         try:
             self.manager.save(step, args=ocp.args.Composite(**args))
         except Exception as e:  # orbax wraps OS errors in several types: report the cause
@@ -149,8 +154,11 @@ class Checkpointer:
         except OSError:
             free = "free space unknown"
         steps = self.manager.all_steps()
-        kept = (f"the last complete checkpoint (step {max(steps)}) is kept" if steps
-                else "no complete checkpoint exists yet")  # fmt: skip
+        kept = (
+            f"the last complete checkpoint (step {max(steps)}) is kept"
+            if steps
+            else "no complete checkpoint exists yet"
+        )
         return f"cannot save checkpoint {step} to {self.root}: {reason} ({free}); {kept}"
 
     def remove_temporary(self) -> None:
@@ -177,30 +185,20 @@ def latest_step(root: str) -> int | None:
         manager.close()
 
 
-def _step_dir(root: str) -> tuple[str, int]:
-    step = latest_step(root)
-    if step is None and os.path.isdir(os.path.join(root, "checkpoints", "latest")):
+def _newest(root: str, members: int | None = None) -> tuple[str, int]:
+    """The newest step directory under ``root`` and its step, its format checked (and its
+    member count, if given)."""
+    step, where = latest_step(root), os.path.join(root, "checkpoints")
+    if step is None and os.path.isdir(os.path.join(where, "latest")):
         raise CheckpointError(
             f"{root} holds checkpoints of format 1 (checkpoints/latest and best, written by "
             f"spikerl_jax 0.1); this spikerl_jax ({_version()}) reads format {FORMAT}: read "
             "them with the version that wrote them"
         )
     if step is None:
-        raise CheckpointError(f"no complete checkpoint in {os.path.join(root, 'checkpoints')}")
-    return os.path.join(os.path.abspath(root), "checkpoints", str(step)), step
-
-
-def _read_json(path: str, item: str) -> dict:
-    try:
-        with open(os.path.join(path, item, "metadata")) as f:
-            return json.load(f)
-    except (OSError, ValueError) as e:
-        raise CheckpointError(f"checkpoint {path} has no readable {item} ({e}); delete that "
-                              "step directory to fall back to the previous one") from None  # fmt: skip
-
-
-def _check_format(path: str, members: int | None) -> None:
-    saved = _read_json(path, "format")
+        raise CheckpointError(f"no complete checkpoint in {where}")
+    path = os.path.join(os.path.abspath(where), str(step))
+    saved = _json(path, "format")
     if saved.get("format") != FORMAT:
         raise CheckpointError(
             f"checkpoint {path} has format {saved.get('format', 1)} (written by spikerl_jax "
@@ -208,8 +206,23 @@ def _check_format(path: str, members: int | None) -> None:
             f"{FORMAT}: read it with the version that wrote it"
         )
     if members is not None and saved.get("members") != members:
-        raise CheckpointError(f"checkpoint {path} holds {saved.get('members')} member(s), "
-                              f"this run has {members}")  # fmt: skip
+        raise CheckpointError(
+            f"checkpoint {path} holds {saved.get('members')} member(s), this run has {members}"
+        )
+    return path, step
+
+
+def _json(path: str, item: str, cls=None):
+    """A JSON item of a step directory (as ``cls`` if given)."""
+    try:
+        with open(os.path.join(path, item, "metadata")) as f:
+            data = json.load(f)
+        return data if cls is None else from_jsonable(cls, data)
+    except (OSError, ValueError, SchemaError) as e:
+        raise CheckpointError(
+            f"checkpoint {path} has no readable {item} ({e}); delete that step directory to "
+            "fall back to the previous one"
+        ) from None
 
 
 def _restore_item(path: str, item: str, target=None):
@@ -221,10 +234,13 @@ def _restore_item(path: str, item: str, target=None):
         if target is None:
             device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
             target = jax.tree.map(
-                lambda m: np.zeros(m.shape, m.dtype) if m.sharding is None  # saved from numpy
-                else jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+                lambda m: (
+                    np.zeros(m.shape, m.dtype)
+                    if m.sharding is None  # saved from numpy
+                    else jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device)
+                ),
                 checkpointer.metadata(where).item_metadata.tree,
-            )  # fmt: skip
+            )
         return checkpointer.restore(where, target)
     except Exception as e:  # orbax raises many types for bad files; name the checkpoint
         raise CheckpointError(
@@ -247,74 +263,50 @@ def restore_population(root: str, fresh: RunState) -> tuple[RunState, dict, Loop
     Raises:
       CheckpointError: no checkpoint, or one that cannot be read with this configuration.
     """
-    path, step = _step_dir(root)
-    members = jax.tree.leaves(fresh.learner.key)[0].shape[0]
-    _check_format(path, members)
-    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
-                            fresh)  # fmt: skip
+    path, step = _newest(root, jax.tree.leaves(fresh.learner.key)[0].shape[0])
+    like = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), fresh
+    )
     saved = set(os.listdir(path))
-    items = {k: _restore_item(path, k, v) for k, v in device_items(abstract, True).items()
-             if k in saved and k != "policy"}  # fmt: skip
-    learner = fresh.learner.replace(**items["learner"])
-    if "buffer" in items:
-        learner = learner.replace(buffer=items["buffer"])
+    items = {
+        k: _restore_item(path, k, v) for k, v in device_items(like, True).items() if k in saved
+    }
+    learner = fresh.learner.replace(
+        **items["learner"], buffer=items.get("buffer", fresh.learner.buffer)
+    )
     env = env_from_leaves(fresh.env, items["env"]) if "env" in items else fresh.env
-    state = RunState(learner=learner, best=items["best"], env=env)
-    try:
-        loop = from_jsonable(LoopState, _read_json(path, "loop"))
-    except SchemaError as e:
-        raise CheckpointError(f"checkpoint {path} has unreadable records ({e}); delete that "
-                              "step directory to fall back to the previous one") from None  # fmt: skip
+    loop = _json(path, "loop", LoopState)
     if loop.step != step:
-        raise CheckpointError(f"checkpoint {path} records step {loop.step}, not {step}: it was "
-                              "edited or moved; delete it to fall back to the previous one")  # fmt: skip
+        raise CheckpointError(
+            f"checkpoint {path} records step {loop.step}, not {step}: it was "
+            "edited or moved; delete it to fall back to the previous one"
+        )
+    state = RunState(learner=learner, best=items["best"], env=env)
     return state, _restore_item(path, "host"), loop, "buffer" in items
 
 
-def population_of(run_dir: str) -> tuple[str, int]:
-    """``(root, member)``: where ``run_dir``'s checkpoints are (a sweep's root) and which
-    member of that population it is."""
-    pointer = os.path.join(run_dir, POPULATION_FILE)
-    if not os.path.isfile(pointer):
-        return run_dir, 0
-    try:
-        with open(pointer) as f:
-            saved = json.load(f)
-        return os.path.normpath(os.path.join(run_dir, saved["root"])), int(saved["member"])
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise CheckpointError(f"{pointer} is damaged ({e}): it names the sweep that holds "
-                              "this run's checkpoints") from None  # fmt: skip
-
-
-def write_population_file(run_dir: str, root: str, member: int) -> None:
-    """Names the sweep ``root`` (relative to ``run_dir``) in a member's run directory."""
-    with open(os.path.join(run_dir, POPULATION_FILE), "w") as f:
-        json.dump({"root": os.path.relpath(root, run_dir), "member": member}, f)
+def read_checkpoint(run_dir: str, items=None) -> tuple[dict, LoopState, int]:
+    """The newest checkpoint of ``run_dir``'s population, every item (or those named) as
+    saved: arrays on the default device (numpy ones as numpy), nested dicts, a member axis
+    first. No training code is built. Returns ``(items, loop, step)``."""
+    path, step = _newest(population_of(run_dir)[0])
+    names = items or [
+        k
+        for k in sorted(os.listdir(path))
+        if k not in ("loop", "format") and os.path.isdir(os.path.join(path, k))
+    ]
+    return {k: _restore_item(path, k) for k in names}, _json(path, "loop", LoopState), step
 
 
 def restore_policy(run_dir: str, which: str = "best") -> tuple[PolicyState, int]:
     """A run's ``best`` or ``latest`` policy (actor parameters and normalizer, without a
-    member axis) and the step of the checkpoint, from the newest checkpoint of its
-    population; no training code is built.
+    member axis) and its checkpoint's step.
 
     Raises:
       CheckpointError: no checkpoint, or one that cannot be read.
     """
-    root, index = population_of(run_dir)
-    path, step = _step_dir(root)
-    _check_format(path, None)
-    item = _restore_item(path, "best" if which == "best" else "policy")
-    one = jax.tree.map(lambda x: x[index], item)
-    return PolicyState(one["actor_params"], Normalizer(**one["normalizer"])), step
-
-
-def read_checkpoint(run_dir: str) -> tuple[dict, LoopState, int]:
-    """Every item of the newest checkpoint of ``run_dir``'s population as saved (arrays on
-    the default device, numpy ones as numpy), its records and its step: for inspection and
-    tests, without building the run."""
-    root, _ = population_of(run_dir)
-    path, step = _step_dir(root)
-    _check_format(path, None)
-    items = {k: _restore_item(path, k) for k in sorted(os.listdir(path))
-             if k not in ("loop", "format") and os.path.isdir(os.path.join(path, k))}  # fmt: skip
-    return items, from_jsonable(LoopState, _read_json(path, "loop")), step
+    name = "best" if which == "best" else "learner"
+    items, _, step = read_checkpoint(run_dir, [name])
+    one = jax.tree.map(lambda x: x[population_of(run_dir)[1]], items[name])
+    params = one["actor_params"] if which == "best" else one["td3"]["actor_params"]
+    return PolicyState(params, Normalizer(**one["normalizer"])), step

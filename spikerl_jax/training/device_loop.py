@@ -30,13 +30,15 @@ import numpy as np
 from jax.sharding import PartitionSpec as P
 
 from spikerl_jax.config import ConfigError, TrainConfig
-from spikerl_jax.envs.mjx_env import EpisodeWrapper, VmapWrapper
+from spikerl_jax.envs.mjx_env import EpisodeWrapper, VmapWrapper, run_episodes
 from spikerl_jax.envs.mjx_tasks import make
 from spikerl_jax.envs.registry import EnvSpec
-from spikerl_jax.rl.replay import Transition
-from spikerl_jax.training.backend import EvalResult, RoundStats, eval_results
-from spikerl_jax.training.learner import Learner, counted, over_members
-from spikerl_jax.training.parallel import AXIS, global_buffer, learner_specs, local_buffer
+from spikerl_jax.reporting.records import EvalResult, eval_results
+from spikerl_jax.rl.replay import Transition, as_shard, one_shard
+from spikerl_jax.training.backend import RoundStats
+from spikerl_jax.training.learner import Learner
+from spikerl_jax.training.members import Members, counted, over_members
+from spikerl_jax.training.parallel import AXIS, learner_specs
 from spikerl_jax.training.schedule import Counters, acts_at_random, plan_rounds
 from spikerl_jax.training.state import LearnerState, RunState
 
@@ -48,41 +50,38 @@ class DeviceBackend:
 
     Args:
       cfg, spec, learner: the population's configuration, task shape and compiled pieces.
-      seeds: each member's seed (its envs' reset keys derive from it).
-      keys: each member's keys by purpose (``spikerl_jax.training.learner.member_keys``).
-      noise: each member's exploration noise ``(M,)``.
+      members: what each member brings (its seed, from which its envs' reset keys derive,
+        keys and exploration noise).
     """
 
-    def __init__(self, cfg: TrainConfig, spec: EnvSpec, learner: Learner, seeds: list[int],
-                 keys: dict, noise: np.ndarray):  # fmt: skip
-        self.cfg, self.spec, self.learner, self.seeds = cfg, spec, learner, seeds
-        self.key_explore, self.key_eval = keys["explore"], keys["eval"]
-        self.noise = jnp.asarray(noise)
+    def __init__(self, cfg: TrainConfig, spec: EnvSpec, learner: Learner, members: Members):
+        self.cfg, self.spec, self.learner, self.members = cfg, spec, learner, members
         self.env = make(cfg.env, iterations=cfg.mjx_iterations, ls_iterations=cfg.mjx_ls_iterations)
         layout = learner.layout
         self.split = layout.devices if layout.mode == "data" else 1  # envs per device
-        self.train_env = VmapWrapper(EpisodeWrapper(self.env, spec.max_episode_steps),
-                                     cfg.num_envs // self.split)  # fmt: skip
+        self.train_env = VmapWrapper(
+            EpisodeWrapper(self.env, spec.max_episode_steps), cfg.num_envs // self.split
+        )
         self._segment = None
         self._evaluate = jax.jit(counted("mjx_evaluate", self._make_evaluation()))
-        self._returns = np.zeros((len(seeds), 2))  # (sum, count) of ended training episodes
+        self._returns = np.zeros((len(members.seeds), 2))  # (sum, count) of ended training episodes
 
     def init_env(self):
         """Every member's freshly reset training envs ``(M, num_envs)``."""
         layout = self.learner.layout
-        env = VmapWrapper(EpisodeWrapper(self.env, self.spec.max_episode_steps),
-                          self.cfg.num_envs)  # fmt: skip
-        keys = jnp.stack([jax.random.fold_in(jax.random.key(s), 1) for s in self.seeds])
-        reset = jax.jit(over_members(env.reset, layout.members, loop=True),
-                        out_shardings=layout.sharding(layout.spec(0)))  # fmt: skip
+        env = VmapWrapper(EpisodeWrapper(self.env, self.spec.max_episode_steps), self.cfg.num_envs)
+        keys = jnp.stack([jax.random.fold_in(jax.random.key(s), 1) for s in self.members.seeds])
+        reset = jax.jit(
+            over_members(env.reset, layout.members, loop=True),
+            out_shardings=layout.sharding(layout.spec(0)),
+        )
         return reset(keys)
 
     def program(self):
         """The compiled segment, built on first use:
         ``(state, explore_keys, noise, step, rounds, update) -> (state, outputs)``."""
         if self._segment is None:
-            self._segment = jax.jit(counted("mjx_segment", self._make_segment()),
-                                    donate_argnums=0)  # fmt: skip
+            self._segment = jax.jit(counted("mjx_segment", self._make_segment()), donate_argnums=0)
         return self._segment
 
     def _make_round(self):
@@ -102,9 +101,14 @@ class DeviceBackend:
                 env_state, step = carry
                 key = device_key(jax.random.fold_in(key_random, step))
                 uniform = jax.random.uniform(key, (n, spec.action_dim), jnp.float32, -limit, limit)
-                policy = learner.explore_member(lstate.td3.actor_params, lstate.normalizer,
-                                                env_state.obs, device_key(key_policy), step,
-                                                noise)  # fmt: skip
+                policy = learner.policies.explore(
+                    lstate.td3.actor_params,
+                    lstate.normalizer,
+                    env_state.obs,
+                    device_key(key_policy),
+                    step,
+                    noise,
+                )
                 action = jnp.where(acts_at_random(cfg, step), uniform, policy)
                 next_state = env.step(env_state, action)
                 transition = Transition(
@@ -127,8 +131,9 @@ class DeviceBackend:
                 episodes = jax.lax.psum(episodes, AXIS)
             return lstate, env_state, metrics, episodes
 
-        return over_members(member_round, self.learner.layout.local_members,
-                            in_axes=(0, 0, 0, 0, None, None))  # fmt: skip
+        return over_members(
+            member_round, self.learner.layout.local_members, in_axes=(0, 0, 0, 0, None, None)
+        )
 
     def _make_segment(self):
         cfg, layout = self.cfg, self.learner.layout
@@ -137,12 +142,19 @@ class DeviceBackend:
         def segment(state: RunState, keys, noise, step0, rounds, update):
             lstate, env_state = state.learner, state.env
             if layout.mode == "data":
-                lstate = lstate.replace(buffer=local_buffer(lstate.buffer))
-            _, _, metrics0, _ = jax.eval_shape(rounds_of_members, lstate, env_state, keys,
-                                               noise, step0, update)  # fmt: skip
+                lstate = lstate.replace(buffer=one_shard(lstate.buffer))
+            _, _, metrics0, _ = jax.eval_shape(
+                rounds_of_members, lstate, env_state, keys, noise, step0, update
+            )
             zeros = jnp.zeros(jax.tree.leaves(env_state)[0].shape[0])
-            init = (lstate, env_state, jax.tree.map(jnp.zeros_like, metrics0), zeros, zeros,
-                    jnp.int32(NO_STEP))  # fmt: skip
+            init = (
+                lstate,
+                env_state,
+                jax.tree.map(jnp.zeros_like, metrics0),
+                zeros,
+                zeros,
+                jnp.int32(NO_STEP),
+            )
 
             def body(r, carry):
                 lstate, env_state, _, return_sum, ended, bad = carry
@@ -162,21 +174,30 @@ class DeviceBackend:
                 0, rounds, body, init
             )
             if layout.mode == "data":
-                lstate = lstate.replace(buffer=global_buffer(lstate.buffer))
+                lstate = lstate.replace(buffer=as_shard(lstate.buffer))
             out = {"metrics": metrics, "return_sum": return_sum, "ended": ended, "bad": bad}
             return state.replace(learner=lstate, env=env_state), out
 
         if layout.mesh is None:
             return segment
         whole = layout.spec(None)
-        specs = RunState(learner=learner_specs(layout, LearnerState), best=whole,
-                         env=layout.spec(0))  # fmt: skip
+        specs = RunState(
+            learner=learner_specs(layout, LearnerState), best=whole, env=layout.spec(0)
+        )
         member_spec = P(AXIS) if layout.mode == "members" else P()
-        out_specs = {"metrics": member_spec, "return_sum": member_spec, "ended": member_spec,
-                     "bad": P()}  # fmt: skip
-        return jax.shard_map(segment, mesh=layout.mesh,
-                             in_specs=(specs, member_spec, member_spec, P(), P(), P()),
-                             out_specs=(specs, out_specs), check_vma=False)  # fmt: skip
+        out_specs = {
+            "metrics": member_spec,
+            "return_sum": member_spec,
+            "ended": member_spec,
+            "bad": P(),
+        }
+        return jax.shard_map(
+            segment,
+            mesh=layout.mesh,
+            in_specs=(specs, member_spec, member_spec, P(), P(), P()),
+            out_specs=(specs, out_specs),
+            check_vma=False,
+        )
 
     def rounds(self, state: RunState, counters: Counters, target: int, stop=None):
         """Every round up to ``target`` in one call per run of rounds that update (or not).
@@ -184,8 +205,15 @@ class DeviceBackend:
         stats, step = RoundStats(), counters.step
         for update, rounds in plan_rounds(self.cfg, counters, target):
             t0 = time.perf_counter()
-            state, out = self.program()(state, self.key_explore, self.noise, jnp.int32(step),
-                                        jnp.int32(rounds), jnp.bool_(update))  # fmt: skip
+            members = self.members
+            state, out = self.program()(
+                state,
+                members.keys["explore"],
+                members.noise,
+                jnp.int32(step),
+                jnp.int32(rounds),
+                jnp.bool_(update),
+            )
             out = jax.device_get(out)
             step += rounds * self.cfg.update_every
             self._returns += np.stack([out["return_sum"], out["ended"]], axis=1)
@@ -199,44 +227,28 @@ class DeviceBackend:
     def _make_evaluation(self):
         """``evaluate(actor_params, normalizer, keys) -> (returns (M, E), lengths (M, E),
         spikes {layer: (M,)})``: each member's ``eval_episodes`` deterministic episodes in
-        parallel, each until termination or the task's step limit."""
-        cfg, spec, env = self.cfg, self.spec, self.env
-        episodes, horizon = cfg.eval_episodes, spec.max_episode_steps
+        parallel (``envs.mjx_env.run_episodes``)."""
+        cfg, env = self.cfg, self.env
         act_with_spikes = self.learner.policies.act_with_spikes
 
         def evaluate_member(actor_params, normalizer, key):
             key_reset, key_encoder = jax.random.split(key)
-            states = jax.vmap(env.reset)(jax.random.split(key_reset, episodes))
-            _, counts = jax.eval_shape(act_with_spikes, actor_params, normalizer, states.obs,
-                                       key_encoder)  # fmt: skip
 
-            def body(carry, _):
-                states, alive, returns, lengths, spikes = carry
-                action, counts = act_with_spikes(actor_params, normalizer, states.obs,
-                                                 key_encoder)  # fmt: skip
-                states = jax.vmap(env.step)(states, action)
-                spikes = {k: spikes[k] + jnp.sum(counts[k] * alive) for k in spikes}
-                returns = returns + states.reward * alive
-                lengths = lengths + alive
-                alive = alive * (1.0 - states.done)
-                return (states, alive, returns, lengths, spikes), None
+            def act(obs):
+                return act_with_spikes(actor_params, normalizer, obs, key_encoder)
 
-            zeros = jnp.zeros(episodes)
-            init = (states, jnp.ones(episodes), zeros, zeros,
-                    {k: jnp.zeros(()) for k in counts})  # fmt: skip
-            (_, _, returns, lengths, spikes), _ = jax.lax.scan(body, init, None, horizon)
-            return returns, lengths, spikes
+            return run_episodes(env, act, key_reset, cfg.eval_episodes, self.spec.max_episode_steps)
 
         return over_members(evaluate_member, self.learner.layout.members)
 
     def evaluate(self, state: RunState, step: int) -> list[EvalResult]:
-        keys = jax.vmap(lambda k: jax.random.fold_in(k, step))(self.key_eval)
+        keys = jax.vmap(lambda k: jax.random.fold_in(k, step))(self.members.keys["eval"])
         policy = state.policy
         returns, lengths, spikes = jax.device_get(
             self._evaluate(policy.actor_params, policy.normalizer, keys)
         )
-        members = [{k: v[m] for k, v in spikes.items()} for m in range(len(self.seeds))]
-        return eval_results(returns, lengths, members)
+        per_member = [{k: v[m] for k, v in spikes.items()} for m in range(len(returns))]
+        return eval_results(returns, lengths, per_member)
 
     def take_train_returns(self) -> list[float | None]:
         means = [float(total) / count if count else None for total, count in self._returns]

@@ -11,7 +11,9 @@ dims, ``E`` evaluation episodes per member.
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -28,11 +30,65 @@ from spikerl_jax.envs.gymnasium_backend import (
     set_rng,
 )
 from spikerl_jax.envs.registry import EnvSpec
+from spikerl_jax.reporting.records import EvalResult, eval_results
 from spikerl_jax.rl.replay import Transition
-from spikerl_jax.training.backend import EvalResult, RoundStats, eval_results
+from spikerl_jax.training.backend import RoundStats
 from spikerl_jax.training.learner import Learner
+from spikerl_jax.training.members import Members, counted, over_members
+from spikerl_jax.training.parallel import Layout
 from spikerl_jax.training.schedule import Counters, acts_at_random, after_round, updates_after
 from spikerl_jax.training.state import RunState
+
+# --act-device auto acts on the host CPU up to this many observations per actor call: on an
+# accelerator, dispatch rather than arithmetic bounds small batches (BENCHMARKS.md).
+ACT_ON_CPU_MAX_OBSERVATIONS = 64
+
+
+def platform() -> str:
+    """The training devices' platform (``"cpu"``, ``"gpu"``, ``"tpu"``)."""
+    return jax.default_backend()
+
+
+def acting_device(cfg: TrainConfig, layout: Layout) -> jax.Device | None:
+    """The device the host loop acts on (``cfg.act_device`` resolved), or ``None`` for the
+    training device."""
+    if cfg.backend != "gymnasium":
+        return None
+    if platform() == "cpu":
+        # Members split over CPU devices (one per core: split_cpu_for_members) act on one:
+        # a batch-1 actor call costs less there than split across the cores.
+        return jax.local_devices()[0] if layout.mode == "members" else None
+    if cfg.act_device == "accelerator":
+        return None
+    observations = layout.members * cfg.num_envs // jax.process_count()
+    if cfg.act_device == "auto" and observations > ACT_ON_CPU_MAX_OBSERVATIONS:
+        return None
+    return jax.devices("cpu")[0]
+
+
+def acting_view(layout: Layout, device: jax.Device | None, tree):
+    """``tree`` (member-batched device arrays) as the acting functions take it: in the
+    data-parallel layout one device's copy of the replicated arrays (acting once, not once
+    per device; with several processes each on its own, as a global array may only meet
+    inputs that are equal on every process), copied to ``device`` (the acting functions then
+    run there) unless it is ``None``."""
+    if layout.mode == "data":
+        tree = jax.tree.map(lambda x: x.addressable_data(0), tree)
+    return tree if device is None else jax.device_put(tree, device)
+
+
+def acting(fn: Callable, name: str, members: int, in_axes=0) -> Callable:
+    """A policy function for host-side acting: member-batched observations ``(M, B, D)`` in,
+    numpy actions ``(M, B, A)`` (and spike counts ``{layer: (M, B)}``) out, the other
+    arguments member-batched in the acting view (``acting_view``)."""
+    compiled = jax.jit(counted(name, over_members(fn, members, in_axes)))
+
+    def call(*args):
+        out = compiled(*args)
+        return (np.asarray(out[0]), out[1]) if isinstance(out, tuple) else np.asarray(out)
+
+    return call
+
 
 # Seed offsets: each process steps its own envs, and evaluation envs never share a seed with
 # training envs.
@@ -47,39 +103,38 @@ class HostBackend:
     rows of every round to its devices' replay shards.
 
     Args:
-      cfg: the population's shared configuration.
-      spec: the task's shapes.
-      learner: the compiled pieces.
-      seeds: each member's seed.
-      keys: each member's keys by purpose (``spikerl_jax.training.learner.member_keys``).
-      noise: each member's exploration noise ``(M,)``.
+      cfg, spec, learner: the population's configuration, task shape and compiled pieces.
+      members: what each member brings (its seed, keys and exploration noise).
     """
 
-    def __init__(self, cfg: TrainConfig, spec: EnvSpec, learner: Learner, seeds: list[int],
-                 keys: dict, noise: np.ndarray):  # fmt: skip
-        self.cfg, self.spec, self.learner = cfg, spec, learner
-        self.key_explore, self.key_eval, self.noise = keys["explore"], keys["eval"], noise
+    def __init__(self, cfg: TrainConfig, spec: EnvSpec, learner: Learner, members: Members):
+        self.cfg, self.spec, self.learner, self.members = cfg, spec, learner, members
         self.processes = jax.process_count()
-        seeds = [s + PROCESS_SEED_STRIDE * jax.process_index() for s in seeds]
+        seeds = [s + PROCESS_SEED_STRIDE * jax.process_index() for s in members.seeds]
         self.rngs = [np.random.default_rng(s) for s in seeds]  # random actions
         self.n = cfg.num_envs // self.processes
-        self.collector = VectorCollector(make_vector_env(cfg.env, len(seeds) * self.n),
-                                         cfg.update_every // self.processes, seeds)  # fmt: skip
-        self.eval_envs = [make_eval_envs(cfg.env, [s + EVAL_SEED_OFFSET + e
-                                                   for e in range(cfg.eval_episodes)])
-                          for s in seeds]  # fmt: skip
-        layout = learner.layout
+        self.collector = VectorCollector(
+            make_vector_env(cfg.env, len(seeds) * self.n), cfg.update_every // self.processes, seeds
+        )
+        self.eval_envs = [
+            make_eval_envs(cfg.env, [s + EVAL_SEED_OFFSET + e for e in range(cfg.eval_episodes)])
+            for s in seeds
+        ]
+        layout, policies = learner.layout, learner.policies
         self._rows = layout.sharding(layout.spec(0)) if self.processes > 1 else None
+        self.view = functools.partial(acting_view, layout, acting_device(cfg, layout))
+        self.explore = acting(policies.explore, "explore", layout.members, (0, 0, 0, 0, None, 0))
+        self.act_with_spikes = acting(policies.act_with_spikes, "act_with_spikes", layout.members)
 
     def rounds(self, state: RunState, counters: Counters, target: int, stop=None):
         """Collects and learns round by round until ``target`` steps (or an earlier stop
         request, or non-finite losses); returns the state and the rounds' ``RoundStats``."""
         stats = RoundStats()
         while counters.step < target and not (stop is not None and stop.requested):
-            acting = self.learner.acting_view(
-                (state.learner.td3.actor_params, state.learner.normalizer, self.key_explore,
-                 jnp.asarray(self.noise))
-            )  # fmt: skip
+            policy, members = state.policy, self.members
+            acting = self.view(
+                (policy.actor_params, policy.normalizer, members.keys["explore"], members.noise)
+            )
             chunk = self.collect(acting, counters.step)
             update = updates_after(self.cfg, counters)
             t0 = time.perf_counter()
@@ -102,35 +157,38 @@ class HostBackend:
         for _ in range(0, cfg.update_every // self.processes, self.n):
             if acts_at_random(cfg, step):
                 limit = spec.action_limit
-                action = np.stack([rng.uniform(-limit, limit, (self.n, spec.action_dim))
-                                   for rng in self.rngs])  # fmt: skip
+                action = np.stack(
+                    [rng.uniform(-limit, limit, (self.n, spec.action_dim)) for rng in self.rngs]
+                )
             else:
-                action = self.learner.explore(actor, normalizer, self.collector.obs, keys, step,
-                                              noise)  # fmt: skip
+                action = self.explore(actor, normalizer, self.collector.obs, keys, step, noise)
             self.collector.step(action)
             step += cfg.num_envs
         chunk = {k: jnp.asarray(v) for k, v in self.collector.take().items()}
         if self._rows is not None:
-            chunk = {k: jax.make_array_from_process_local_data(self._rows, np.asarray(v))
-                     for k, v in chunk.items()}  # fmt: skip
+            chunk = {
+                k: jax.make_array_from_process_local_data(self._rows, np.asarray(v))
+                for k, v in chunk.items()
+            }
         return Transition(**chunk)
 
     def evaluate(self, state: RunState, step: int) -> list[EvalResult]:
         """Every member's ``eval_episodes`` deterministic episodes as one batch."""
-        keys = jax.vmap(lambda k: jax.random.fold_in(k, step))(self.key_eval)
-        actor, normalizer, keys = self.learner.acting_view(
-            (state.learner.td3.actor_params, state.learner.normalizer, keys)
-        )
+        keys = jax.vmap(lambda k: jax.random.fold_in(k, step))(self.members.keys["eval"])
+        policy = state.policy
+        actor, normalizer, keys = self.view((policy.actor_params, policy.normalizer, keys))
 
         def act(obs_MED):
-            action, counts = self.learner.act_with_spikes(actor, normalizer, obs_MED, keys)
+            action, counts = self.act_with_spikes(actor, normalizer, obs_MED, keys)
             return action, jax.device_get(counts)
 
         returns, lengths, spikes = evaluate_episodes(act, self.eval_envs)
         if self.processes > 1:  # every process ran eval_episodes episodes of its own
             returns, lengths = gather_axis1(returns), gather_axis1(lengths)
-            spikes = [{k: float(np.sum(multihost_utils.process_allgather(np.array(v))))
-                       for k, v in member_spikes.items()} for member_spikes in spikes]  # fmt: skip
+            spikes = [
+                {k: float(np.sum(allgather(np.array(v)))) for k, v in member.items()}
+                for member in spikes
+            ]
         return eval_results(returns, lengths, spikes)
 
     def take_train_returns(self) -> list[float | None]:
@@ -140,7 +198,7 @@ class HostBackend:
             return self.collector.take_returns()
         sums = [(float(np.sum(r)), len(r)) for r in self.collector.finished_returns]
         self.collector.take_returns()
-        every = np.asarray(multihost_utils.process_allgather(np.array(sums)))  # (P, M, 2)
+        every = allgather(np.array(sums))  # (P, M, 2)
         total, count = every[..., 0].sum(0), every[..., 1].sum(0)
         return [float(t) / c if c else None for t, c in zip(total, count, strict=True)]
 
@@ -150,9 +208,13 @@ class HostBackend:
         mine = {
             **self.collector.get_state(),
             "action_rng": np.stack([rng_array(rng) for rng in self.rngs])[:, None],
-            "eval_rng": np.stack([np.stack([rng_array(env.unwrapped.np_random) for env in row])
-                                  for row in self.eval_envs]),
-        }  # fmt: skip
+            "eval_rng": np.stack(
+                [
+                    np.stack([rng_array(env.unwrapped.np_random) for env in row])
+                    for row in self.eval_envs
+                ]
+            ),
+        }
         if self.processes == 1:
             return mine
         return {k: gather_axis1(v) for k, v in mine.items()}
@@ -185,15 +247,21 @@ def process_share(x: np.ndarray, processes: int) -> np.ndarray:
     return x[:, jax.process_index() * n : (jax.process_index() + 1) * n]
 
 
+def allgather(x: np.ndarray) -> np.ndarray:
+    """Every process's ``x`` stacked ``(P, ...)``, exactly: JAX's collectives would round
+    float64 and 64-bit integers to 32 bits, so the bytes travel."""
+    x = np.ascontiguousarray(x)
+    every = np.asarray(multihost_utils.process_allgather(x.reshape(-1).view(np.uint8)))
+    return every.view(x.dtype).reshape(-1, *x.shape)
+
+
 def gather_axis1(x: np.ndarray) -> np.ndarray:
     """Every process's ``x`` concatenated along axis 1 (in process order), padded along
     axis 2 to the longest (the envs' physics bytes and the finished returns vary in length;
     NaN pads floats, 0 integers)."""
     x = np.asarray(x)
     if x.ndim > 2:
-        longest = int(np.max(multihost_utils.process_allgather(np.array(x.shape[2]))))
+        longest = int(np.max(allgather(np.array(x.shape[2]))))
         pad = [(0, 0), (0, 0), (0, longest - x.shape[2])] + [(0, 0)] * (x.ndim - 3)
         x = np.pad(x, pad, constant_values=np.nan if x.dtype.kind == "f" else 0)
-    every = np.asarray(multihost_utils.process_allgather(x))  # (P, M, n, ...)
-    return np.concatenate(list(every), axis=1)
-
+    return np.concatenate(list(allgather(x)), axis=1)

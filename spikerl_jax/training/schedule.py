@@ -76,7 +76,9 @@ class Stops:
 
     @classmethod
     def at(cls, cfg: TrainConfig, step: int) -> Stops:
-        return cls(next_multiple(step, cfg.eval_every), next_multiple(step, cfg.checkpoint_interval))
+        return cls(
+            next_multiple(step, cfg.eval_every), next_multiple(step, cfg.checkpoint_interval)
+        )
 
     def target(self, cfg: TrainConfig) -> int:
         """The round boundary at or after the next evaluation, checkpoint or the end."""

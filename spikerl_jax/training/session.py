@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import time
 
 import jax
 import jax.numpy as jnp
@@ -22,15 +21,18 @@ from spikerl_jax.config import ConfigError, TrainConfig
 from spikerl_jax.precision import full_precision_matmuls
 from spikerl_jax.reporting.energy import EnergyMeter
 from spikerl_jax.reporting.progress import TrainProgress
-from spikerl_jax.reporting.records import Window, metric_row, share_energy, spikes_of
-from spikerl_jax.reporting.runlog import RunLock, RunRecorder
-from spikerl_jax.training.backend import EvalResult, RoundStats
-from spikerl_jax.training.build import build, check_run
-from spikerl_jax.training.checkpoint import (
-    Checkpointer,
-    restore_population,
-    write_population_file,
+from spikerl_jax.reporting.records import (
+    EvalResult,
+    Throughput,
+    metric_row,
+    share_energy,
+    spikes_of,
+    summary,
 )
+from spikerl_jax.reporting.runlog import RunLock, RunRecorder, write_population_file
+from spikerl_jax.training.backend import RoundStats
+from spikerl_jax.training.build import build, check_run
+from spikerl_jax.training.checkpoint import Checkpointer, restore_population
 from spikerl_jax.training.schedule import Stops, after_round
 from spikerl_jax.training.signals import Interrupted, StopRequest
 from spikerl_jax.training.state import LoopState, MemberRecord, RunState
@@ -43,8 +45,9 @@ class TrainingError(RuntimeError):
 @jax.jit
 def _keep_best(best, policy, improved):
     """Each member's best policy, replaced by its current one where it ``improved``."""
-    return jax.tree.map(lambda b, p: jnp.where(improved.reshape(-1, *[1] * (b.ndim - 1)), p, b),
-                        best, policy)  # fmt: skip
+    return jax.tree.map(
+        lambda b, p: jnp.where(improved.reshape(-1, *[1] * (b.ndim - 1)), p, b), best, policy
+    )
 
 
 class Session:
@@ -61,8 +64,13 @@ class Session:
         corrupted or mismatched checkpoint.
     """
 
-    def __init__(self, configs: list[TrainConfig], root: str | None = None,
-                 resume: bool = False, console=None):  # fmt: skip
+    def __init__(
+        self,
+        configs: list[TrainConfig],
+        root: str | None = None,
+        resume: bool = False,
+        console=None,
+    ):
         check_run(configs)
         self.cfg, self.configs, self.members = configs[0], configs, len(configs)
         self.primary = jax.process_index() == 0  # only process 0 writes the records
@@ -91,25 +99,29 @@ class Session:
         self.recorders = []
         for m, (run_dir, c) in enumerate(zip(self.run_dirs, self.configs, strict=True)):
             if self.primary:
-                self.recorders.append(stack.enter_context(
-                    contextlib.closing(RunRecorder(run_dir, c, self.resume_step, c.tensorboard))
-                ))  # fmt: skip
+                self.recorders.append(
+                    stack.enter_context(
+                        contextlib.closing(RunRecorder(run_dir, c, self.resume_step, c.tensorboard))
+                    )
+                )
                 if run_dir != self.root:
                     write_population_file(run_dir, self.root, m)
         self.checkpointer = Checkpointer(self.root, cfg.keep_checkpoints, cfg.checkpoint_buffer)
         stack.callback(self.checkpointer.close)
         log = self._log_emissions if self.primary else None
-        self.meter = EnergyMeter(cfg.energy_country, cfg.energy_region, log, self.loop.energy,
-                                 enabled=cfg.energy and self.primary)  # fmt: skip
+        self.meter = EnergyMeter(
+            cfg.energy_country,
+            cfg.energy_region,
+            log,
+            self.loop.energy,
+            enabled=cfg.energy and self.primary,
+        )
         stack.callback(self.meter.close)
-        self.progress = TrainProgress(cfg.total_steps, enabled=cfg.progress and self.primary,
-                                      console=console)  # fmt: skip
+        self.progress = TrainProgress(
+            cfg.total_steps, enabled=cfg.progress and self.primary, console=console
+        )
         self.stop = StopRequest()
-        self.t_start = time.perf_counter()
-        c = self.loop.counters
-        self.window = Window(self.t_start, c.step, c.updates)
-        self.update_s, self.updates_at_start = 0.0, c.updates
-        self.metrics: dict = {}
+        self.throughput = Throughput(self.loop.step, self.loop.counters.updates)
 
     def _restore(self) -> None:
         state, host, loop, with_buffer = restore_population(self.root, self.state)
@@ -119,8 +131,9 @@ class Session:
                 f"--total-steps {self.cfg.total_steps}; pass a larger --total-steps to train on"
             )
         if not with_buffer:  # the buffer restarts empty: updates wait until it refills
-            loop = dataclasses.replace(loop, counters=dataclasses.replace(loop.counters,
-                                                                          buffered=0))  # fmt: skip
+            loop = dataclasses.replace(
+                loop, counters=dataclasses.replace(loop.counters, buffered=0)
+            )
         self.backend.restore(host)
         self.state, self.loop, self.resume_step = state, loop, loop.step
 
@@ -145,15 +158,14 @@ class Session:
             counters = after_round(self.cfg, counters)
         self.progress.advance(counters.step - loop.step)
         if stats.metrics is not None:
-            self.metrics = stats.metrics
-            self.window = dataclasses.replace(self.window,
-                                              update_s=self.window.update_s + stats.update_s)  # fmt: skip
-            self.update_s += stats.update_s
+            self.throughput.rounds(stats.metrics, stats.update_s)
         if stats.nonfinite_step is not None:
             kept = "no checkpoint was saved yet"
             if self.last_checkpoint is not None:
-                kept = (f"the last good checkpoint (step {self.last_checkpoint}) is kept in "
-                        f"{self.root}/checkpoints")  # fmt: skip
+                kept = (
+                    f"the last good checkpoint (step {self.last_checkpoint}) is kept in "
+                    f"{self.root}/checkpoints"
+                )
             raise TrainingError(
                 f"non-finite losses at step {stats.nonfinite_step}; {kept}. Lower "
                 "--critic-lr / --actor-lr, or check the environment's observations and rewards"
@@ -168,8 +180,7 @@ class Session:
 
     def evaluate(self, state: RunState, step: int) -> list[EvalResult]:
         """Every member's deterministic episodes, metered as the ``eval`` phase."""
-        self.stops = dataclasses.replace(self.stops,
-                                         next_eval=Stops.at(self.cfg, step).next_eval)  # fmt: skip
+        self.stops = dataclasses.replace(self.stops, next_eval=Stops.at(self.cfg, step).next_eval)
         self.meter.switch("eval", step, sync=state)
         results = self.backend.evaluate(state, step)
         if step < self.cfg.total_steps:
@@ -181,26 +192,32 @@ class Session:
     def record(self, state: RunState, loop: LoopState, results: list[EvalResult]):
         """Writes each member's evaluation row and keeps the improved members' policies as
         their best; returns ``(state, loop, improved)``."""
-        now, train_returns = time.perf_counter(), self.backend.take_train_returns()
-        records, improved = [], []
+        speeds = self.throughput.since_evaluation(loop.step, loop.counters.updates)
+        wall_s, train_returns = (
+            loop.wall_s + self.throughput.seconds(),
+            self.backend.take_train_returns(),
+        )
+        metrics, records, improved = self.throughput.metrics, [], []
         for m, (result, record) in enumerate(zip(results, loop.members, strict=True)):
             spikes = spikes_of(result, self.cfg, self.spec.obs_dim, self.spec.action_dim)
-            row = metric_row(self.cfg, loop.step, loop.counters.updates, result,
-                             train_returns[m], loop.wall_s + now - self.t_start, self.window,
-                             now, {k: v[m] for k, v in self.metrics.items()}, spikes)  # fmt: skip
+            row = metric_row(
+                self.cfg,
+                loop.step,
+                result,
+                train_returns[m],
+                wall_s,
+                speeds,
+                {k: v[m] for k, v in metrics.items()},
+                spikes,
+            )
             if self.primary:
                 rates = {k: v["firing_rate"] for k, v in spikes["layers"].items()} if spikes else {}
                 self.recorders[m].evaluation(row, rates)
             self.progress.report(row, self.label(m))
-            new_best = record.best_return is None or result.mean > record.best_return
-            improved.append(new_best)
-            records.append(MemberRecord(
-                best_return=result.mean if new_best else record.best_return,
-                best_step=loop.step if new_best else record.best_step,
-                last_return=result.mean, spikes=spikes,
-            ))  # fmt: skip
-        c = loop.counters
-        self.window = Window(now, c.step, c.updates)
+            new = record.best_return is None or result.mean > record.best_return
+            improved.append(new)
+            best = (result.mean, loop.step) if new else (record.best_return, record.best_step)
+            records.append(MemberRecord(*best, last_return=result.mean, spikes=spikes))
         if any(improved):
             state = state.replace(best=_keep_best(state.best, state.policy, jnp.array(improved)))
         return state, dataclasses.replace(loop, members=tuple(records)), any(improved)
@@ -231,43 +248,40 @@ class Session:
 
     def totals(self, loop: LoopState) -> LoopState:
         """``loop`` with the time and energy of every process so far, this one included."""
-        seconds = time.perf_counter() - self.t_start
-        start = self.resume_step or 0
+        seconds, start = self.throughput.seconds(), self.resume_step or 0
         return dataclasses.replace(
-            loop, energy=self.meter.totals(), wall_s=loop.wall_s + seconds,
+            loop,
+            energy=self.meter.totals(),
+            wall_s=loop.wall_s + seconds,
             segments=(*loop.segments, (start, loop.step, seconds)),
-        )  # fmt: skip
+        )
 
     def interrupted(self, step: int) -> Interrupted:
         resume = "--resume " + self.root
-        return Interrupted(f"interrupted by {self.stop.name} at step {step}", resume,
-                           self.stop.signum or 2)  # fmt: skip
+        return Interrupted(
+            f"interrupted by {self.stop.name} at step {step}", resume, self.stop.signum or 2
+        )
 
     def finish(self, state: RunState, loop: LoopState) -> list[dict]:
         """Ends the measurement and writes every member's ``summary.json``."""
         self.meter.end(loop.step, sync=state)
-        totals, energy, c = self.totals(loop), self.meter.report(), loop.counters
-        layout = self.learner.layout
+        totals, c, layout = self.totals(loop), loop.counters, self.learner.layout
+        run = {
+            "total_steps": c.step,
+            "wall_s": totals.wall_s,
+            "segments": [list(s) for s in totals.segments],
+            **self.throughput.since_start(c.step, c.updates),
+            "updates": c.updates,
+            "resumed_from": self.resume_step,
+            "target_reached_at": self.target_reached_at,
+            "devices": layout.devices,
+            "batch_devices": layout.devices if layout.mode == "data" else 1,
+            "members": self.members,
+            "energy": share_energy(self.meter.report(), self.members),
+        }
         summaries = []
         for m, (cfg, record) in enumerate(zip(self.configs, loop.members, strict=True)):
-            summary = {
-                "env": cfg.env, "seed": cfg.seed, "total_steps": c.step,
-                "final_eval_return": record.last_return,
-                "best_eval_return": record.best_return, "best_step": record.best_step,
-                "wall_s": totals.wall_s, "segments": [list(s) for s in totals.segments],
-                "env_steps_per_s": (c.step - (self.resume_step or 0))
-                / (time.perf_counter() - self.t_start),
-                "updates": c.updates,
-                "updates_per_s": (c.updates - self.updates_at_start) / self.update_s
-                if self.update_s else None,
-                "resumed_from": self.resume_step, "target_reached_at": self.target_reached_at,
-                "run_dir": self.run_dirs[m], "devices": layout.devices,
-                "global_batch_size": cfg.td3.batch_size
-                * (layout.devices if layout.mode == "data" else 1),
-                "members": self.members, "energy": share_energy(energy, self.members),
-                "spikes": record.spikes,
-            }  # fmt: skip
+            summaries.append(summary(dataclasses.replace(cfg, out=self.run_dirs[m]), record, run))
             if self.primary:
-                self.recorders[m].summary(summary)
-            summaries.append(summary)
+                self.recorders[m].summary(summaries[-1])
         return summaries

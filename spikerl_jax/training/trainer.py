@@ -15,9 +15,9 @@ from __future__ import annotations
 from spikerl_jax.config import TrainConfig
 from spikerl_jax.reporting.runlog import read_run
 from spikerl_jax.reporting.sweep import sweep_rows, write_sweep_summary
+from spikerl_jax.sweep_spec import SweepSpec, save_spec, setting_label
 from spikerl_jax.training.session import Session
 from spikerl_jax.training.signals import Interrupted
-from spikerl_jax.training.sweep import SweepSpec, save_spec, setting_label
 
 
 def train(cfg: TrainConfig, resume: bool = False, console=None) -> dict:
@@ -38,8 +38,9 @@ def train(cfg: TrainConfig, resume: bool = False, console=None) -> dict:
     return train_members([cfg], resume=resume, console=console)[0][0]
 
 
-def train_members(configs: list[TrainConfig], root: str | None = None, resume: bool = False,
-                  console=None):  # fmt: skip
+def train_members(
+    configs: list[TrainConfig], root: str | None = None, resume: bool = False, console=None
+):
     """The algorithm for a population of ``configs`` (one run: a population of one), whose
     checkpoints go to ``root`` (None: the single run's directory). Returns the members'
     summaries and the final ``RunState`` (member axis first)."""
@@ -80,8 +81,11 @@ def train_sweep(spec: SweepSpec, resume: bool = False, console=None) -> list[dic
     except Interrupted as e:  # a sweep continues from its root
         raise e.resumed_with(f"spikerl-jax sweep --resume {spec.root}") from None
     seeds = len(spec.seeds)
-    groups = {setting_label(setting): [read_run(c.run_dir())
-                                       for c in configs[i * seeds : (i + 1) * seeds]]
-              for i, setting in enumerate(spec.settings())}  # fmt: skip
+    groups = {
+        setting_label(setting): [
+            read_run(c.run_dir()) for c in configs[i * seeds : (i + 1) * seeds]
+        ]
+        for i, setting in enumerate(spec.settings())
+    }
     write_sweep_summary(spec.root, groups)
     return sweep_rows(groups)

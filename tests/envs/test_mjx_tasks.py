@@ -66,9 +66,13 @@ class Family:
             out = {"qpos": after.qpos, "qvel": after.qvel, "warm": after.qacc_warmstart}
             for env_id, env in self.ports.items():
                 reward, terms = env.reward(data, after, action)
-                out[env_id] = {"obs0": env.observation(data), "obs": env.observation(after),
-                               "reward": reward, "terms": terms,
-                               "terminated": env.terminated(after)}  # fmt: skip
+                out[env_id] = {
+                    "obs0": env.observation(data),
+                    "obs": env.observation(after),
+                    "reward": reward,
+                    "terms": terms,
+                    "terminated": env.terminated(after),
+                }
             return out
 
         self.transition = jax.jit(transition)

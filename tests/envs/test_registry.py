@@ -34,10 +34,13 @@ def test_mjx_list_is_the_ported_tasks():
 
 
 def test_config_and_registry_import_no_simulator():
-    code = ("import sys, spikerl_jax.config, spikerl_jax.envs; "
-            "print(sorted(m for m in ('gymnasium', 'mujoco', 'jax') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout  # fmt: skip
+    code = (
+        "import sys, spikerl_jax.config, spikerl_jax.envs; "
+        "print(sorted(m for m in ('gymnasium', 'mujoco', 'jax') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip() == "[]"
 
 
@@ -57,8 +60,13 @@ def test_mujoco_warnings_go_to_logging_not_the_terminal_or_a_file(tmp_path):
         "make('HalfCheetah-v5')\n"
         "assert len(records) == 1 and 'settotalmass' in records[0], records\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=tmp_path, env={"JAX_PLATFORMS": "cpu", "PATH": ""})  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={"JAX_PLATFORMS": "cpu", "PATH": ""},
+    )
     assert proc.returncode == 0, proc.stderr
     assert "settotalmass" not in proc.stdout + proc.stderr
     assert not (tmp_path / "MUJOCO_LOG.TXT").exists()

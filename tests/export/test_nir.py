@@ -42,8 +42,9 @@ def simulate(graph, side, obs_BD):
     # Observation normalization and Gaussian receptive fields.
     o = (obs_BD.astype(f32) - side["norm_mean"]) / np.sqrt(side["norm_var"] + f32(side["norm_eps"]))
     o = np.clip(o, -f32(side["obs_clip"]), f32(side["obs_clip"]))
-    act = np.exp(f32(-0.5) * (o[:, :, None] - side["encoder_mean"]) ** 2
-                 / side["encoder_std"] ** 2).reshape(len(o), -1)  # fmt: skip
+    act = np.exp(
+        f32(-0.5) * (o[:, :, None] - side["encoder_mean"]) ** 2 / side["encoder_std"] ** 2
+    ).reshape(len(o), -1)
     # Encoder: integrate-and-subtract, an explicit loop over T.
     theta_enc = f32(side["encoder_threshold"])
     membrane = np.zeros_like(act)
@@ -60,8 +61,11 @@ def simulate(graph, side, obs_BD):
     while name != "output":
         chain.append(name)
         name = successor[name]
-    state = {n: (np.zeros(len(graph.nodes[n].v_threshold), f32),) * 2 for n in chain
-             if isinstance(graph.nodes[n], nir.CubaLIF)}  # fmt: skip
+    state = {
+        n: (np.zeros(len(graph.nodes[n].v_threshold), f32),) * 2
+        for n in chain
+        if isinstance(graph.nodes[n], nir.CubaLIF)
+    }
     counts = {"encoder": np.zeros(len(obs_BD))}
     lif_names = [n for n in chain if isinstance(graph.nodes[n], nir.CubaLIF)]
     for n in lif_names:
@@ -98,12 +102,27 @@ def test_the_nir_file_holds_the_lif_layers_and_names_its_companion(exported):
     assert side_path == path[: -len(".nir")] + ".popsan.npz" and os.path.exists(side_path)
     graph = nir.read(path)
     kinds = {name: type(node).__name__ for name, node in graph.nodes.items()}
-    assert kinds == {"input": "Input", "fc0": "Affine", "lif0": "CubaLIF", "fc1": "Affine",
-                     "lif1": "CubaLIF", "fc2": "Affine", "lif2": "CubaLIF",
-                     "output": "Output"}  # fmt: skip
-    assert sorted(graph.edges) == sorted([
-        ("input", "fc0"), ("fc0", "lif0"), ("lif0", "fc1"), ("fc1", "lif1"), ("lif1", "fc2"),
-        ("fc2", "lif2"), ("lif2", "output")])  # fmt: skip
+    assert kinds == {
+        "input": "Input",
+        "fc0": "Affine",
+        "lif0": "CubaLIF",
+        "fc1": "Affine",
+        "lif1": "CubaLIF",
+        "fc2": "Affine",
+        "lif2": "CubaLIF",
+        "output": "Output",
+    }
+    assert sorted(graph.edges) == sorted(
+        [
+            ("input", "fc0"),
+            ("fc0", "lif0"),
+            ("lif0", "fc1"),
+            ("fc1", "lif1"),
+            ("lif1", "fc2"),
+            ("fc2", "lif2"),
+            ("lif2", "output"),
+        ]
+    )
     # InvertedPendulum: D = 4, A = 1, 10 neurons per population, 16x16 hidden.
     assert list(graph.nodes["input"].input_type["input"]) == [40]
     assert list(graph.nodes["output"].output_type["output"]) == [10]
@@ -111,8 +130,15 @@ def test_the_nir_file_holds_the_lif_layers_and_names_its_companion(exported):
     assert graph.nodes["fc2"].weight.shape == (10, 16)
     lif = graph.nodes["lif0"]
     # current_decay 0.5, voltage_decay 0.75, threshold 0.5 at dt = 1.
-    for field, value in [("tau_syn", 2.0), ("tau_mem", 4.0), ("w_in", 2.0), ("r", 4.0),
-                         ("v_leak", 0.0), ("v_threshold", 0.5), ("v_reset", 0.0)]:  # fmt: skip
+    for field, value in [
+        ("tau_syn", 2.0),
+        ("tau_mem", 4.0),
+        ("w_in", 2.0),
+        ("r", 4.0),
+        ("v_leak", 0.0),
+        ("v_threshold", 0.5),
+        ("v_reset", 0.0),
+    ]:
         np.testing.assert_array_equal(getattr(lif, field), np.full(16, value, np.float32))
     meta = graph.metadata
     assert meta["companion"] == "actor.popsan.npz"
@@ -148,12 +174,14 @@ def test_the_poisson_encoder_and_the_mlp_actor_are_refused(run):
     cfg = policy.config
     args = (policy.spec, policy.actor_params, policy.normalizer)
     poisson = dataclasses.replace(cfg, actor=dataclasses.replace(cfg.actor, encoder="poisson"))
-    with pytest.raises(ConfigError, match="needs the deterministic 'regular' encoder; this run "
-                                          "uses 'poisson'"):  # fmt: skip
+    with pytest.raises(
+        ConfigError, match="needs the deterministic 'regular' encoder; this run uses 'poisson'"
+    ):
         popsan_to_nir(poisson, *args)
     mlp = dataclasses.replace(cfg, actor_kind="mlp")
-    with pytest.raises(ConfigError, match="needs the spiking PopSAN actor; this run uses --actor "
-                                          "mlp"):  # fmt: skip
+    with pytest.raises(
+        ConfigError, match="needs the spiking PopSAN actor; this run uses --actor mlp"
+    ):
         popsan_to_nir(mlp, *args)
     leaky = dataclasses.replace(cfg, actor=dataclasses.replace(cfg.actor, voltage_decay=1.0))
     with pytest.raises(ConfigError, match="0 <= voltage_decay < 1"):

@@ -30,8 +30,7 @@ def test_the_policy_drives_a_gymnasium_env_for_an_episode(run):
         steps, done = steps + 1, terminated or truncated
     assert steps >= 1
     actions, spikes = policy.with_spikes(np.zeros((3, 4)))
-    assert actions.shape == (3, 1) and set(spikes) == {"encoder", "hidden_0", "hidden_1",
-                                                        "output"}  # fmt: skip
+    assert actions.shape == (3, 1) and set(spikes) == {"encoder", "hidden_0", "hidden_1", "output"}
 
 
 def test_the_policy_refuses_nan_and_misshaped_observations(run):

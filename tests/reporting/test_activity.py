@@ -14,8 +14,9 @@ TINY = PopSANConfig(pop_in=2, hidden_sizes=(3,), pop_out=2, timesteps=3)  # obs 
 
 def test_report_of_given_counts_by_hand():
     # 2 inferences: encoder (4 neurons) 8 spikes, hidden (3) 4, output (2) 2.
-    report = spike_report({"encoder": 8, "hidden_0": 4, "output": 2}, 2, 2, 1, TINY,
-                          pj_per_synop=0.9, pj_per_mac=4.6)  # fmt: skip
+    report = spike_report(
+        {"encoder": 8, "hidden_0": 4, "output": 2}, 2, 2, 1, TINY, pj_per_synop=0.9, pj_per_mac=4.6
+    )
     # Per inference: 4 encoder spikes reach 3 hidden synapses each, 2 hidden spikes reach 2
     # output synapses each, 1 output spike reaches its action's decoder sum.
     assert report["synops_per_inference"] == pytest.approx(4 * 3 + 2 * 2 + 1 * 1)
@@ -61,5 +62,11 @@ def test_neuron_saturation_counts_saturated_silent_and_varying_neurons():
     spikes[0, 0, 2] = 1  # fires once, for the first observation only
     spikes[1:3, :, 3] = 1  # twice for every observation: constant, neither extreme
     out = neuron_saturation({"output": spikes}, T)["output"]
-    assert out == pytest.approx({"firing_rate": (B * T + 1 + 2 * B) / (T * B * 4),
-                                 "saturated": 0.25, "silent": 0.25, "varies": 0.25})  # fmt: skip
+    assert out == pytest.approx(
+        {
+            "firing_rate": (B * T + 1 + 2 * B) / (T * B * 4),
+            "saturated": 0.25,
+            "silent": 0.25,
+            "varies": 0.25,
+        }
+    )

@@ -61,8 +61,11 @@ def test_emissions_csv_holds_each_stretch(offline_run):
         stretches = list(reader)
     # train until the evaluation at 300, eval, train until 600, eval (the run's end).
     assert [(r["phase"], int(r["step"])) for r in stretches] == [
-        ("train", 300), ("eval", 300), ("train", 600), ("eval", 600)
-    ]  # fmt: skip
+        ("train", 300),
+        ("eval", 300),
+        ("train", 600),
+        ("eval", 600),
+    ]
     summary = json.loads((out / "summary.json").read_text())
     for phase in ("train", "eval"):
         rows = [r for r in stretches if r["phase"] == phase]
@@ -161,14 +164,24 @@ def test_no_energy_and_bad_grid(tmp_path, capsys):
 
 
 def measured(duration_s, energy_kwh, emissions_kg):
-    total = PhaseTotals(duration_s=duration_s, energy_kwh=energy_kwh, emissions_kg=emissions_kg,
-                        cpu_energy_kwh=energy_kwh)  # fmt: skip
+    total = PhaseTotals(
+        duration_s=duration_s,
+        energy_kwh=energy_kwh,
+        emissions_kg=emissions_kg,
+        cpu_energy_kwh=energy_kwh,
+    )
     return {"enabled": True, "total": total.report()}
 
 
 def record(name, energy, final=1.0, wall=1.0):
-    summary = {"env": "Hopper-v4", "total_steps": 1000, "final_eval_return": final,
-               "best_eval_return": final, "wall_s": wall, "energy": energy}  # fmt: skip
+    summary = {
+        "env": "Hopper-v4",
+        "total_steps": 1000,
+        "final_eval_return": final,
+        "best_eval_return": final,
+        "wall_s": wall,
+        "energy": energy,
+    }
     return RunRecord(name, {}, summary, [])
 
 
@@ -225,8 +238,10 @@ def test_compare_and_plot_commands(offline_run, tmp_path, capsys):
     c = copy_run(out, tmp_path / "c", 0, [5.0, 6.0], actor_lr=1e-3)
 
     groups = group_runs([read_run(str(p)) for p in (a, b, c)])
-    assert sorted(groups) == ["InvertedPendulum-v4 actor_lr=0.0003",
-                              "InvertedPendulum-v4 actor_lr=0.001"]  # fmt: skip
+    assert sorted(groups) == [
+        "InvertedPendulum-v4 actor_lr=0.0003",
+        "InvertedPendulum-v4 actor_lr=0.001",
+    ]
     steps, mean, std = _curve(groups["InvertedPendulum-v4 actor_lr=0.0003"])
     np.testing.assert_allclose(steps, [300, 600])
     np.testing.assert_allclose(mean, [15.0, 40.0])

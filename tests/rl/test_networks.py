@@ -37,8 +37,7 @@ def test_mlp_actor_is_a_bounded_relu_mlp_with_the_actor_hidden_sizes():
     for i, layer in enumerate(layers):
         x = x @ np.asarray(layer["kernel"]) + np.asarray(layer["bias"])
         x = np.maximum(x, 0) if i < 2 else 1.5 * np.tanh(x)
-    np.testing.assert_allclose(np.asarray(nets.actor.apply(params, obs)), x, rtol=1e-5,
-                               atol=1e-6)
+    np.testing.assert_allclose(np.asarray(nets.actor.apply(params, obs)), x, rtol=1e-5, atol=1e-6)
     assert float(jnp.abs(nets.actor.apply(params, obs)).max()) <= 1.5
     with pytest.raises(ValueError, match="no spikes"):
         nets.actor.apply(params, obs, return_spike_counts=True)

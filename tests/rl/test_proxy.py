@@ -22,9 +22,12 @@ CFG = TD3Config(batch_size=32, target_actor="proxy", proxy_hidden_sizes=(32, 32)
 
 @pytest.fixture(scope="module")
 def setup():
-    nets = make_networks(ACT, LIMIT, PopSANConfig(hidden_sizes=(16, 16), pop_in=3, pop_out=3,
-                                                  timesteps=3),
-                         CriticConfig(critic_hidden_sizes=(16, 16)))  # fmt: skip
+    nets = make_networks(
+        ACT,
+        LIMIT,
+        PopSANConfig(hidden_sizes=(16, 16), pop_in=3, pop_out=3, timesteps=3),
+        CriticConfig(critic_hidden_sizes=(16, 16)),
+    )
     td3 = make_td3(nets, CFG)
     state = init_td3(td3, nets, OBS, CFG)
     pool = random_transitions(jax.random.key(1), 256, OBS, ACT)
@@ -55,12 +58,12 @@ def test_critic_target_uses_the_proxy_and_the_proxy_gets_no_critic_gradient(setu
     batch = sample(jax.random.key(5))
     key = jax.random.key(42)
     key_smooth, _ = jax.random.split(key)
-    noise = np.clip(0.2 * np.asarray(jax.random.normal(key_smooth, batch.action.shape)),
-                    -0.5, 0.5)  # fmt: skip
+    noise = np.clip(0.2 * np.asarray(jax.random.normal(key_smooth, batch.action.shape)), -0.5, 0.5)
     proxy = make_proxy(nets.actor, CFG)
     next_action = np.clip(np.asarray(proxy.act(state.proxy, batch.next_obs)) + noise, -1, 1)
-    q_next = np.asarray(nets.critic.apply(state.target_critic_params, batch.next_obs,
-                                          next_action)).min(0)  # fmt: skip
+    q_next = np.asarray(
+        nets.critic.apply(state.target_critic_params, batch.next_obs, next_action)
+    ).min(0)
     target = np.asarray(batch.reward) + 0.99 * (1 - np.asarray(batch.terminated)) * q_next
     q = np.asarray(nets.critic.apply(state.critic_params, batch.obs, batch.action))
     loss, _ = td3.critic_loss(state.critic_params, state, batch, key)
@@ -81,9 +84,14 @@ def test_update_fits_the_proxy_every_critic_step_and_averages_critic_targets_onl
     # 2 blocks x 2 critic steps x 3 proxy steps = 12 proxy Adam steps.
     assert int(new.proxy.opt_state.count) == 12 and int(new.critic_opt_state.count) == 4
     assert "proxy_loss" in metrics and np.isfinite(float(metrics["proxy_loss"]))
-    moved = [not np.array_equal(a, b) for a, b in
-             zip(jax.tree.leaves(new.target_critic_params),
-                 jax.tree.leaves(state.target_critic_params), strict=True)]  # fmt: skip
+    moved = [
+        not np.array_equal(a, b)
+        for a, b in zip(
+            jax.tree.leaves(new.target_critic_params),
+            jax.tree.leaves(state.target_critic_params),
+            strict=True,
+        )
+    ]
     assert all(moved)
 
 

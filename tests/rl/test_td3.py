@@ -178,8 +178,12 @@ def test_polyak_update_by_hand(setup):
 
 def test_drive_penalty_adds_to_the_actor_loss_only(setup):
     nets, td3, state, batch = setup
-    penalised = make_networks(ACT, LIMIT, dataclasses.replace(nets.actor.config, drive_penalty=3.0),
-                              CriticConfig(critic_hidden_sizes=(16, 16)))  # fmt: skip
+    penalised = make_networks(
+        ACT,
+        LIMIT,
+        dataclasses.replace(nets.actor.config, drive_penalty=3.0),
+        CriticConfig(critic_hidden_sizes=(16, 16)),
+    )
     weighted = make_td3(penalised, CFG)
     _, trains = nets.actor.apply(state.actor_params, batch.obs, method=PopSAN.spike_trains)
     penalty = float(output_drive_penalty(nets.actor, state.actor_params, trains))
@@ -205,8 +209,9 @@ def test_update_is_the_same_in_both_lif_formulations():
     pool = random_transitions(jax.random.key(1), batch, OBS, ACT)
 
     def updated(layer_by_layer):
-        actor = PopSANConfig(hidden_sizes=(16, 16), pop_in=3, pop_out=3, timesteps=3,
-                             layer_by_layer=layer_by_layer)  # fmt: skip
+        actor = PopSANConfig(
+            hidden_sizes=(16, 16), pop_in=3, pop_out=3, timesteps=3, layer_by_layer=layer_by_layer
+        )
         nets = make_networks(ACT, LIMIT, actor, CriticConfig(critic_hidden_sizes=(16, 16)))
         td3 = make_td3(nets, cfg)
         state = init_td3(td3, nets, OBS, cfg)

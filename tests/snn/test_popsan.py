@@ -114,8 +114,11 @@ def test_output_drive_penalty_by_hand_and_its_gradient_reaches_stuck_neurons(act
     last = len(SMALL.hidden_sizes)
 
     def with_output_layer(bias):
-        snn = {**params["params"]["snn"], f"kernel_{last}": jnp.zeros((24, n_out)),
-               f"bias_{last}": jnp.asarray(bias, jnp.float32)}  # fmt: skip
+        snn = {
+            **params["params"]["snn"],
+            f"kernel_{last}": jnp.zeros((24, n_out)),
+            f"bias_{last}": jnp.asarray(bias, jnp.float32),
+        }
         return {"params": {**params["params"], "snn": snn}}
 
     def penalty(p):

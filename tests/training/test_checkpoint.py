@@ -15,13 +15,13 @@ import pytest
 from helpers import TINY, assert_trees_equal, comparable, latest_state, rows, wait_for_checkpoint
 
 from spikerl_jax.cli import main
+from spikerl_jax.envs.gymnasium_backend import VectorCollector
 from spikerl_jax.envs.registry import env_spec
 from spikerl_jax.export.policy import load_policy
 from spikerl_jax.reporting.runlog import load_run_config
 from spikerl_jax.rl.networks import make_networks
-from spikerl_jax.rl.policy import make_policies
-from spikerl_jax.envs.gymnasium_backend import VectorCollector
 from spikerl_jax.rl.normalizer import Normalizer
+from spikerl_jax.rl.policy import make_policies
 from spikerl_jax.training import checkpoint
 
 # TINY without its length, with a larger buffer.
@@ -33,7 +33,7 @@ def train(out, *args):
     return main(["train", *CKPT, "--out", str(out), *args])
 
 
-DEVICE_ITEMS = ("learner", "buffer", "policy", "best")
+DEVICE_ITEMS = ("learner", "buffer", "best")
 
 
 def latest_learner(run_dir):
@@ -127,9 +127,21 @@ def test_missing_and_corrupted_checkpoints(straight_run, tmp_path, capsys):
     assert len(err) == 1 and "cannot restore" in err[0] and "300" in err[0], err
     # The CLI process as a user runs it: Orbax's threads and asyncio's loop, shut down at
     # exit, add nothing to that one line (no "Event loop is closed", no ERROR:absl).
-    proc = subprocess.run([sys.executable, "-m", "spikerl_jax.cli", "train", "--resume",
-                           str(broken), "--total-steps", "600"],
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "spikerl_jax.cli",
+            "train",
+            "--resume",
+            str(broken),
+            "--total-steps",
+            "600",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == err, proc.stderr
 
@@ -205,8 +217,16 @@ def run_cli_background(*args):
 
 def test_sigint_saves_and_exits_cleanly(tmp_path):
     out = tmp_path / "run"
-    proc = run_cli_background("--out", str(out), "--total-steps", "200000",
-                              "--eval-every", "1000", "--checkpoint-every", "1000")  # fmt: skip
+    proc = run_cli_background(
+        "--out",
+        str(out),
+        "--total-steps",
+        "200000",
+        "--eval-every",
+        "1000",
+        "--checkpoint-every",
+        "1000",
+    )
     wait_for_checkpoint(out)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
@@ -223,9 +243,21 @@ def test_sigkill_mid_save_loses_at_most_one_interval(tmp_path):
     latest = out / "checkpoints"
     # Checkpoints every 100 steps with a 300k-transition buffer (13 MB): each save takes long
     # enough for the kill below to land inside it.
-    proc = run_cli_background("--out", str(out), "--total-steps", "200000", "--eval-every",
-                              "100", "--checkpoint-every", "100", "--checkpoint-buffer",
-                              "--eval-episodes", "1", "--replay-size", "300000")  # fmt: skip
+    proc = run_cli_background(
+        "--out",
+        str(out),
+        "--total-steps",
+        "200000",
+        "--eval-every",
+        "100",
+        "--checkpoint-every",
+        "100",
+        "--checkpoint-buffer",
+        "--eval-episodes",
+        "1",
+        "--replay-size",
+        "300000",
+    )
     wait_for_checkpoint(out)
     deadline, in_flight = time.time() + 120, None
     while in_flight is None and time.time() < deadline:

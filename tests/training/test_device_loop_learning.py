@@ -19,9 +19,22 @@ def test_mjx_training_solves_inverted_pendulum(tmp_path, monkeypatch):
     the 2-core Xeon (1000 at 10k steps) against 147-211 s with RK4 and joint limits."""
     monkeypatch.setattr(device_loop, "make", loop_physics(device_loop.make))
     out = tmp_path / "run"
-    args = ["train", "--env", "InvertedPendulum-v4", "--backend", "mjx", "--no-progress",
-            "--no-energy", "--devices", "1", "--out", str(out), "--target-return", "950",
-            *LEARNING_NETS]  # fmt: skip
+    args = [
+        "train",
+        "--env",
+        "InvertedPendulum-v4",
+        "--backend",
+        "mjx",
+        "--no-progress",
+        "--no-energy",
+        "--devices",
+        "1",
+        "--out",
+        str(out),
+        "--target-return",
+        "950",
+        *LEARNING_NETS,
+    ]
     assert main(args) == 0
     summary = json.loads((out / "summary.json").read_text())
     steps = summary["total_steps"]

@@ -11,9 +11,9 @@ from helpers import TINY, rows
 from spikerl_jax.cli import main
 from spikerl_jax.config import TrainConfig
 from spikerl_jax.envs.gymnasium_backend import VectorCollector, evaluate_episodes, make_vector_env
-from spikerl_jax.training import learner
-from spikerl_jax.training.backend import eval_results
-from spikerl_jax.training.learner import acting_device
+from spikerl_jax.reporting.records import eval_results
+from spikerl_jax.training import host_loop
+from spikerl_jax.training.host_loop import acting_device
 from spikerl_jax.training.parallel import Layout, make_mesh
 
 ENV = "InvertedPendulum-v4"
@@ -56,8 +56,7 @@ def test_members_have_their_own_envs_seeds_and_rows():
     single run with its seed would seed them."""
     seeds = [3, 8]
     both = VectorCollector(make_vector_env(ENV, 4), capacity=4, seeds=seeds)
-    alone = [VectorCollector(make_vector_env(ENV, 2), capacity=4, seeds=[s])
-             for s in seeds]  # fmt: skip
+    alone = [VectorCollector(make_vector_env(ENV, 2), capacity=4, seeds=[s]) for s in seeds]
     rng = np.random.default_rng(0)
     for _ in range(2):
         action = rng.uniform(-3, 3, (2, 2, 1)).astype(np.float32)
@@ -110,7 +109,7 @@ def test_act_device_follows_the_platform_and_the_batch(monkeypatch):
     # ... unless members split over CPU devices: on one of them
     assert acting_device(cfg, Layout(make_mesh(2), 8, "members")) == jax.local_devices()[0]
     assert acting_device(cfg, Layout(make_mesh(2), 1, "data")) is None
-    monkeypatch.setattr(learner, "platform", lambda: "gpu")
+    monkeypatch.setattr(host_loop, "platform", lambda: "gpu")
     assert acting_device(cfg, one) == cpu  # auto: a small actor call goes to the host CPU
     assert acting_device(dataclasses.replace(cfg, num_envs=16), eight) is None  # 128 obs
     assert acting_device(dataclasses.replace(cfg, act_device="accelerator"), one) is None
@@ -121,7 +120,7 @@ def test_act_device_follows_the_platform_and_the_batch(monkeypatch):
 def test_acting_on_the_cpu_copy_trains_as_acting_on_the_training_device(monkeypatch, tmp_path):
     """The platform faked as a GPU: the run with --act-device cpu acts on its copy of the
     parameters (here on the same CPU, so the numbers are the same) and trains identically."""
-    monkeypatch.setattr(learner, "platform", lambda: "gpu")
+    monkeypatch.setattr(host_loop, "platform", lambda: "gpu")
     for act in ("accelerator", "cpu"):
         args = [*TINY, "--total-steps", "300", "--act-device", act, "--no-energy"]
         assert main(["train", *args, "--out", str(tmp_path / act)]) == 0

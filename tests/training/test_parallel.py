@@ -17,24 +17,20 @@ from jax.sharding import PartitionSpec as P
 from spikerl_jax.cli import main
 from spikerl_jax.config import CriticConfig, PopSANConfig, TD3Config, TrainConfig
 from spikerl_jax.envs.registry import EnvSpec
+from spikerl_jax.processes import core_devices_for, usable_cores
 from spikerl_jax.rl.networks import make_networks
 from spikerl_jax.rl.replay import random_transitions
 from spikerl_jax.rl.td3 import make_td3
 from spikerl_jax.training.learner import make_learner
-from spikerl_jax.training.parallel import (
-    AXIS,
-    core_devices_for,
-    make_layout,
-    make_mesh,
-    usable_cores,
-)
+from spikerl_jax.training.parallel import AXIS, make_layout, make_mesh
 
 SPEC = EnvSpec(obs_dim=3, action_dim=2, action_limit=1.0, max_episode_steps=1000)
 ACTOR, CRITIC = PopSANConfig(hidden_sizes=(16,)), CriticConfig(critic_hidden_sizes=(16,))
 # Deterministic updates: regular encoder, no target smoothing noise.
 TD3_CFG = TD3Config(batch_size=4, target_noise=0.0)
-CFG = TrainConfig(actor=ACTOR, critic=CRITIC, td3=TD3_CFG, replay_size=256, update_every=16,
-                  updates_per_round=4)  # fmt: skip
+CFG = TrainConfig(
+    actor=ACTOR, critic=CRITIC, td3=TD3_CFG, replay_size=256, update_every=16, updates_per_round=4
+)
 CHUNKS = [random_transitions(jax.random.key(10 + i), 16, 3, 2) for i in range(5)]
 
 
@@ -46,8 +42,9 @@ def leaves(tree):
 def test_eight_device_update_equals_one_device_update_on_the_concatenated_batch(drive_penalty):
     """Also with --drive-penalty, whose batch statistic is the global batch's."""
     mesh = make_mesh(8)
-    networks = make_networks(2, 1.0, dataclasses.replace(ACTOR, drive_penalty=drive_penalty),
-                             CRITIC)  # fmt: skip
+    networks = make_networks(
+        2, 1.0, dataclasses.replace(ACTOR, drive_penalty=drive_penalty), CRITIC
+    )
     single, sharded = make_td3(networks, TD3_CFG), make_td3(networks, TD3_CFG, axis_name=AXIS)
     state = init_td3(single, networks, 3, TD3_CFG)
     batch = random_transitions(jax.random.key(1), 8 * 4, 3, 2)  # per-device b = 4
@@ -96,11 +93,39 @@ def test_replicas_stay_bit_identical_and_buffers_are_sharded():
 
 def test_eight_device_training_from_the_cli(tmp_path):
     out = tmp_path / "run"
-    args = ["train", "--env", "InvertedPendulum-v4", "--total-steps", "384", "--start-steps",
-            "192", "--update-after", "96", "--eval-every", "192", "--eval-episodes", "2",
-            "--hidden-sizes", "16", "--critic-hidden-sizes", "16", "--replay-size", "800",
-            "--update-every", "48", "--updates-per-round", "4", "--num-envs", "2",
-            "--devices", "8", "--no-progress", "--no-energy", "--out", str(out)]  # fmt: skip
+    args = [
+        "train",
+        "--env",
+        "InvertedPendulum-v4",
+        "--total-steps",
+        "384",
+        "--start-steps",
+        "192",
+        "--update-after",
+        "96",
+        "--eval-every",
+        "192",
+        "--eval-episodes",
+        "2",
+        "--hidden-sizes",
+        "16",
+        "--critic-hidden-sizes",
+        "16",
+        "--replay-size",
+        "800",
+        "--update-every",
+        "48",
+        "--updates-per-round",
+        "4",
+        "--num-envs",
+        "2",
+        "--devices",
+        "8",
+        "--no-progress",
+        "--no-energy",
+        "--out",
+        str(out),
+    ]
     assert main(args) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["devices"] == 8 and summary["global_batch_size"] == 800
@@ -114,9 +139,10 @@ def test_eight_device_training_from_the_cli(tmp_path):
 WORKER = """
 import json, sys
 import jax, numpy as np
-from spikerl_jax.training.parallel import init_distributed, make_layout, make_mesh
+from spikerl_jax.processes import init_distributed
+from spikerl_jax.training.parallel import make_layout, make_mesh
 init_distributed({address!r}, 2, int(sys.argv[1]))  # before anything touches a device
-sys.path.insert(0, {tests!r})
+sys.path[:0] = [{tests!r}, {tests!r} + "/training"]
 import test_parallel as t
 from helpers import init_learner
 from spikerl_jax.training.learner import make_learner
@@ -146,13 +172,23 @@ def test_two_processes_agree_with_one(tmp_path):
     process with 8 devices, each process feeding its half of every chunk."""
     script = tmp_path / "worker.py"
     address = f"127.0.0.1:{free_port()}"
-    script.write_text(WORKER.format(tests=str(Path(__file__).parent), address=address))
-    env = {**os.environ, "JAX_PLATFORMS": "cpu",
-           "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}  # fmt: skip
+    script.write_text(WORKER.format(tests=str(Path(__file__).parent.parent), address=address))
+    env = {
+        **os.environ,
+        "JAX_PLATFORMS": "cpu",
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+    }
     out = tmp_path / "params.json"
-    procs = [subprocess.Popen([sys.executable, str(script), str(i), str(out)], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for i in range(2)]  # fmt: skip
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(i), str(out)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(2)
+    ]
     for proc in procs:
         output, _ = proc.communicate(timeout=240)
         assert proc.returncode == 0, output[-3000:]
@@ -179,7 +215,7 @@ def test_whole_members_take_the_most_cores_that_divide_them(members, cores, devi
 
 SPLIT = """
 import sys, jax
-from spikerl_jax.training.parallel import split_cpu_for_members
+from spikerl_jax.processes import split_cpu_for_members
 if sys.argv[1] == "started":
     jax.numpy.zeros(1).block_until_ready()
 print(split_cpu_for_members(4), jax.local_device_count())
@@ -192,8 +228,13 @@ def test_a_sweep_process_splits_the_cpu_into_a_device_per_core():
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
 
     def devices(when: str, **extra) -> tuple[int, int]:
-        out = subprocess.run([sys.executable, "-c", SPLIT, when], env={**env, **extra},
-                             capture_output=True, text=True, check=True).stdout  # fmt: skip
+        out = subprocess.run(
+            [sys.executable, "-c", SPLIT, when],
+            env={**env, **extra},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         split, count = out.split()
         return int(split), int(count)
 
@@ -204,23 +245,61 @@ def test_a_sweep_process_splits_the_cpu_into_a_device_per_core():
     assert devices("fresh", **forced) == (1, 3)
 
 
-TWO_PROCESS = ["--env", "InvertedPendulum-v4", "--start-steps", "96", "--update-after", "48",
-               "--eval-every", "96", "--eval-episodes", "1", "--hidden-sizes", "16",
-               "--critic-hidden-sizes", "16", "--replay-size", "800", "--update-every", "48",
-               "--updates-per-round", "4", "--num-envs", "2", "--no-progress", "--no-energy",
-               "--checkpoint-buffer"]  # fmt: skip
+TWO_PROCESS = [
+    "--env",
+    "InvertedPendulum-v4",
+    "--start-steps",
+    "96",
+    "--update-after",
+    "48",
+    "--eval-every",
+    "96",
+    "--eval-episodes",
+    "1",
+    "--hidden-sizes",
+    "16",
+    "--critic-hidden-sizes",
+    "16",
+    "--replay-size",
+    "800",
+    "--update-every",
+    "48",
+    "--updates-per-round",
+    "4",
+    "--num-envs",
+    "2",
+    "--no-progress",
+    "--no-energy",
+    "--checkpoint-buffer",
+]
 # 4 updates per round, not 50: over gloo between processes an update takes about 0.3 s.
 
 
 def two_processes(*args):
     """Runs ``spikerl-jax ARGS`` as 2 processes x 4 CPU devices (gloo on 127.0.0.1)."""
     address = f"127.0.0.1:{free_port()}"
-    env = {**os.environ, "JAX_PLATFORMS": "cpu",
-           "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}  # fmt: skip
-    command = [sys.executable, "-m", "spikerl_jax.cli", *args, "--coordinator-address", address,
-               "--num-processes", "2", "--process-id"]  # fmt: skip
-    procs = [subprocess.Popen([*command, str(i)], env=env, text=True, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT) for i in range(2)]  # fmt: skip
+    env = {
+        **os.environ,
+        "JAX_PLATFORMS": "cpu",
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "spikerl_jax.cli",
+        *args,
+        "--coordinator-address",
+        address,
+        "--num-processes",
+        "2",
+        "--process-id",
+    ]
+    procs = [
+        subprocess.Popen(
+            [*command, str(i)], env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        for i in range(2)
+    ]
     for proc in procs:
         output, _ = proc.communicate(timeout=300)
         assert proc.returncode == 0, output[-3000:]
@@ -243,7 +322,7 @@ def test_two_process_training_and_resume_from_the_cli(tmp_path):
     two_processes("train", "--resume", str(resumed), "--total-steps", "192")
     assert rows(resumed) == rows(straight)
     (items, loop, _), (ref_items, ref_loop, _) = latest_state(resumed), latest_state(straight)
-    devices = ("learner", "buffer", "policy", "best")
+    devices = ("learner", "buffer", "best")
     assert_trees_equal([items[k] for k in devices], [ref_items[k] for k in devices])
     assert items["host"]["action_rng"].shape[:2] == (1, 2)  # each process's generators
     assert comparable(items, loop) == comparable(ref_items, ref_loop)

@@ -31,14 +31,24 @@ from spikerl_jax.training.parallel import make_layout, make_mesh
 from spikerl_jax.training.schedule import Counters
 from spikerl_jax.training.signals import Interrupted
 
-BASE = TrainConfig(env="InvertedPendulum-v4", num_envs=1, update_every=20, updates_per_round=4,
-                   start_steps=40, update_after=20, replay_size=400, eval_episodes=2,
-                   actor=PopSANConfig(hidden_sizes=(16,)),
-                   critic=CriticConfig(critic_hidden_sizes=(16,)),
-                   td3=TD3Config(batch_size=8))  # fmt: skip
+BASE = TrainConfig(
+    env="InvertedPendulum-v4",
+    num_envs=1,
+    update_every=20,
+    updates_per_round=4,
+    start_steps=40,
+    update_after=20,
+    replay_size=400,
+    eval_episodes=2,
+    actor=PopSANConfig(hidden_sizes=(16,)),
+    critic=CriticConfig(critic_hidden_sizes=(16,)),
+    td3=TD3Config(batch_size=8),
+)
 SEEDS, LRS = (0, 1, 2, 3), (1e-3, 3e-4, 1e-3, 3e-4)
-MEMBERS = [dataclasses.replace(BASE, seed=s, td3=dataclasses.replace(BASE.td3, actor_lr=lr))
-           for s, lr in zip(SEEDS, LRS, strict=True)]  # fmt: skip
+MEMBERS = [
+    dataclasses.replace(BASE, seed=s, td3=dataclasses.replace(BASE.td3, actor_lr=lr))
+    for s, lr in zip(SEEDS, LRS, strict=True)
+]
 
 
 def run_backend(configs, rounds, devices=1, evaluate=True):
@@ -62,17 +72,20 @@ def assert_member_equals_single(population, single, member):
         else:  # counters, positions, PRNG keys
             np.testing.assert_array_equal(a, b)
     for name, values in p_stats.metrics.items():
-        np.testing.assert_allclose(values[member], s_stats.metrics[name][0], rtol=1e-5,
-                                   atol=1e-5, err_msg=name)  # fmt: skip
+        np.testing.assert_allclose(
+            values[member], s_stats.metrics[name][0], rtol=1e-5, atol=1e-5, err_msg=name
+        )
     if p_results is not None:
         assert p_results[member].mean == pytest.approx(s_results[0].mean, rel=1e-5)
 
 
-@pytest.mark.parametrize(("backend", "devices"),
-                         [("gymnasium", 1), ("gymnasium", 2),
-                          pytest.param("mjx", 1, marks=pytest.mark.slow)])  # fmt: skip
-def test_member_equals_the_single_run_with_its_seed_and_learning_rate(backend, devices,
-                                                                      monkeypatch):  # fmt: skip
+@pytest.mark.parametrize(
+    ("backend", "devices"),
+    [("gymnasium", 1), ("gymnasium", 2), pytest.param("mjx", 1, marks=pytest.mark.slow)],
+)
+def test_member_equals_the_single_run_with_its_seed_and_learning_rate(
+    backend, devices, monkeypatch
+):
     """Also with the members split over 2 devices (as a sweep splits a CPU's cores), where
     they act on one of them."""
     configs = [dataclasses.replace(c, backend=backend) for c in MEMBERS]
@@ -121,11 +134,11 @@ def test_members_split_across_devices_equal_members_on_one():
 
 def test_a_sweep_without_devices_splits_the_cpu_for_its_members(monkeypatch, tmp_path):
     """Before JAX starts; with --devices the sweep runs where it is told."""
+    from spikerl_jax import processes
     from spikerl_jax.config import ConfigError
-    from spikerl_jax.training import parallel
 
     splits = []
-    monkeypatch.setattr(parallel, "split_cpu_for_members", splits.append)
+    monkeypatch.setattr(processes, "split_cpu_for_members", splits.append)
 
     def stop(spec, resume=False):
         raise ConfigError("stopped before training")
@@ -139,8 +152,17 @@ def test_a_sweep_without_devices_splits_the_cpu_for_its_members(monkeypatch, tmp
     assert splits == [4]
 
 
-SWEEP = [*TINY, "--seeds", "0", "1", "--actor-lr", "1e-3", "3e-4", "--no-energy",
-         "--checkpoint-buffer"]  # fmt: skip
+SWEEP = [
+    *TINY,
+    "--seeds",
+    "0",
+    "1",
+    "--actor-lr",
+    "1e-3",
+    "3e-4",
+    "--no-energy",
+    "--checkpoint-buffer",
+]
 
 
 @pytest.fixture(scope="module")
@@ -157,8 +179,12 @@ def test_sweep_writes_member_runs_and_a_ranked_summary(sweep_root, tmp_path, cap
     assert summary[0]["final_mean"] >= summary[1]["final_mean"] and summary[0]["seeds"] == 2
     assert (sweep_root / "learning_curves.png").stat().st_size > 10_000
     runs = sorted(p.name for p in sweep_root.iterdir() if p.is_dir() and p.name != "checkpoints")
-    assert runs == ["actor_lr=0.0003-s0", "actor_lr=0.0003-s1", "actor_lr=0.001-s0",
-                    "actor_lr=0.001-s1"]  # fmt: skip
+    assert runs == [
+        "actor_lr=0.0003-s0",
+        "actor_lr=0.0003-s1",
+        "actor_lr=0.001-s0",
+        "actor_lr=0.001-s1",
+    ]
     member = sweep_root / "actor_lr=0.001-s1"
     config = json.loads((member / "config.json").read_text())
     assert config["seed"] == 1 and config["td3"]["actor_lr"] == 1e-3
@@ -182,7 +208,7 @@ def test_sweep_resume_equals_the_straight_sweep(sweep_root, tmp_path):
         assert rows(resumed / member) == rows(sweep_root / member)
     (items, _, step), (ref_items, _, ref_step) = latest_state(resumed), latest_state(sweep_root)
     assert step == ref_step == 600
-    devices = ("learner", "buffer", "policy", "best")
+    devices = ("learner", "buffer", "best")
     assert_trees_equal([items[k] for k in devices], [ref_items[k] for k in devices])
     ranked = json.loads((resumed / "sweep.json").read_text())["settings"]
     assert ranked == json.loads((sweep_root / "sweep.json").read_text())["settings"]

@@ -25,9 +25,13 @@ def train(out, *args):
 
 
 def cli(*args, **popen):
-    return subprocess.Popen([sys.executable, "-m", "spikerl_jax.cli", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            **popen)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "spikerl_jax.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **popen,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +67,9 @@ def test_time_and_energy_accumulate_across_resumes(tmp_path):
 
 def test_one_process_per_run_directory_and_stale_locks_do_not_block(tmp_path):
     out = tmp_path / "run"
-    first = cli("train", *SHORT, "--total-steps", "200000", "--eval-every", "300",
-                "--out", str(out))  # fmt: skip
+    first = cli(
+        "train", *SHORT, "--total-steps", "200000", "--eval-every", "300", "--out", str(out)
+    )
     try:
         wait_for_checkpoint(out)
         second = cli("train", "--resume", str(out), "--total-steps", "900")
@@ -82,8 +87,18 @@ def test_one_process_per_run_directory_and_stale_locks_do_not_block(tmp_path):
 
 def test_sigterm_saves_a_checkpoint_and_exits_143(tmp_path):
     out = tmp_path / "run"
-    proc = cli("train", *SHORT, "--total-steps", "200000", "--eval-every", "1000",
-               "--checkpoint-every", "1000", "--out", str(out))  # fmt: skip
+    proc = cli(
+        "train",
+        *SHORT,
+        "--total-steps",
+        "200000",
+        "--eval-every",
+        "1000",
+        "--checkpoint-every",
+        "1000",
+        "--out",
+        str(out),
+    )
     wait_for_checkpoint(out)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
@@ -99,17 +114,34 @@ def test_same_seed_is_bit_identical_on_one_thread_and_under_load(finished, tmp_p
     out = tmp_path / "run"
     burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
-        pinned = ("import os, sys; os.sched_setaffinity(0, {0}); "
-                  "from spikerl_jax.cli import main; sys.exit(main(sys.argv[1:]))")  # fmt: skip
-        proc = subprocess.run([sys.executable, "-c", pinned, "train", *SHORT, "--total-steps",
-                               "600", "--out", str(out)], capture_output=True, text=True,
-                              timeout=600)  # fmt: skip
+        pinned = (
+            "import os, sys; os.sched_setaffinity(0, {0}); "
+            "from spikerl_jax.cli import main; sys.exit(main(sys.argv[1:]))"
+        )
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                pinned,
+                "train",
+                *SHORT,
+                "--total-steps",
+                "600",
+                "--out",
+                str(out),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
     finally:
         burner.kill()
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert rows(out) == rows(finished)
     (items, _, _), (ref, _, _) = latest_state(out), latest_state(finished)
-    assert_trees_equal([items[k] for k in ("learner", "best")], [ref[k] for k in ("learner", "best")])
+    assert_trees_equal(
+        [items[k] for k in ("learner", "best")], [ref[k] for k in ("learner", "best")]
+    )
 
 
 def test_resume_may_change_eval_episodes_and_survives_a_damaged_metrics_row(tmp_path, capsys):
@@ -118,8 +150,10 @@ def test_resume_may_change_eval_episodes_and_survives_a_damaged_metrics_row(tmp_
     with open(out / "metrics.csv", "a") as f:
         f.write("garbage,,,\n")
     with pytest.warns(UserWarning, match=r"metrics\.csv: dropped 1 row\(s\) that do not parse"):
-        assert main(["train", "--resume", str(out), "--total-steps", "600",
-                     "--eval-episodes", "3"]) == 0  # fmt: skip
+        assert (
+            main(["train", "--resume", str(out), "--total-steps", "600", "--eval-episodes", "3"])
+            == 0
+        )
     assert "Traceback" not in capsys.readouterr().err
     assert [r["step"] for r in rows(out)] == ["300", "600"]
     assert json.loads((out / "summary.json").read_text())["total_steps"] == 600
@@ -129,13 +163,16 @@ def test_resume_may_change_eval_episodes_and_survives_a_damaged_metrics_row(tmp_
     "content, problem",
     [
         ("[1, 2]", "expected an object, got list"),
-        ('{"td3": {"actor_lr": "fast"}, "seed": "one"}',
-         "seed: expected int, got 'one'; td3.actor_lr: expected float, got 'fast'"),
+        (
+            '{"td3": {"actor_lr": "fast"}, "seed": "one"}',
+            "seed: expected int, got 'one'; td3.actor_lr: expected float, got 'fast'",
+        ),
         ("{not json", "is not valid JSON"),
     ],
 )
-def test_a_damaged_config_json_is_refused_naming_each_problem(finished, tmp_path, content,
-                                                              problem, capsys):  # fmt: skip
+def test_a_damaged_config_json_is_refused_naming_each_problem(
+    finished, tmp_path, content, problem, capsys
+):
     import shutil
 
     out = tmp_path / "run"
@@ -161,8 +198,9 @@ def test_nan_before_any_checkpoint_says_none_was_kept(tmp_path, monkeypatch, cap
     assert "non-finite losses at step 100" in err and "no checkpoint was saved yet" in err
 
 
-def test_a_full_disk_stops_with_one_line_and_keeps_the_last_checkpoint(tmp_path, monkeypatch,
-                                                                        capsys):  # fmt: skip
+def test_a_full_disk_stops_with_one_line_and_keeps_the_last_checkpoint(
+    tmp_path, monkeypatch, capsys
+):
     """A save that fails (here: ENOSPC from the second checkpoint on, where Orbax writes the
     host state) stops training at once with one line naming the path and the free space;
     the earlier checkpoint stays restorable and no temporary directory is left."""
@@ -200,12 +238,20 @@ def test_a_failed_start_closes_what_it_opened_and_a_retry_starts(tmp_path, monke
     records, checkpointers and energy meter and releases the run directory's lock, so a
     notebook can fix the problem and start again in the same process."""
     cfg = dataclasses.replace(
-        preset_for("InvertedPendulum-v4"), total_steps=300, start_steps=200, update_after=100,
-        replay_size=1000, actor=PopSANConfig(hidden_sizes=(16, 16)), devices=1, energy=False,
-        critic=CriticConfig(critic_hidden_sizes=(16, 16)), out=str(tmp_path / "run"),
-    )  # fmt: skip
+        preset_for("InvertedPendulum-v4"),
+        total_steps=300,
+        start_steps=200,
+        update_after=100,
+        replay_size=1000,
+        actor=PopSANConfig(hidden_sizes=(16, 16)),
+        devices=1,
+        energy=False,
+        critic=CriticConfig(critic_hidden_sizes=(16, 16)),
+        out=str(tmp_path / "run"),
+    )
     closed = []
     for cls in (session.RunRecorder, session.Checkpointer, session.EnergyMeter):
+
         def close(self, original=cls.close):
             closed.append(type(self).__name__)
             original(self)

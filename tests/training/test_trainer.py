@@ -9,7 +9,7 @@ import pytest
 from helpers import TINY, solve_inverted_pendulum
 
 from spikerl_jax.cli import main
-from spikerl_jax.training.learner import TRACES
+from spikerl_jax.training.members import TRACES
 
 
 def test_every_program_is_traced_once_per_run(tmp_path):

@@ -76,8 +76,10 @@ class SweepSpec:
     def settings(self) -> list[dict[str, float]]:
         """Every combination of the grid's values (one empty setting without a grid)."""
         names = [name for name, _ in self.grid]
-        return [dict(zip(names, values, strict=True))
-                for values in itertools.product(*(v for _, v in self.grid))]  # fmt: skip
+        return [
+            dict(zip(names, values, strict=True))
+            for values in itertools.product(*(v for _, v in self.grid))
+        ]
 
     def members(self) -> list[TrainConfig]:
         """Each member's full config: settings x seeds, in that order."""

@@ -24,9 +24,10 @@ from common import machine, median_time
 
 from spikerl_jax.config import PopSANConfig, TrainConfig
 from spikerl_jax.envs.registry import EnvSpec
-from spikerl_jax.rl.td3 import hparams_from_config
 from spikerl_jax.snn.popsan import PopSAN
-from spikerl_jax.training.learner import make_learner, member_keys, stack_hparams
+from spikerl_jax.training.host_loop import acting, acting_device, acting_view
+from spikerl_jax.training.learner import make_learner
+from spikerl_jax.training.members import members_of
 from spikerl_jax.training.parallel import make_layout, make_mesh
 
 OBS_DIM, ACT_DIM = 11, 3
@@ -55,21 +56,19 @@ def explore_latency(repeats: int, act_device: str = "auto", envs: int = 1) -> fl
     actions out), acting on ``act_device`` (``TrainConfig.act_device``)."""
     spec = EnvSpec(OBS_DIM, ACT_DIM, 1.0, 1000)
     cfg = TrainConfig(env="Hopper-v4", replay_size=1000, act_device=act_device, num_envs=envs)
-    learner = make_learner(cfg, spec, make_layout(1, make_mesh(1)))
-    keys = member_keys([0])
-    state = learner.init(keys["init"], stack_hparams([hparams_from_config(cfg)]))
-    actor, normalizer, noise, key = learner.acting_view(
-        (
-            state.td3.actor_params,
-            state.normalizer,
-            state.td3.hparams.exploration_noise,
-            keys["explore"],
-        )
+    layout = make_layout(1, make_mesh(1))
+    learner, members = make_learner(cfg, spec, layout), members_of([cfg])
+    state = learner.init(members.keys["init"], members.hparams, members.encoder_std)
+    actor, normalizer, noise, key = acting_view(
+        layout,
+        acting_device(cfg, layout),
+        (state.td3.actor_params, state.normalizer, members.noise, members.keys["explore"]),
     )
+    explore = acting(learner.policies.explore, "explore", 1, (0, 0, 0, 0, None, 0))
     obs = np.zeros((1, envs, OBS_DIM), np.float32)  # one member
 
     def call():
-        learner.explore(actor, normalizer, obs, key, 12345, noise)
+        explore(actor, normalizer, obs, key, 12345, noise)
 
     return median_time(call, repeats, 10) * 1e6
 

@@ -28,7 +28,7 @@ from spikerl_jax.config import TrainConfig
 from spikerl_jax.envs.gymnasium_backend import make_vector_env
 from spikerl_jax.envs.mjx_env import EpisodeWrapper, VmapWrapper
 from spikerl_jax.envs.mjx_tasks import make
-from spikerl_jax.training.session import Session
+from spikerl_jax.training.build import build
 
 
 def timed(fn, *args):
@@ -94,8 +94,6 @@ def bench_ondevice(env_id: str, num_envs: int, rounds: int, repeats: int) -> dic
     """The on-device learning program (policy actions, inserts, updates; the paper's update
     schedule per env step: 50 updates per 50 steps at N=1; with N envs, one round is 50*N
     steps and 50 updates). ``compile_s`` is its first call (trace, compile, run)."""
-    import tempfile
-
     cfg = TrainConfig(
         env=env_id,
         backend="mjx",
@@ -104,24 +102,21 @@ def bench_ondevice(env_id: str, num_envs: int, rounds: int, repeats: int) -> dic
         start_steps=0,
         update_after=0,
         replay_size=100_000,
-        progress=False,
-        energy=False,
-        tensorboard=False,
         devices=1,
-        out=tempfile.mkdtemp(prefix="bench_envs_"),
     )
-    session = Session([cfg])
-    backend = session.backend
+    population = build([cfg])
+    backend = population.backend
     program = backend.program()
-    box = {"state": session.state, "step": 0}
+    box = {"state": population.state, "step": 0}
 
     def call():
+        members = backend.members
         box["state"], out = program(
             box["state"],
-            backend.key_explore,
+            members.keys["explore"],
+            members.noise,
             jnp.int32(box["step"]),
             jnp.int32(rounds),
-            jnp.bool_(False),
             jnp.bool_(True),
         )
         jax.block_until_ready(out)

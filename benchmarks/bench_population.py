@@ -29,20 +29,15 @@ from common import machine, matmul_peak_flops
 
 from spikerl_jax.config import TrainConfig
 from spikerl_jax.envs.registry import env_spec
+from spikerl_jax.processes import core_devices_for, split_cpu_for_members
 from spikerl_jax.rl.replay import random_transitions, replay_add
-from spikerl_jax.rl.td3 import HParams, hparams_from_config
-from spikerl_jax.training.learner import make_learner, member_keys, stack_hparams
-from spikerl_jax.training.parallel import (
-    core_devices_for,
-    make_layout,
-    make_mesh,
-    split_cpu_for_members,
-)
-from spikerl_jax.training.session import make_backend
-from spikerl_jax.training.state import LoopState, MemberRecord
+from spikerl_jax.training.build import build
+from spikerl_jax.training.learner import make_learner
+from spikerl_jax.training.members import members_of
+from spikerl_jax.training.parallel import make_layout, make_mesh
+from spikerl_jax.training.schedule import Counters, after_round
 
 ENV = "Hopper-v4"
-ALL = frozenset(f.name for f in dataclasses.fields(HParams))
 
 
 def configs(members: int, precision: str, **changes) -> list[TrainConfig]:
@@ -61,10 +56,9 @@ def update_call(members: int, devices: int, precision: str):
     updates/s over all members."""
     cfgs = configs(members, precision)
     spec = env_spec(ENV)
-    learner = make_learner(cfgs[0], spec, make_layout(members, make_mesh(devices)), ALL)
-    state = learner.init(
-        member_keys(range(members))["init"], stack_hparams([hparams_from_config(c) for c in cfgs])
-    )
+    learner = make_learner(cfgs[0], spec, make_layout(members, make_mesh(devices)))
+    m = members_of(cfgs)
+    state = learner.init(m.keys["init"], m.hparams, m.encoder_std)
     data = random_transitions(jax.random.key(1), 10_000, spec.obs_dim, spec.action_dim)
     fill = jax.jit(jax.vmap(replay_add, in_axes=(0, None)))
     state = state.replace(buffer=fill(state.buffer, data))
@@ -84,18 +78,14 @@ def update_call(members: int, devices: int, precision: str):
 def env_steps_per_second(members: int, devices: int, steps: int, precision: str) -> float:
     """A population's rounds in the random phase and then acting with its actors (no
     updates: ``update_after`` is beyond the measurement), env steps of all members per s."""
-    cfgs = configs(members, precision, start_steps=steps // 2, update_after=10**9)
-    spec = env_spec(ENV)
-    learner = make_learner(cfgs[0], spec, make_layout(members, make_mesh(devices)), ALL)
-    seeds = [c.seed for c in cfgs]
-    keys = member_keys(seeds)
-    backend = make_backend(cfgs[0], spec, learner, seeds, keys)
-    hparams = stack_hparams([hparams_from_config(c) for c in cfgs])
-    state = backend.init_state(learner.init(keys["init"], hparams))
-    loop = LoopState(members=(MemberRecord(),) * members)
-    state, loop, _ = backend.advance(state, loop, 2 * cfgs[0].update_every)  # compile
+    cfgs = configs(members, precision, start_steps=steps // 2, update_after=10**9, devices=devices)
+    population = build(cfgs)
+    backend, counters = population.backend, Counters()
+    state, stats = backend.rounds(population.state, counters, 2 * cfgs[0].update_every)  # compile
+    for _ in range(stats.rounds):
+        counters = after_round(cfgs[0], counters)
     t0 = time.perf_counter()
-    state, loop, _ = backend.advance(state, loop, loop.step + steps)
+    state, _ = backend.rounds(state, counters, counters.step + steps)
     seconds = time.perf_counter() - t0
     backend.close()
     return members * steps / seconds

@@ -19,11 +19,11 @@ import jax
 sys.path.insert(0, str(Path(__file__).parent))
 from common import machine, matmul_peak_flops, median_time
 
-from spikerl_jax.config import CriticConfig, PopSANConfig, TD3Config, TrainConfig
+from spikerl_jax.config import CriticConfig, PopSANConfig, TD3Config
 from spikerl_jax.rl.networks import make_networks
 from spikerl_jax.rl.normalizer import normalizer_init, normalizer_update
 from spikerl_jax.rl.replay import random_transitions, replay_add, replay_init, sample_normalized
-from spikerl_jax.rl.td3 import hparam_values, hparams_from_config, make_td3
+from spikerl_jax.rl.td3 import hparams_from_config, make_td3
 
 OBS_DIM, ACT_DIM = 11, 3
 
@@ -63,12 +63,11 @@ def updates_per_second(
     actor_cfg = PopSANConfig(hidden_sizes=hidden, actor_precision=precision, **order)
     critic_cfg = CriticConfig(critic_precision=critic_precision or precision)
     td3_cfg = TD3Config(batch_size=batch_size)
-    cfg = TrainConfig(td3=td3_cfg)  # the paper's settings, compiled in as a run's are
-    td3 = make_td3(
-        make_networks(ACT_DIM, 1.0, actor_cfg, critic_cfg), td3_cfg, constants=hparam_values(cfg)
-    )
+    networks = make_networks(ACT_DIM, 1.0, actor_cfg, critic_cfg)
+    td3 = make_td3(networks, td3_cfg)  # the paper's settings, as traced values of the state
     key = jax.random.key(0)
-    state = td3.init(key, OBS_DIM, hparams_from_config(cfg))
+    actor = networks.init_actor(jax.random.split(key)[0], OBS_DIM, actor_cfg.encoder_std)
+    state = td3.init(key, actor, OBS_DIM, hparams_from_config(td3_cfg))
     n = 10_000
     data = random_transitions(jax.random.key(1), n, OBS_DIM, ACT_DIM)
     buffer = replay_add(replay_init(n, OBS_DIM, ACT_DIM), data)

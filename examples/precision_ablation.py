@@ -32,14 +32,15 @@ def updates_per_second(precision: str) -> float:
     from spikerl_jax.config import CriticConfig, PopSANConfig, TrainConfig
     from spikerl_jax.rl.networks import make_networks
     from spikerl_jax.rl.replay import random_transitions
-    from spikerl_jax.rl.td3 import hparam_values, hparams_from_config, make_td3
+    from spikerl_jax.rl.td3 import hparams_from_config, make_td3
 
     nets = make_networks(
         3, 1.0, PopSANConfig(actor_precision=precision), CriticConfig(critic_precision=precision)
     )
-    cfg = TrainConfig()
-    td3 = make_td3(nets, cfg.td3, constants=hparam_values(cfg))
-    state = td3.init(jax.random.key(0), 11, hparams_from_config(cfg))
+    cfg, key = TrainConfig(), jax.random.key(0)
+    td3 = make_td3(nets, cfg.td3)
+    actor = nets.init_actor(jax.random.split(key)[0], 11, cfg.actor.encoder_std)
+    state = td3.init(key, actor, 11, hparams_from_config(cfg.td3))
     batch = random_transitions(jax.random.key(1), 100, 11, 3)
     run = jax.jit(lambda s, k: td3.update(s, lambda _: batch, k, 25))
     holder = {"state": state}

@@ -35,8 +35,8 @@ from spikerl_jax.config import TD3Config, TrainConfig
 from spikerl_jax.envs.registry import EnvSpec
 from spikerl_jax.reporting.energy import EnergyMeter
 from spikerl_jax.rl.replay import random_transitions
-from spikerl_jax.rl.td3 import hparams_from_config
-from spikerl_jax.training.learner import make_learner, member_keys, stack_hparams
+from spikerl_jax.training.learner import make_learner
+from spikerl_jax.training.members import members_of
 from spikerl_jax.training.parallel import make_layout, make_mesh
 
 HOPPER = EnvSpec(obs_dim=11, action_dim=3, action_limit=1.0, max_episode_steps=1000)
@@ -50,7 +50,8 @@ def measure(devices: int, args) -> dict:
         updates_per_round=args.updates,
     )
     learner = make_learner(cfg, HOPPER, make_layout(1, make_mesh(devices)))
-    state = learner.init(member_keys([0])["init"], stack_hparams([hparams_from_config(cfg)]))
+    members = members_of([cfg])
+    state = learner.init(members.keys["init"], members.hparams, members.encoder_std)
     chunk = jax.tree.map(
         lambda x: x[None],  # one member's rows
         random_transitions(jax.random.key(1), cfg.update_every, 11, 3),

@@ -5,8 +5,8 @@ The public API (``spikerl_jax.api``) is importable from here; it is loaded on fi
 """
 
 from spikerl_jax.api_names import PUBLIC_NAMES
+from spikerl_jax.version import __version__
 
-__version__ = "0.2.0"
 __all__ = list(PUBLIC_NAMES)
 
 

@@ -17,6 +17,7 @@ BASE = {
     "spikerl_jax.initializers",
     "spikerl_jax.envs.registry",
     "spikerl_jax.api_names",
+    "spikerl_jax.version",
 }
 LAYERS = [
     BASE,
@@ -120,3 +121,20 @@ def test_the_public_api_exports_every_name_it_lists():
 
     assert [name for name in spikerl_jax.__all__ if not hasattr(api, name)] == []
     assert spikerl_jax.train is api.train and spikerl_jax.load_policy is api.load_policy
+
+
+def test_td3_knows_no_actor_and_the_cli_no_argparse():
+    """TD3 sees the actor only through the network factory; the command line is tyro's."""
+    edges = graph()
+    assert not {m for m in edges["spikerl_jax.rl.td3"] if m.startswith("spikerl_jax.snn")}
+    for path in (ROOT / "cli").glob("*.py"):
+        names = {
+            a.name
+            for n in ast.walk(ast.parse(path.read_text()))
+            if isinstance(n, ast.Import)
+            for a in n.names
+        }
+        names |= {
+            n.module for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.ImportFrom)
+        }
+        assert "argparse" not in names, path

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from spikerl_jax.processes import StopRequest
 from spikerl_jax.reporting.records import EvalResult
 from spikerl_jax.training.schedule import Counters
 from spikerl_jax.training.state import RunState
@@ -37,27 +38,18 @@ class RoundStats:
     nonfinite_step: int | None = None
 
     def add(self, metrics: dict, seconds: float) -> RoundStats:
-        return self.replace(metrics=metrics, update_s=self.update_s + seconds)
-
-    def replace(self, **changes) -> RoundStats:
-        return dataclasses.replace(self, **changes)
+        return dataclasses.replace(self, metrics=metrics, update_s=self.update_s + seconds)
 
     def finite(self) -> bool:
         """Whether every member's last metrics are finite."""
         return all(np.all(np.isfinite(v)) for v in (self.metrics or {}).values())
 
 
-class Stop(Protocol):
-    """A stop request the backend checks between rounds (SIGINT/SIGTERM)."""
-
-    requested: bool
-
-
 class Backend(Protocol):
     """A simulator backend: Gymnasium on the host or MJX on the device."""
 
     def rounds(
-        self, state: RunState, counters: Counters, target: int, stop: Stop | None = None
+        self, state: RunState, counters: Counters, target: int, stop: StopRequest | None = None
     ) -> tuple[RunState, RoundStats]:
         """Collects and learns, round by round, until step ``target`` (a round boundary), or
         earlier when ``stop`` is requested or losses turn non-finite."""

@@ -9,6 +9,7 @@ import jax
 
 from spikerl_jax.config import ConfigError, TrainConfig
 from spikerl_jax.envs.registry import EnvSpec, env_spec
+from spikerl_jax.processes import available_host_memory
 from spikerl_jax.reporting.energy import check_grid
 from spikerl_jax.sweep_spec import check_population
 from spikerl_jax.training.backend import Backend
@@ -57,18 +58,6 @@ def check_memory(cfg: TrainConfig, spec: EnvSpec, members: int) -> None:
             + (f" x {members} members" if members > 1 else "")
             + f") but {where} has {have / 2**30:.1f} GiB free; lower --replay-size"
         )
-
-
-def available_host_memory() -> int | None:
-    """MemAvailable of /proc/meminfo in bytes (None where there is no such file)."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
 
 
 class Population(NamedTuple):

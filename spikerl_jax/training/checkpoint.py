@@ -21,7 +21,6 @@ import json
 import os
 import shutil
 import tempfile
-from importlib import metadata
 
 import jax
 import numpy as np
@@ -31,19 +30,13 @@ from spikerl_jax.config import ConfigError
 from spikerl_jax.reporting.runlog import population_of
 from spikerl_jax.rl.normalizer import Normalizer
 from spikerl_jax.schema import SchemaError, from_jsonable, to_jsonable
-from spikerl_jax.training.state import LoopState, PolicyState, RunState
+from spikerl_jax.training.state import LoopState, PolicyState, RunState, member
+from spikerl_jax.version import __version__
 
 # The layout of a checkpoint's items, saved with it as the ``format`` item. Bump it when the
 # items change in a way older code cannot read. Format 1 (checkpoints/latest and best,
 # one per member) was written before version 0.2.
 FORMAT = 2
-
-
-def _version() -> str:
-    try:
-        return metadata.version("spikerl_jax")
-    except metadata.PackageNotFoundError:  # a source tree on the path, not installed
-        return "unknown"
 
 
 class CheckpointError(ConfigError):
@@ -136,7 +129,7 @@ class Checkpointer:
         args["loop"] = ocp.args.JsonSave(to_jsonable(loop))
         members = len(loop.members)
         args["format"] = ocp.args.JsonSave(
-            {"format": FORMAT, "spikerl_jax": _version(), "members": members}
+            {"format": FORMAT, "spikerl_jax": __version__, "members": members}
         )
         try:
             self.manager.save(step, args=ocp.args.Composite(**args))
@@ -192,7 +185,7 @@ def _newest(root: str, members: int | None = None) -> tuple[str, int]:
     if step is None and os.path.isdir(os.path.join(where, "latest")):
         raise CheckpointError(
             f"{root} holds checkpoints of format 1 (checkpoints/latest and best, written by "
-            f"spikerl_jax 0.1); this spikerl_jax ({_version()}) reads format {FORMAT}: read "
+            f"spikerl_jax 0.1); this spikerl_jax ({__version__}) reads format {FORMAT}: read "
             "them with the version that wrote them"
         )
     if step is None:
@@ -202,7 +195,7 @@ def _newest(root: str, members: int | None = None) -> tuple[str, int]:
     if saved.get("format") != FORMAT:
         raise CheckpointError(
             f"checkpoint {path} has format {saved.get('format', 1)} (written by spikerl_jax "
-            f"{saved.get('spikerl_jax', '?')}); this spikerl_jax ({_version()}) reads format "
+            f"{saved.get('spikerl_jax', '?')}); this spikerl_jax ({__version__}) reads format "
             f"{FORMAT}: read it with the version that wrote it"
         )
     if members is not None and saved.get("members") != members:
@@ -307,6 +300,6 @@ def restore_policy(run_dir: str, which: str = "best") -> tuple[PolicyState, int]
     """
     name = "best" if which == "best" else "learner"
     items, _, step = read_checkpoint(run_dir, [name])
-    one = jax.tree.map(lambda x: x[population_of(run_dir)[1]], items[name])
+    one = member(items[name], population_of(run_dir)[1])
     params = one["actor_params"] if which == "best" else one["td3"]["actor_params"]
     return PolicyState(params, Normalizer(**one["normalizer"])), step

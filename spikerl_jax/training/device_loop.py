@@ -22,6 +22,7 @@ setting is e.g. ``--num-envs 1024 --update-every 4096 --updates-per-round 64``.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import jax
@@ -147,14 +148,8 @@ class DeviceBackend:
                 rounds_of_members, lstate, env_state, keys, noise, step0, update
             )
             zeros = jnp.zeros(jax.tree.leaves(env_state)[0].shape[0])
-            init = (
-                lstate,
-                env_state,
-                jax.tree.map(jnp.zeros_like, metrics0),
-                zeros,
-                zeros,
-                jnp.int32(NO_STEP),
-            )
+            metrics0 = jax.tree.map(jnp.zeros_like, metrics0)
+            init = (lstate, env_state, metrics0, zeros, zeros, jnp.int32(NO_STEP))
 
             def body(r, carry):
                 lstate, env_state, _, return_sum, ended, bad = carry
@@ -178,26 +173,7 @@ class DeviceBackend:
             out = {"metrics": metrics, "return_sum": return_sum, "ended": ended, "bad": bad}
             return state.replace(learner=lstate, env=env_state), out
 
-        if layout.mesh is None:
-            return segment
-        whole = layout.spec(None)
-        specs = RunState(
-            learner=learner_specs(layout, LearnerState), best=whole, env=layout.spec(0)
-        )
-        member_spec = P(AXIS) if layout.mode == "members" else P()
-        out_specs = {
-            "metrics": member_spec,
-            "return_sum": member_spec,
-            "ended": member_spec,
-            "bad": P(),
-        }
-        return jax.shard_map(
-            segment,
-            mesh=layout.mesh,
-            in_specs=(specs, member_spec, member_spec, P(), P(), P()),
-            out_specs=(specs, out_specs),
-            check_vma=False,
-        )
+        return segment if layout.mesh is None else on_mesh(segment, layout)
 
     def rounds(self, state: RunState, counters: Counters, target: int, stop=None):
         """Every round up to ``target`` in one call per run of rounds that update (or not).
@@ -217,11 +193,11 @@ class DeviceBackend:
             out = jax.device_get(out)
             step += rounds * self.cfg.update_every
             self._returns += np.stack([out["return_sum"], out["ended"]], axis=1)
-            stats = stats.replace(rounds=stats.rounds + rounds)
+            stats = dataclasses.replace(stats, rounds=stats.rounds + rounds)
             if update:
                 stats = stats.add(out["metrics"], time.perf_counter() - t0)
                 if int(out["bad"]) != NO_STEP:
-                    return state, stats.replace(nonfinite_step=int(out["bad"]))
+                    return state, dataclasses.replace(stats, nonfinite_step=int(out["bad"]))
         return state, stats
 
     def _make_evaluation(self):
@@ -267,3 +243,20 @@ class DeviceBackend:
 
     def close(self) -> None:
         pass
+
+
+def on_mesh(segment, layout):
+    """A segment under ``shard_map``: whole members per device, or each member's envs and
+    replay split across the devices (its parameters replicated)."""
+    specs = RunState(
+        learner=learner_specs(layout, LearnerState), best=layout.spec(None), env=layout.spec(0)
+    )
+    member = P(AXIS) if layout.mode == "members" else P()
+    out = {"metrics": member, "return_sum": member, "ended": member, "bad": P()}
+    return jax.shard_map(
+        segment,
+        mesh=layout.mesh,
+        in_specs=(specs, member, member, P(), P(), P()),
+        out_specs=(specs, out),
+        check_vma=False,
+    )

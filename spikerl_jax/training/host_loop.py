@@ -11,6 +11,7 @@ dims, ``E`` evaluation episodes per member.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 from collections.abc import Callable
@@ -145,9 +146,9 @@ class HostBackend:
                 learner = self.learner.ingest(state.learner, chunk)
             state = state.replace(learner=learner)
             counters = after_round(self.cfg, counters)
-            stats = stats.replace(rounds=stats.rounds + 1)
+            stats = dataclasses.replace(stats, rounds=stats.rounds + 1)
             if stats.nonfinite_step is None and update and not stats.finite():
-                return state, stats.replace(nonfinite_step=counters.step)
+                return state, dataclasses.replace(stats, nonfinite_step=counters.step)
         return state, stats
 
     def collect(self, acting, step: int) -> Transition:

@@ -20,7 +20,7 @@ from jax.sharding import PartitionSpec as P
 
 from spikerl_jax.config import TrainConfig
 from spikerl_jax.envs.registry import EnvSpec
-from spikerl_jax.rl.networks import make_networks
+from spikerl_jax.rl.networks import Networks, make_networks
 from spikerl_jax.rl.normalizer import normalizer_init, normalizer_update
 from spikerl_jax.rl.policy import Policies, make_policies
 from spikerl_jax.rl.replay import (
@@ -59,40 +59,29 @@ class Learner(NamedTuple):
     learn_round: Callable
 
 
-def make_learner(cfg: TrainConfig, spec: EnvSpec, layout: Layout) -> Learner:
-    """Builds the population's compiled pieces for ``cfg``'s networks and schedule on
-    ``layout``; what members may differ in comes in through ``init`` (keys, ``HParams``,
-    the encoder's initial width)."""
+def make_member_round(cfg: TrainConfig, spec: EnvSpec, layout: Layout, networks: Networks):
+    """One member's learner, written once: ``(init_member, learn_round)``.
+
+    ``init_member(key, hparams, encoder_std) -> LearnerState``; ``learn_round(state, chunk,
+    update) -> (state, metrics)`` ingests a round's transitions (replay insert, normalizer
+    update) and then, if ``update``, runs the round's TD3 updates, with the data-parallel
+    collectives on this device's buffer shard. ``update`` is a Python bool (a program each)
+    or a traced one (``lax.cond``: one program for every round of an MJX segment).
+    """
     data_parallel = layout.mode == "data"
-    networks = make_networks(
-        spec.action_dim, spec.action_limit, cfg.actor, cfg.critic, cfg.actor_kind
-    )
     td3 = make_td3(networks, cfg.td3, axis_name=layout.axis_name)
-    policies = make_policies(networks.actor, cfg.obs_clip)
     num_blocks = cfg.updates_per_round // cfg.td3.policy_delay
 
     def init_member(key: jax.Array, hparams: HParams, encoder_std: jax.Array) -> LearnerState:
         key_td3, key_update = jax.random.split(key)
         # The actor from the first half of TD3's key (td3.init takes the second).
         actor_params = networks.init_actor(jax.random.split(key_td3)[0], spec.obs_dim, encoder_std)
+        shards = layout.devices if data_parallel else 0
         return LearnerState(
             td3=td3.init(key_td3, actor_params, spec.obs_dim, hparams),
-            buffer=replay_init(
-                cfg.replay_size,
-                spec.obs_dim,
-                spec.action_dim,
-                layout.devices if data_parallel else 0,
-            ),
+            buffer=replay_init(cfg.replay_size, spec.obs_dim, spec.action_dim, shards),
             normalizer=normalizer_init(spec.obs_dim),
             key=key_update,
-        )
-
-    def ingest(state: LearnerState, chunk: Transition) -> LearnerState:
-        # The normalizer is replicated: every device folds in every device's observations.
-        obs = jax.lax.all_gather(chunk.obs, AXIS, tiled=True) if data_parallel else chunk.obs
-        return state.replace(
-            buffer=replay_add(state.buffer, chunk),
-            normalizer=normalizer_update(state.normalizer, obs),
         )
 
     def update(state: LearnerState):
@@ -106,36 +95,53 @@ def make_learner(cfg: TrainConfig, spec: EnvSpec, layout: Layout) -> Learner:
             )
 
         td3_state, metrics = td3.update(state.td3, sample, key_update, num_blocks)
-        return state.replace(td3=td3_state, key=key), metrics
+        return (td3_state, key), metrics
 
     def learn_round(state: LearnerState, chunk: Transition, do_update):
-        state = ingest(state, chunk)
-        if isinstance(do_update, bool):
-            return update(state) if do_update else (state, None)
+        # The normalizer is replicated: every device folds in every device's observations.
+        obs = jax.lax.all_gather(chunk.obs, AXIS, tiled=True) if data_parallel else chunk.obs
+        state = state.replace(
+            buffer=replay_add(state.buffer, chunk),
+            normalizer=normalizer_update(state.normalizer, obs),
+        )
+        if do_update is False:
+            return state, None
+        if do_update is True:
+            (td3_state, key), metrics = update(state)
+        else:  # the replay buffer is an operand of both branches only, never copied
 
-        def skip(state):  # the replay buffer is an operand only, never copied
-            _, metrics = jax.eval_shape(update, state)
-            return (state.td3, state.key), jax.tree.map(jnp.zeros_like, metrics)
+            def skip(state):
+                _, metrics = jax.eval_shape(update, state)
+                return (state.td3, state.key), jax.tree.map(jnp.zeros_like, metrics)
 
-        def updated(state):
-            new, metrics = update(state)
-            return (new.td3, new.key), metrics
-
-        (td3_state, key), metrics = jax.lax.cond(do_update, updated, skip, state)
+            (td3_state, key), metrics = jax.lax.cond(do_update, update, skip, state)
         return state.replace(td3=td3_state, key=key), metrics
 
-    def on_devices(fn, out_specs):
-        """``fn`` over this device's members, its buffer shard seen as a plain buffer (data
-        mode), under ``shard_map`` on a mesh."""
-        batched = over_members(fn, layout.local_members)
+    return init_member, learn_round
+
+
+def make_learner(cfg: TrainConfig, spec: EnvSpec, layout: Layout) -> Learner:
+    """Builds the population's compiled pieces for ``cfg``'s networks and schedule on
+    ``layout``; what members may differ in comes in through ``init`` (keys, ``HParams``,
+    the encoder's initial width)."""
+    networks = make_networks(
+        spec.action_dim, spec.action_limit, cfg.actor, cfg.critic, cfg.actor_kind
+    )
+    init_member, learn_round = make_member_round(cfg, spec, layout, networks)
+    specs = learner_specs(layout, LearnerState)
+
+    def on_devices(update: bool, out_specs):
+        """The round over this device's members, its buffer shard seen as a plain buffer
+        (data mode), under ``shard_map`` on a mesh."""
+        batched = over_members(lambda s, c: learn_round(s, c, update), layout.local_members)
 
         def body(state, chunk):
-            if data_parallel:
+            if layout.mode == "data":
                 state = state.replace(buffer=one_shard(state.buffer))
             state, metrics = batched(state, chunk)
-            if data_parallel:
+            if layout.mode == "data":
                 state = state.replace(buffer=as_shard(state.buffer))
-            return (state, metrics) if metrics is not None else state
+            return (state, metrics) if update else state
 
         if layout.mesh is None:
             return body
@@ -149,20 +155,17 @@ def make_learner(cfg: TrainConfig, spec: EnvSpec, layout: Layout) -> Learner:
             check_vma=False,
         )
 
-    specs = learner_specs(layout, LearnerState)
-    learn = on_devices(lambda s, c: learn_round(s, c, True), (specs, layout.spec(None)))
-    ingest_only = on_devices(lambda s, c: learn_round(s, c, False), specs)
     init_out = None
     if layout.mesh is not None:
         init_out = jax.tree.map(layout.sharding, specs, is_leaf=lambda x: isinstance(x, P))
+    init = over_members(init_member, layout.members, loop=True)
     return Learner(
         layout=layout,
-        policies=policies,
-        init=jax.jit(
-            counted("init", over_members(init_member, layout.members, loop=True)),
-            out_shardings=init_out,
+        policies=make_policies(networks.actor, cfg.obs_clip),
+        init=jax.jit(counted("init", init), out_shardings=init_out),
+        learn=jax.jit(
+            counted("learn", on_devices(True, (specs, layout.spec(None)))), donate_argnums=0
         ),
-        learn=jax.jit(counted("learn", learn), donate_argnums=0),
-        ingest=jax.jit(counted("ingest", ingest_only), donate_argnums=0),
+        ingest=jax.jit(counted("ingest", on_devices(False, specs)), donate_argnums=0),
         learn_round=learn_round,
     )

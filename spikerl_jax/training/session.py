@@ -19,6 +19,7 @@ import jax.numpy as jnp
 
 from spikerl_jax.config import ConfigError, TrainConfig
 from spikerl_jax.precision import full_precision_matmuls
+from spikerl_jax.processes import Interrupted, StopRequest
 from spikerl_jax.reporting.energy import EnergyMeter
 from spikerl_jax.reporting.progress import TrainProgress
 from spikerl_jax.reporting.records import (
@@ -34,7 +35,6 @@ from spikerl_jax.training.backend import RoundStats
 from spikerl_jax.training.build import build, check_run
 from spikerl_jax.training.checkpoint import Checkpointer, restore_population
 from spikerl_jax.training.schedule import Stops, after_round
-from spikerl_jax.training.signals import Interrupted, StopRequest
 from spikerl_jax.training.state import LoopState, MemberRecord, RunState
 
 

@@ -60,8 +60,8 @@ class RunState:
 
 
 def member(tree, index: int):
-    """Member ``index`` of a member-batched pytree, keeping a member axis of one."""
-    return jax.tree.map(lambda x: x[index : index + 1], tree)
+    """Member ``index`` of a member-batched pytree (device or host state)."""
+    return jax.tree.map(lambda x: x[index], tree)
 
 
 def committed(state: RunState) -> RunState:
@@ -94,7 +94,7 @@ class LoopState:
       segments: ``[start_step, end_step, wall_s]`` of each process that ran this run.
     """
 
-    counters: Counters = Counters()
+    counters: Counters = dataclasses.field(default_factory=Counters)
     members: tuple[MemberRecord, ...] = ()
     energy: dict = dataclasses.field(default_factory=dict)
     wall_s: float = 0.0

@@ -13,11 +13,11 @@ MJX) around the learner's round (``learner``: ingest, then the fused TD3 updates
 from __future__ import annotations
 
 from spikerl_jax.config import TrainConfig
+from spikerl_jax.processes import Interrupted
 from spikerl_jax.reporting.runlog import read_run
 from spikerl_jax.reporting.sweep import sweep_rows, write_sweep_summary
 from spikerl_jax.sweep_spec import SweepSpec, save_spec, setting_label
 from spikerl_jax.training.session import Session
-from spikerl_jax.training.signals import Interrupted
 
 
 def train(cfg: TrainConfig, resume: bool = False, console=None) -> dict:

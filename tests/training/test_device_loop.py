@@ -97,7 +97,7 @@ def test_segments_equal_an_explicit_loop_and_compile_once():
 
     # The reference: round by round, vector step by vector step, from Python.
     ref_learner, ref_backend, ref = fresh()
-    keys = {"explore": ref_backend.key_explore}
+    keys = ref_backend.members.keys
     spec = env_spec(CFG.env)
     env = VmapWrapper(
         EpisodeWrapper(device_loop.make(CFG.env), spec.max_episode_steps), CFG.num_envs
@@ -118,7 +118,7 @@ def test_segments_equal_an_explicit_loop_and_compile_once():
                     jax.random.fold_in(key_random, step), (CFG.num_envs, 1), jnp.float32, -3.0, 3.0
                 )
             else:
-                action = ref_learner.explore_member(
+                action = ref_learner.policies.explore(
                     params, norm, ref_env.obs, key_policy, step, noise
                 )
             action = np.asarray(action)  # random or policy: one argument type, one compile

@@ -23,13 +23,13 @@ from helpers import (
 from spikerl_jax.cli import main
 from spikerl_jax.config import CriticConfig, PopSANConfig, TD3Config, TrainConfig
 from spikerl_jax.envs.registry import env_spec
+from spikerl_jax.processes import Interrupted
 from spikerl_jax.rl.replay import random_transitions
 from spikerl_jax.training import device_loop, trainer
 from spikerl_jax.training.build import build
 from spikerl_jax.training.learner import make_learner
 from spikerl_jax.training.parallel import make_layout, make_mesh
 from spikerl_jax.training.schedule import Counters
-from spikerl_jax.training.signals import Interrupted
 
 BASE = TrainConfig(
     env="InvertedPendulum-v4",

@@ -1,0 +1,140 @@
+"""``spikerl-jax``: the command line, tyro subcommands over the package's functions.
+
+    spikerl-jax train [--env Hopper-v4] [--total-steps N] [...]   # see --help
+    spikerl-jax sweep --env Hopper-v4 --seeds 0 1 2 --actor-lr 1e-4 3e-4 --out runs/sweep
+
+Each command is a small dataclass whose fields (and their docstrings) are its options.
+Defaults depend on the task: ``--env`` selects a preset (the paper's schedule for locomotion,
+a short random phase for InvertedPendulum), shown by ``spikerl-jax train --env ID --help``;
+``--resume`` takes the defaults from the run being resumed. Every command reports a bad input
+or a failure as one line (exit 2); interrupts exit with 128 + the signal's number after saving
+a checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import sys
+import threading
+import warnings
+from typing import Annotated, Union
+
+import tyro
+
+from spikerl_jax.cli.runs import CommandError, Compare, Eval, ExportNir, Plot
+from spikerl_jax.cli.training import Sweep, Train, _sweep_default, _train_default
+from spikerl_jax.config import ConfigError
+
+
+@dataclasses.dataclass
+class _Selection:
+    """What the defaults depend on, read before the full parse."""
+
+    env: str | None = None
+    resume: str | None = None
+
+
+def parse(args: list[str]):
+    """The command of ``args``, parsed by tyro over defaults that follow ``--env`` and
+    ``--resume`` (tyro prints help and parse errors itself, and exits)."""
+    try:
+        sel, _ = tyro.cli(
+            _Selection, args=args, return_unknown_args=True, add_help=False, console_outputs=False
+        )
+    except SystemExit:  # e.g. --env without a value: the full parse says so
+        sel = _Selection()
+    command = args[0] if args else None
+    train = _train_default(sel.resume if command == "train" else None, sel.env)
+    sweep = _sweep_default(sel.resume if command == "sweep" else None, sel.env)
+    commands = Union[  # noqa: UP007 (tyro reads the Union's members as subcommands)
+        Annotated[Train, tyro.conf.subcommand("train", default=train)],
+        Annotated[Sweep, tyro.conf.subcommand("sweep", default=sweep)],
+        Annotated[Eval, tyro.conf.subcommand("eval")],
+        Annotated[Compare, tyro.conf.subcommand("compare")],
+        Annotated[Plot, tyro.conf.subcommand("plot")],
+        Annotated[ExportNir, tyro.conf.subcommand("export-nir")],
+    ]
+    return tyro.cli(
+        commands,
+        args=args,
+        prog="spikerl-jax",
+        description="Spiking actors (PopSAN) trained with TD3: train, sweep, "
+        "evaluate, compare, plot and export runs.",
+        config=(tyro.conf.OmitArgPrefixes, tyro.conf.OmitSubcommandPrefixes),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs a command; every failure the user can fix is one ``error:`` line and exit 2."""
+    import absl.logging
+
+    from spikerl_jax.processes import Interrupted
+    from spikerl_jax.training.checkpoint import SaveError
+    from spikerl_jax.training.session import TrainingError
+
+    # Orbax logs (absl) and its worker threads print a failing save's tracebacks, many times
+    # over; the failure reaches the main thread as one SaveError or CheckpointError line.
+    absl.logging.set_verbosity(absl.logging.FATAL)
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+    threading.excepthook = _quiet_checkpoint_threads
+    warnings.formatwarning = _one_line  # a warning is one line on the terminal
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args == ["--version"]:
+        from spikerl_jax import __version__
+
+        print(f"spikerl-jax {__version__}")
+        return 0
+    try:
+        command = parse(args)
+        if isinstance(command, Train | Sweep | Eval):
+            _use_compile_cache()
+        return command.run()
+    except SystemExit as e:  # tyro's help (0) or parse error (2), already printed
+        return e.code if isinstance(e.code, int) else 2
+    except Interrupted as e:
+        print(f"spikerl-jax: {e}", file=sys.stderr)
+        return e.exit_code
+    except (ConfigError, TrainingError, SaveError, CommandError) as e:
+        return _fail(str(e))
+
+
+def _use_compile_cache() -> None:
+    """Keeps compiled programs on disk between runs (JAX's persistent compilation cache):
+    the first run of a configuration compiles (MJX programs take tens of seconds on a CPU),
+    later ones (resumes, repeats, the members of later sweeps) load them. The cache lives in
+    ``$XDG_CACHE_HOME/spikerl_jax/xla`` (``~/.cache``; delete it to reclaim the space) and
+    is off with ``SPIKERL_JAX_COMPILE_CACHE=0``; a cache already configured
+    (``JAX_COMPILATION_CACHE_DIR``) is left alone."""
+    import jax
+
+    if jax.config.jax_compilation_cache_dir or os.environ.get("SPIKERL_JAX_COMPILE_CACHE") == "0":
+        return
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    jax.config.update("jax_compilation_cache_dir", os.path.join(root, "spikerl_jax", "xla"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
+_THREAD_HOOK = threading.excepthook
+
+
+def _quiet_checkpoint_threads(args) -> None:
+    """Drops the exceptions of Orbax's and asyncio's worker threads (their errors reach the
+    main thread, which reports them); any other thread's exception is printed as usual."""
+    import traceback
+
+    frames = traceback.extract_tb(args.exc_traceback) if args.exc_traceback else []
+    if any("/orbax/" in f.filename or "/asyncio/" in f.filename for f in frames):
+        logging.getLogger("spikerl_jax").debug("checkpoint thread: %r", args.exc_value)
+        return
+    _THREAD_HOOK(args)
+
+
+def _one_line(message, category, filename, lineno, line=None) -> str:
+    return f"spikerl-jax: warning: {message}\n"
+
+
+def _fail(message: str) -> int:
+    print(f"spikerl-jax: error: {message}", file=sys.stderr)
+    return 2

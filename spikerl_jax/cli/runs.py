@@ -1,0 +1,136 @@
+"""The commands on finished runs: ``eval``, ``compare``, ``plot`` and ``export-nir``."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Literal
+
+import tyro
+
+from spikerl_jax.config import ConfigError
+
+
+class CommandError(Exception):
+    """A command's failure as one line for the terminal."""
+
+
+def _writing(target: str, fn, *args):
+    """``fn(*args)``, with an OSError reported as a command error about ``target`` (the
+    option naming what is written)."""
+    try:
+        return fn(*args)
+    except OSError as e:
+        raise CommandError(f"cannot write {target}: {e.strerror or e}") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class Eval:
+    """Run deterministic episodes of a trained run's policy."""
+
+    run_dir: tyro.conf.Positional[str]
+    """The run directory (holds config.json)."""
+    episodes: int = 10
+    """Episodes to run."""
+    checkpoint: Literal["best", "latest"] = "best"
+    """Which policy: the best evaluation's or the latest."""
+    seed: int = 0
+    """Seeds the episodes' resets."""
+    render: str | None = None
+    """Also record the first episode as this video (an .mp4)."""
+    raster: str | None = None
+    """Also draw every layer's spikes over the first steps of an episode (PopSAN) as this PNG."""
+
+    def run(self) -> int:
+        from spikerl_jax.export.policy import evaluate_run
+
+        if self.episodes <= 0:
+            raise ConfigError(f"--episodes must be positive, got {self.episodes}")
+        if self.seed < 0:
+            raise ConfigError(f"--seed must be non-negative, got {self.seed}")
+        result = _writing(
+            "--raster/--render",
+            evaluate_run,
+            self.run_dir,
+            self.episodes,
+            self.checkpoint,
+            self.seed,
+            self.render,
+            self.raster,
+        )
+        print(json.dumps(result))
+        return 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Compare:
+    """Speedup = T_base/T_new, Powerup = P_new/P_base, Greenup = E_base/E_new and carbon
+    reduction of finished runs against the first (the base)."""
+
+    base: tyro.conf.Positional[str]
+    """The base run directory."""
+    runs: tyro.conf.Positional[tuple[str, ...]]
+    """Run directories compared with the base."""
+    out: str | None = None
+    """Writes OUT.json and OUT.csv (default: BASE/comparison)."""
+
+    def run(self) -> int:
+        from rich.console import Console
+
+        from spikerl_jax.reporting.compare import compare_runs, comparison_table, write_comparison
+        from spikerl_jax.reporting.runlog import read_run
+
+        if not self.runs:
+            raise ConfigError("compare needs at least one run besides the base")
+        out = self.out or os.path.join(self.base, "comparison")
+        rows = compare_runs(read_run(self.base), [read_run(r) for r in self.runs])
+        paths = _writing(f"--out {out}", write_comparison, rows, out)
+        console = Console()
+        console.print(comparison_table(rows))
+        console.print(f"written: {', '.join(paths)}", markup=False)
+        return 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Plot:
+    """Learning curves (mean ± std over runs differing only in seed), energy and time bars,
+    and firing rates per layer of finished runs, as PNG files."""
+
+    runs: tyro.conf.Positional[tuple[str, ...]]
+    """Run directories."""
+    out: str | None = None
+    """Directory for the PNGs (default: the run directory for one run, plots/ for several)."""
+
+    def run(self) -> int:
+        from spikerl_jax.reporting.plots import plot_runs
+        from spikerl_jax.reporting.runlog import read_run
+
+        if not self.runs:
+            raise ConfigError("plot needs at least one run directory")
+        out = self.out or (self.runs[0] if len(self.runs) == 1 else "plots")
+        paths = _writing(f"--out {out}", plot_runs, [read_run(r) for r in self.runs], out)
+        print("written: " + ", ".join(paths))
+        return 0
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportNir:
+    """Export a trained PopSAN actor to NIR (Neuromorphic Intermediate Representation): its
+    LIF layers as Affine + CubaLIF nodes, the population encoder and decoder as documented
+    pre/post-processing in OUT.popsan.npz beside the graph (spikerl_jax/export/nir.py has the
+    mapping). Needs pip install 'spikerl_jax[nir]'."""
+
+    run_dir: tyro.conf.Positional[str]
+    """The run directory."""
+    out: tyro.conf.Positional[str]
+    """The NIR file to write (e.g. actor.nir)."""
+    checkpoint: Literal["best", "latest"] = "best"
+    """Which policy: the best evaluation's or the latest."""
+
+    def run(self) -> int:
+        from spikerl_jax.export.nir import export_nir
+
+        paths = _writing(self.out, export_nir, self.run_dir, self.out, self.checkpoint)
+        print("written: " + ", ".join(paths))
+        return 0

@@ -1,0 +1,173 @@
+"""The training commands: ``train`` and ``sweep`` (their options are ``TrainConfig``'s, over
+the defaults of ``--env``'s preset or of the run being resumed)."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from typing import Annotated, Literal
+
+import tyro
+
+from spikerl_jax.cli.grid import GridConfig, from_grid, to_grid
+from spikerl_jax.config import ConfigError, TrainConfig, flag, preset_for
+from spikerl_jax.precision import POLICIES
+from spikerl_jax.sweep_spec import SWEEPABLE, SweepSpec
+
+Precision = Literal["fp32", "bf16", "bf16-pure"]
+assert set(typing.get_args(Precision)) == set(POLICIES)
+
+
+@dataclasses.dataclass(frozen=True)
+class Processes:
+    """Multi-process training (or JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES,
+    JAX_PROCESS_ID); process 0 writes the run's records."""
+
+    coordinator_address: str | None = None
+    """HOST:PORT of process 0, the same on every process."""
+    num_processes: int | None = None
+    """How many processes train the run."""
+    process_id: int | None = None
+    """This process's index, 0 to --num-processes - 1."""
+
+    def start(self) -> None:
+        from spikerl_jax.processes import init_distributed
+
+        for name in ("num_processes", "process_id"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ConfigError(f"{flag(name)} must be a non-negative integer, got {value}")
+        init_distributed(self.coordinator_address, self.num_processes, self.process_id)
+
+
+@dataclasses.dataclass(frozen=True)
+class Resuming:
+    """Continuing and precision."""
+
+    resume: str | None = None
+    """Continue the run in this directory from its latest checkpoint (train: a run directory;
+    sweep: a sweep's root). Only the schedule's length, evaluation, checkpoint and logging
+    options may change."""
+    precision: Precision | None = None
+    """Sets --actor-precision and --critic-precision together."""
+
+    def apply(self, cfg: TrainConfig) -> TrainConfig:
+        if self.precision is None:
+            return cfg
+        return dataclasses.replace(
+            cfg,
+            actor=dataclasses.replace(cfg.actor, actor_precision=self.precision),
+            critic=dataclasses.replace(cfg.critic, critic_precision=self.precision),
+        )
+
+
+def _resumable(cfg: TrainConfig, saved: TrainConfig, where: str) -> None:
+    mismatch = cfg.resume_mismatch(saved)
+    if mismatch:
+        raise ConfigError(f"cannot resume {where} with a different setting: {mismatch}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Train:
+    """Train a PopSAN spiking actor (or an MLP baseline) with TD3 on a Gymnasium MuJoCo task."""
+
+    config: Annotated[TrainConfig, tyro.conf.arg(name="")]
+    continuing: Annotated[Resuming, tyro.conf.arg(name="")] = Resuming()
+    processes: Annotated[Processes, tyro.conf.arg(name="")] = Processes()
+
+    def run(self) -> int:
+        from spikerl_jax.training.trainer import train
+
+        cfg, resume = self.continuing.apply(self.config), self.continuing.resume
+        if resume is not None:
+            if cfg.out != resume:
+                raise ConfigError("--resume RUN_DIR continues that run in place: drop --out")
+            _resumable(cfg, _train_default(resume, None).config, resume)
+        self.processes.start()
+        summary = train(cfg, resume=resume is not None)
+        final, best = summary["final_eval_return"], summary["best_eval_return"]
+        reached = " (--target-return reached)" if summary["target_reached_at"] is not None else ""
+        print(
+            f"done: {summary['total_steps']} steps{reached} in {summary['wall_s']:.1f} s, "
+            f"final eval return {final:.2f} (best {best:.2f}); results in "
+            f"{summary['run_dir']}"
+        )
+        return 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Sweep:
+    """Train a grid of settings x seeds as one population: one process, one set of compiled
+    programs, every member vmapped (and split over --devices; on a CPU without --devices,
+    whole members over its cores). Each member writes its own run directory
+    ROOT/SETTING-sSEED; ROOT holds the checkpoints, sweep.json, sweep.csv and
+    learning_curves.png."""
+
+    config: Annotated[GridConfig, tyro.conf.arg(name="")]  # type: ignore[valid-type]
+    seeds: tuple[int, ...] = (0,)
+    """The seeds of every setting."""
+    continuing: Annotated[Resuming, tyro.conf.arg(name="")] = Resuming()
+
+    def spec(self) -> SweepSpec:
+        base, grid = from_grid(self.config)
+        base, resume = self.continuing.apply(base), self.continuing.resume
+        if resume is None:
+            return SweepSpec(base=base, seeds=self.seeds, grid=grid)
+        from spikerl_jax.sweep_spec import load_spec
+
+        saved = load_spec(resume)
+        if base.out != resume:
+            raise ConfigError("--resume ROOT continues that sweep in place: drop --out")
+        _resumable(base, saved.base, resume)
+        if grid != saved.grid or self.seeds != saved.seeds:
+            raise ConfigError(f"cannot resume {resume} with other seeds or grid values")
+        return dataclasses.replace(saved, base=base)
+
+    def run(self) -> int:
+        from rich.console import Console
+
+        from spikerl_jax.processes import split_cpu_for_members
+        from spikerl_jax.reporting.sweep import sweep_table
+        from spikerl_jax.training.trainer import train_sweep
+
+        spec = self.spec()
+        if spec.base.devices is None:  # before JAX starts: whole members on the CPU's cores
+            split_cpu_for_members(len(spec.members()))
+        rows = train_sweep(spec, resume=self.continuing.resume is not None)
+        console = Console()
+        console.print(sweep_table(rows))
+        console.print(
+            f"written: {spec.root}/sweep.json, sweep.csv, learning_curves.png", markup=False
+        )
+        return 0
+
+
+def _train_default(resume: str | None, env: str | None) -> Train:
+    """``train``'s defaults: the resumed run's config, or the env's preset."""
+    from spikerl_jax.reporting.runlog import load_run_config
+
+    if resume is not None:
+        cfg = dataclasses.replace(load_run_config(resume), out=resume)
+        return Train(config=cfg, continuing=Resuming(resume=resume))
+    return Train(config=preset_for(env or TrainConfig.env))
+
+
+def _sweep_default(resume: str | None, env: str | None) -> Sweep:
+    """``sweep``'s defaults: the resumed sweep's spec, or the env's preset."""
+    from spikerl_jax.sweep_spec import load_spec
+
+    if resume is None:
+        return Sweep(config=to_grid(preset_for(env or TrainConfig.env)))
+    spec = load_spec(resume)
+    grid = to_grid(dataclasses.replace(spec.base, out=resume))
+    for name, values in spec.grid:
+        grid = _with_grid_values(grid, name, values)
+    return Sweep(config=grid, seeds=spec.seeds, continuing=Resuming(resume=resume))
+
+
+def _with_grid_values(grid, name: str, values: tuple[float, ...]):
+    section = SWEEPABLE[name]
+    if section is None:
+        return dataclasses.replace(grid, **{name: values})
+    inner = dataclasses.replace(getattr(grid, section), **{name: values})
+    return dataclasses.replace(grid, **{section: inner})

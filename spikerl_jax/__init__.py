@@ -5,7 +5,7 @@ The public API (``spikerl_jax.api``) is importable from here; it is loaded on fi
 """
 
 from spikerl_jax.api_names import PUBLIC_NAMES
-from spikerl_jax.version import __version__
+from spikerl_jax.version import __version__ as __version__
 
 __all__ = list(PUBLIC_NAMES)
 

@@ -58,113 +58,118 @@ def _describe(tp) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
-def _convert(tp, value, path: str, problems: list[str]):
-    """``value`` as type ``tp``; appends to ``problems`` (and returns None) where it is not."""
-    origin = typing.get_origin(tp)
-    if tp is Any:
-        return value
-    if origin in (Union, types.UnionType):
+@dataclasses.dataclass
+class _Reader:
+    """Converts JSON-able values to typed ones, collecting every problem.
+
+    Attributes:
+      finite: floats must be finite (records on disk); False lets NaN and infinities pass,
+        for a later check that names them better (``TrainConfig.validate``).
+      complete: every field must be present (a missing one is a problem, not its default).
+    """
+
+    finite: bool = True
+    complete: bool = False
+    problems: list[str] = dataclasses.field(default_factory=list)
+
+    def fail(self, tp, value, path: str, what: str | None = None):
+        self.problems.append(f"{path}: expected {what or _describe(tp)}, got {value!r}")
+
+    def convert(self, tp, value, path: str):
+        """``value`` as type ``tp`` (None, with a problem noted, where it is not)."""
+        origin = typing.get_origin(tp)
+        if tp is Any:
+            return value
+        if origin in (Union, types.UnionType):
+            return self.union(tp, value, path)
+        if origin is Literal:
+            return value if value in typing.get_args(tp) else self.fail(tp, value, path)
+        if dataclasses.is_dataclass(tp):
+            return self.build(tp, value, path)
+        if origin is tuple:
+            return self.tuple(tp, value, path)
+        for kind, name in ((dict, "an object"), (list, "a list")):
+            if origin is kind or tp is kind:
+                return value if isinstance(value, kind) else self.fail(tp, value, path, name)
+        return self.scalar(tp, value, path)
+
+    def union(self, tp, value, path: str):
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
-        for arg in args:
-            if arg is type(None):
-                continue
-            trial: list[str] = []
-            out = _convert(arg, value, path, trial)
-            if not trial:
+        for arg in (a for a in args if a is not type(None)):
+            trial = dataclasses.replace(self, problems=[])
+            out = trial.convert(arg, value, path)
+            if not trial.problems:
                 return out
-        problems.append(f"{path}: expected {_describe(tp)}, got {value!r}")
-        return None
-    if origin is Literal:
-        if value in typing.get_args(tp):
-            return value
-        problems.append(f"{path}: expected {_describe(tp)}, got {value!r}")
-        return None
-    if dataclasses.is_dataclass(tp):
-        return _build(tp, value, path, problems)
-    if origin is tuple:
+        return self.fail(tp, value, path)
+
+    def tuple(self, tp, value, path: str):
         args = typing.get_args(tp)
         if not isinstance(value, list | tuple):
-            problems.append(f"{path}: expected {_describe(tp)}, got {value!r}")
-            return None
+            return self.fail(tp, value, path)
         if len(args) == 2 and args[1] is Ellipsis:
-            items = [_convert(args[0], v, f"{path}[{i}]", problems) for i, v in enumerate(value)]
+            args = (args[0],) * len(value)
         elif len(args) != len(value):
-            problems.append(f"{path}: expected {len(args)} values, got {len(value)}")
+            return self.fail(tp, value, path, f"{len(args)} values")
+        return tuple(
+            self.convert(a, v, f"{path}[{i}]")
+            for i, (a, v) in enumerate(zip(args, value, strict=True))
+        )
+
+    def scalar(self, tp, value, path: str):
+        if tp not in (bool, int, float, str):
+            raise TypeError(f"schema: unsupported field type {tp!r} at {path}")
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if tp is float and number:
+            if self.finite and not math.isfinite(value):
+                return self.fail(tp, value, path, "a finite number")
+            return float(value)
+        ok = {
+            bool: isinstance(value, bool),
+            int: number and isinstance(value, int),
+            str: isinstance(value, str),
+        }.get(tp, False)
+        return value if ok else self.fail(tp, value, path)
+
+    def build(self, cls, data, path: str):
+        if not isinstance(data, dict):
+            where = path or cls.__name__
+            self.problems.append(f"{where}: expected an object, got {type(data).__name__}")
             return None
-        else:
-            items = [
-                _convert(a, v, f"{path}[{i}]", problems)
-                for i, (a, v) in enumerate(zip(args, value, strict=True))
-            ]
-        return tuple(items)
-    if origin is dict or tp is dict:
-        if isinstance(value, dict):
-            return value
-        problems.append(f"{path}: expected an object, got {value!r}")
-        return None
-    if origin is list or tp is list:
-        if isinstance(value, list):
-            return value
-        problems.append(f"{path}: expected a list, got {value!r}")
-        return None
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif tp is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            if math.isfinite(value):
-                return float(value)
-            problems.append(f"{path}: expected a finite number, got {value!r}")
-            return None
-    elif tp is str:
-        if isinstance(value, str):
-            return value
-    else:
-        raise TypeError(f"schema: unsupported field type {tp!r} at {path}")
-    problems.append(f"{path}: expected {_describe(tp)}, got {value!r}")
-    return None
+        hints, fields = _hints(cls), dataclasses.fields(cls)
+        for unknown in sorted(set(data) - {f.name for f in fields}):
+            self.problems.append(f"{path + '.' if path else ''}{unknown}: unknown field")
+        kwargs, before = {}, len(self.problems)
+        for field in fields:
+            where = f"{path}.{field.name}" if path else field.name
+            if field.name in data:
+                kwargs[field.name] = self.convert(hints[field.name], data[field.name], where)
+            elif self.complete or (
+                field.default is dataclasses.MISSING
+                and field.default_factory is dataclasses.MISSING
+            ):
+                self.problems.append(f"{where}: missing")
+        return None if len(self.problems) > before else cls(**kwargs)
 
 
-def _build(cls, data, path: str, problems: list[str]):
-    if not isinstance(data, dict):
-        problems.append(f"{path or cls.__name__}: expected an object, got {type(data).__name__}")
-        return None
-    hints = _hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    for unknown in sorted(set(data) - names):
-        problems.append(f"{path + '.' if path else ''}{unknown}: unknown field")
-    kwargs = {}
-    before = len(problems)
-    for field in dataclasses.fields(cls):
-        where = f"{path}.{field.name}" if path else field.name
-        if field.name not in data:
-            has_default = (
-                field.default is not dataclasses.MISSING
-                or field.default_factory is not dataclasses.MISSING
-            )
-            if not has_default:
-                problems.append(f"{where}: missing")
-            continue
-        kwargs[field.name] = _convert(hints[field.name], data[field.name], where, problems)
-    if len(problems) > before:
-        return None
-    return cls(**kwargs)
-
-
-def from_jsonable(cls, data: Any):
+def from_jsonable(cls, data: Any, complete: bool = False):
     """An instance of the dataclass ``cls`` from JSON-able ``data`` (missing fields take their
-    defaults).
+    defaults, unless ``complete``: then each is a problem).
 
     Raises:
       SchemaError: listing every field that is unknown, missing or of the wrong type.
     """
-    problems: list[str] = []
-    out = _build(cls, data, "", problems)
-    if problems:
-        raise SchemaError(problems)
+    reader = _Reader(complete=complete)
+    out = reader.build(cls, data, "")
+    if reader.problems:
+        raise SchemaError(reader.problems)
     return out
+
+
+def type_problems(value) -> list[str]:
+    """The fields of the dataclass instance ``value`` whose values do not fit their types
+    (non-finite floats pass: a value check names them)."""
+    reader = _Reader(finite=False)
+    reader.build(type(value), to_jsonable(value), "")
+    return reader.problems

@@ -13,6 +13,7 @@ Shapes: ``B`` batch, ``D`` observation dims, ``A`` action dims.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -25,7 +26,7 @@ import optax
 from spikerl_jax.config import TD3Config
 from spikerl_jax.rl.networks import Networks, first_q
 from spikerl_jax.rl.optim import ADAM, adam_step
-from spikerl_jax.rl.proxy import ProxyTarget, make_proxy
+from spikerl_jax.rl.proxy import Proxy, ProxyTarget, make_proxy
 from spikerl_jax.rl.replay import Transition
 
 Params = dict
@@ -85,67 +86,35 @@ def polyak(new: Params, old: Params, step) -> Params:
 class TD3(NamedTuple):
     """TD3's pure functions for one set of networks and hyperparameters."""
 
-    init: Callable[[jax.Array, int, HParams], TD3State]
+    init: Callable[[jax.Array, Params, int, HParams], TD3State]
     critic_loss: Callable[..., tuple[jax.Array, Metrics]]
     actor_loss: Callable[..., jax.Array]
     update: Callable[..., tuple[TD3State, Metrics]]
 
 
-def make_td3(networks: Networks, cfg: TD3Config, axis_name: str | None = None) -> TD3:
-    """Builds TD3's init, losses and fused update for ``networks`` under ``cfg``.
+def make_losses(networks: Networks, proxy: Proxy | None, all_mean: Callable):
+    """TD3's two losses for ``networks``: ``(critic_loss, actor_loss)``.
 
-    TD3 sees the actor only through ``networks``: its ``apply``, and the regularised
-    forward pass the actor's loss adds (``Networks.actor_with_penalty``).
-
-    With ``axis_name`` (inside ``shard_map`` over that mesh axis), gradients and metrics are
-    averaged across the axis (an all-reduce: NCCL on GPUs) before each optimizer step, so
-    every device applies the same update: the gradient of the mean loss over all devices'
-    batches, as one large batch would give.
-
-    With ``cfg.target_actor == "proxy"`` the critic's target action comes from an ANN proxy
-    fitted to the actor (``spikerl_jax.rl.proxy``) instead of a target actor.
+    ``critic_loss(critic_params, state, batch, key) -> (loss, metrics)``: clipped double-Q
+    regression onto the smoothed target policy's value (the target actor's, or the proxy's).
+    ``actor_loss(actor_params, critic_params, obs_BD, key) -> loss``: the deterministic policy
+    gradient through Q1 (the critic's weights get no gradient), plus the actor's own
+    regulariser (``Networks.actor_with_penalty``; 0 for most actors).
     """
-
-    def all_mean(tree):
-        return tree if axis_name is None else jax.lax.pmean(tree, axis_name)
-
     actor, critic = networks.actor, networks.critic
-    action_limit = actor.action_limit
-    proxy = make_proxy(actor, cfg, all_mean) if cfg.target_actor == "proxy" else None
-
-    def init(key: jax.Array, actor_params: Params, obs_dim: int, hparams: HParams) -> TD3State:
-        """The state around the actor's initial parameters (the network factory makes them:
-        ``Networks.init_actor``); ``key`` initialises the critics and the proxy."""
-        key_critic = jax.random.split(key)[1]
-        key_proxy = jax.random.fold_in(key, 1)
-        obs = jnp.zeros((1, obs_dim))
-        critic_params = critic.init(key_critic, obs, jnp.zeros((1, actor.action_dim)))
-        return TD3State(
-            actor_params=actor_params,
-            critic_params=critic_params,
-            # Copies, not aliases: the state is donated, and a buffer may be donated only once.
-            target_actor_params={} if proxy else jax.tree.map(jnp.copy, actor_params),
-            target_critic_params=jax.tree.map(jnp.copy, critic_params),
-            actor_opt_state=ADAM.init(actor_params),
-            critic_opt_state=ADAM.init(critic_params),
-            proxy=proxy.init(key_proxy, obs_dim) if proxy else None,
-            hparams=hparams,
-        )
 
     def target_action(state: TD3State, next_obs_BD: jax.Array, key: jax.Array) -> jax.Array:
-        """The target policy's action on the next observations, before smoothing."""
         if proxy is not None:
             return proxy.act(state.proxy, next_obs_BD)
         return actor.apply(state.target_actor_params, next_obs_BD, key)
 
     def critic_loss(critic_params, state: TD3State, batch: Transition, key: jax.Array):
-        """Clipped double-Q regression onto the smoothed target policy's value."""
-        hp = state.hparams
+        hp, limit = state.hparams, actor.action_limit
         key_smooth, key_encoder = jax.random.split(key)
         noise = hp.target_noise * jax.random.normal(key_smooth, batch.action.shape)
         noise = jnp.clip(noise, -hp.target_noise_clip, hp.target_noise_clip)
         next_action = target_action(state, batch.next_obs, key_encoder)
-        next_action = jnp.clip(next_action + noise, -action_limit, action_limit)
+        next_action = jnp.clip(next_action + noise, -limit, limit)
         next_q = critic.apply(state.target_critic_params, batch.next_obs, next_action).min(0)
         # Terminal states do not bootstrap; time-limit truncations are stored as non-terminal.
         target = batch.reward + hp.gamma * (1.0 - batch.terminated) * next_q
@@ -154,10 +123,17 @@ def make_td3(networks: Networks, cfg: TD3Config, axis_name: str | None = None) -
         return loss, {"critic_loss": loss, "q": q_2B[0].mean()}
 
     def actor_loss(actor_params, critic_params, obs_BD: jax.Array, key: jax.Array):
-        """Deterministic policy gradient through Q1 (the critic's weights get no gradient),
-        plus the actor's own regulariser (``Networks.actor_with_penalty``; 0 for most)."""
         action, penalty = networks.actor_with_penalty(actor_params, obs_BD, key, all_mean)
         return -first_q(critic, critic_params, obs_BD, action).mean() + penalty
+
+    return critic_loss, actor_loss
+
+
+def make_steps(losses, proxy: Proxy | None, all_mean: Callable):
+    """One critic step and one actor step (with the Polyak update of the targets), each an
+    Adam step on gradients averaged over ``all_mean``'s devices:
+    ``(state, batch or obs_BD, key) -> (state, metrics)``."""
+    critic_loss, actor_loss = losses
 
     def critic_step(state: TD3State, batch: Transition, key: jax.Array):
         grads, metrics = jax.grad(critic_loss, has_aux=True)(state.critic_params, state, batch, key)
@@ -189,42 +165,74 @@ def make_td3(networks: Networks, cfg: TD3Config, axis_name: str | None = None) -
         grad_norm = optax.tree.norm(grads).astype(jnp.float32)
         return state, {"actor_loss": loss, "actor_grad_norm": grad_norm}
 
+    return critic_step, actor_step
+
+
+def make_td3(networks: Networks, cfg: TD3Config, axis_name: str | None = None) -> TD3:
+    """Builds TD3's init, losses and fused update for ``networks`` under ``cfg``.
+
+    TD3 sees the actor only through ``networks``: its ``apply``, and the regularised
+    forward pass the actor's loss adds (``Networks.actor_with_penalty``).
+
+    With ``axis_name`` (inside ``shard_map`` over that mesh axis), gradients and metrics are
+    averaged across the axis (an all-reduce: NCCL on GPUs) before each optimizer step, so
+    every device applies the same update: the gradient of the mean loss over all devices'
+    batches, as one large batch would give.
+
+    With ``cfg.target_actor == "proxy"`` the critic's target action comes from an ANN proxy
+    fitted to the actor (``spikerl_jax.rl.proxy``) instead of a target actor.
+    """
+
+    def all_mean(tree):
+        return tree if axis_name is None else jax.lax.pmean(tree, axis_name)
+
+    proxy = make_proxy(networks.actor, cfg, all_mean) if cfg.target_actor == "proxy" else None
+    losses = make_losses(networks, proxy, all_mean)
+    critic_step, actor_step = make_steps(losses, proxy, all_mean)
+
+    def init(key: jax.Array, actor_params: Params, obs_dim: int, hparams: HParams) -> TD3State:
+        """The state around the actor's initial parameters (the network factory makes them:
+        ``Networks.init_actor``); ``key`` initialises the critics and the proxy."""
+        obs, action = jnp.zeros((1, obs_dim)), jnp.zeros((1, networks.actor.action_dim))
+        critic_params = networks.critic.init(jax.random.split(key)[1], obs, action)
+        return TD3State(
+            actor_params=actor_params,
+            critic_params=critic_params,
+            # Copies, not aliases: the state is donated, and a buffer may be donated only once.
+            target_actor_params={} if proxy else jax.tree.map(jnp.copy, actor_params),
+            target_critic_params=jax.tree.map(jnp.copy, critic_params),
+            actor_opt_state=ADAM.init(actor_params),
+            critic_opt_state=ADAM.init(critic_params),
+            proxy=proxy.init(jax.random.fold_in(key, 1), obs_dim) if proxy else None,
+            hparams=hparams,
+        )
+
+    def critic_scan_step(state: TD3State, key: jax.Array, sample):
+        key_sample, key_loss = jax.random.split(key)
+        if proxy is not None:  # fit the proxy to the current actor, then use it
+            key_loss, key_proxy = jax.random.split(key_loss)
+            fitted, proxy_metrics = proxy.fit(
+                state.proxy, state.actor_params, sample, key_proxy, state.hparams.proxy_lr
+            )
+            state = state.replace(proxy=fitted)
+        batch = sample(key_sample)
+        state, metrics = critic_step(state, batch, key_loss)
+        if proxy is not None:
+            metrics = {**metrics, **proxy_metrics}
+        return state, (metrics, batch.obs)
+
     def update(
-        state: TD3State,
-        sample: Callable[[jax.Array], Transition],
-        key: jax.Array,
-        num_blocks: int,
+        state: TD3State, sample: Callable[[jax.Array], Transition], key: jax.Array, num_blocks: int
     ) -> tuple[TD3State, Metrics]:
-        """Runs ``num_blocks * policy_delay`` critic steps and ``num_blocks`` actor steps.
-
-        Args:
-          state: the current TD3 state.
-          sample: draws a normalized batch from a key.
-          key: PRNG key for sampling, smoothing noise and encoder spikes.
-          num_blocks: static number of (critic x policy_delay, actor) blocks.
-
-        Returns:
-          The new state and the metrics averaged over the blocks.
-        """
-
-        def critic_scan_step(state, key):
-            key_sample, key_loss = jax.random.split(key)
-            if proxy is not None:  # fit the proxy to the current actor, then use it
-                key_loss, key_proxy = jax.random.split(key_loss)
-                fitted, proxy_metrics = proxy.fit(
-                    state.proxy, state.actor_params, sample, key_proxy, state.hparams.proxy_lr
-                )
-                state = state.replace(proxy=fitted)
-            batch = sample(key_sample)
-            state, metrics = critic_step(state, batch, key_loss)
-            if proxy is not None:
-                metrics = {**metrics, **proxy_metrics}
-            return state, (metrics, batch.obs)
+        """Runs ``num_blocks`` (static) blocks of ``policy_delay`` critic steps and one actor
+        step, on batches ``sample(key)`` draws (normalized); returns the new state and the
+        metrics averaged over the blocks."""
 
         def block(state, key):
             key_critic, key_actor = jax.random.split(key)
             keys = jax.random.split(key_critic, cfg.policy_delay)
-            state, (metrics, obs) = jax.lax.scan(critic_scan_step, state, keys)
+            step = functools.partial(critic_scan_step, sample=sample)
+            state, (metrics, obs) = jax.lax.scan(step, state, keys)
             # The actor learns on the batch of the block's last critic step (as in TD3).
             state, actor_metrics = actor_step(state, obs[-1], key_actor)
             return state, {**jax.tree.map(jnp.mean, metrics), **actor_metrics}
@@ -232,4 +240,5 @@ def make_td3(networks: Networks, cfg: TD3Config, axis_name: str | None = None) -
         state, metrics = jax.lax.scan(block, state, jax.random.split(key, num_blocks))
         return state, jax.tree.map(jnp.mean, metrics)
 
+    critic_loss, actor_loss = losses
     return TD3(init=init, critic_loss=critic_loss, actor_loss=actor_loss, update=update)

@@ -1,16 +1,12 @@
 """Orbax checkpoints of a whole population, one directory per step.
 
-``ROOT/checkpoints/STEP`` holds, for every member at once (leading member axis): the learner
-(``learner``; the replay buffer as ``buffer`` with ``--checkpoint-buffer``), each member's
-policy at its best evaluation (``best``: actor parameters and normalizer), the MJX envs
-(``env``), the backend's host state as arrays (``host``), the loop's counters and records
-(``loop``) and the layout version (``format``). Orbax writes a step to a temporary directory
-and renames it when complete, so the latest state, the best policy and the records are
-committed together: a process killed at any moment leaves the previous step restorable, and
-the best policy on disk is always the one of the best evaluation that step records.
-
-``ROOT`` is the run directory of a single run, or the root of a sweep (whose member
-directories name it in ``population.json``).
+``ROOT/checkpoints/STEP`` (``ROOT``: a single run's directory, or a sweep's root) holds every
+member at once, on a leading member axis: the learner (``learner``; ``buffer`` with
+``--checkpoint-buffer``), each member's policy at its best evaluation (``best``), the MJX
+envs (``env``), the backend's host state as arrays (``host``), the loop's counters and
+records (``loop``) and the layout version (``format``). Orbax writes a step to a temporary
+directory and renames it when complete: the latest state, the best policy and the records
+are committed together, and a process killed at any moment leaves the previous step whole.
 """
 
 from __future__ import annotations
@@ -27,7 +23,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from spikerl_jax.config import ConfigError
-from spikerl_jax.reporting.runlog import population_of
+from spikerl_jax.reporting.population import population_of
 from spikerl_jax.rl.normalizer import Normalizer
 from spikerl_jax.schema import SchemaError, from_jsonable, to_jsonable
 from spikerl_jax.training.state import LoopState, PolicyState, RunState, member
@@ -147,11 +143,8 @@ class Checkpointer:
         except OSError:
             free = "free space unknown"
         steps = self.manager.all_steps()
-        kept = (
-            f"the last complete checkpoint (step {max(steps)}) is kept"
-            if steps
-            else "no complete checkpoint exists yet"
-        )
+        kept = f"the last complete checkpoint (step {max(steps)}) is kept" if steps else ""
+        kept = kept or "no complete checkpoint exists yet"
         return f"cannot save checkpoint {step} to {self.root}: {reason} ({free}); {kept}"
 
     def remove_temporary(self) -> None:

@@ -21,6 +21,7 @@ from spikerl_jax.config import ConfigError, TrainConfig
 from spikerl_jax.precision import full_precision_matmuls
 from spikerl_jax.processes import Interrupted, StopRequest
 from spikerl_jax.reporting.energy import EnergyMeter
+from spikerl_jax.reporting.population import write_population_file
 from spikerl_jax.reporting.progress import TrainProgress
 from spikerl_jax.reporting.records import (
     EvalResult,
@@ -30,7 +31,7 @@ from spikerl_jax.reporting.records import (
     spikes_of,
     summary,
 )
-from spikerl_jax.reporting.runlog import RunLock, RunRecorder, write_population_file
+from spikerl_jax.reporting.runlog import RunLock, RunRecorder
 from spikerl_jax.training.backend import RoundStats
 from spikerl_jax.training.build import build, check_run
 from spikerl_jax.training.checkpoint import Checkpointer, restore_population

@@ -160,19 +160,26 @@ def test_resume_may_change_eval_episodes_and_survives_a_damaged_metrics_row(tmp_
 
 
 @pytest.mark.parametrize(
-    "content, problem",
+    "content, problems",
     [
-        ("[1, 2]", "expected an object, got list"),
+        ("[1, 2]", ["expected an object, got list"]),
         (
             '{"td3": {"actor_lr": "fast"}, "seed": "one"}',
-            "seed: expected int, got 'one'; td3.actor_lr: expected float, got 'fast'",
+            [
+                "seed: expected int, got 'one'",
+                "td3.actor_lr: expected float, got 'fast'",
+                "env: missing",
+                "td3.gamma: missing",
+            ],
         ),
-        ("{not json", "is not valid JSON"),
+        ("{not json", ["is not valid JSON"]),
     ],
 )
 def test_a_damaged_config_json_is_refused_naming_each_problem(
-    finished, tmp_path, content, problem, capsys
+    finished, tmp_path, content, problems, capsys
 ):
+    """Every problem in one line; a missing key is one (it is not filled in from the
+    preset, whose value may not be what the run trained with)."""
     import shutil
 
     out = tmp_path / "run"
@@ -180,7 +187,22 @@ def test_a_damaged_config_json_is_refused_naming_each_problem(
     (out / "config.json").write_text(content)
     assert main(["train", "--resume", str(out), "--total-steps", "900"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and problem in err[0], err
+    assert len(err) == 1 and all(p in err[0] for p in problems), err
+
+
+def test_a_config_json_missing_a_key_is_refused_and_left_as_it_is(finished, tmp_path, capsys):
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(finished, out)
+    config = json.loads((out / "config.json").read_text())
+    del config["td3"]["gamma"], config["exploration_noise"]
+    (out / "config.json").write_text(json.dumps(config))
+    before = (out / "config.json").read_text()
+    assert main(["train", "--resume", str(out), "--total-steps", "900"]) == 2
+    err = capsys.readouterr().err
+    assert "td3.gamma: missing" in err and "exploration_noise: missing" in err
+    assert (out / "config.json").read_text() == before
 
 
 def test_nan_before_any_checkpoint_says_none_was_kept(tmp_path, monkeypatch, capsys):

@@ -37,8 +37,8 @@ from spikerl_jax.reporting.plots import plot_learning_curves as plot_learning_cu
 from spikerl_jax.reporting.plots import plot_receptive_fields as plot_receptive_fields
 from spikerl_jax.reporting.plots import plot_runs as plot_runs
 from spikerl_jax.reporting.plots import plot_spike_raster as plot_spike_raster
-from spikerl_jax.reporting.runlog import RunRecord as RunRecord
-from spikerl_jax.reporting.runlog import read_run as read_run
+from spikerl_jax.reporting.runs import RunRecord as RunRecord
+from spikerl_jax.reporting.runs import read_run as read_run
 from spikerl_jax.rl.networks import MLPActor as MLPActor
 from spikerl_jax.rl.networks import TwinQ as TwinQ
 from spikerl_jax.rl.networks import make_networks as make_networks

@@ -98,33 +98,46 @@ def available_host_memory() -> int | None:
 
 
 class Interrupted(RuntimeError):
-    """A signal stopped training after a checkpoint was saved; ``exit_code`` is 128 + signum.
+    """A signal stopped training; ``exit_code`` is 128 + signum.
 
     Args:
       stopped: what stopped training and where (``"interrupted by SIGTERM at step 4000"``).
       resume: how to continue (``"--resume runs/x"``).
       signum: the signal's number.
+      saved: whether a checkpoint of the stop was saved (a second Ctrl-C stops without one:
+        the last complete checkpoint is kept).
     """
 
-    def __init__(self, stopped: str, resume: str, signum: int):
-        super().__init__(f"{stopped}; checkpoint saved, continue with {resume}")
-        self.stopped, self.signum, self.exit_code = stopped, signum, 128 + signum
+    def __init__(self, stopped: str, resume: str, signum: int, saved: bool = True):
+        kept = "checkpoint saved" if saved else "the last complete checkpoint is kept"
+        super().__init__(f"{stopped}; {kept}, continue with {resume}")
+        self.stopped, self.signum, self.saved = stopped, signum, saved
+        self.exit_code = 128 + signum
 
     def resumed_with(self, resume: str) -> Interrupted:
         """The same stop, continued another way (e.g. a sweep resumes from its root)."""
-        return Interrupted(self.stopped, resume, self.signum)
+        return Interrupted(self.stopped, resume, self.signum, self.saved)
 
 
 class StopRequest:
     """Turns SIGINT and SIGTERM into a flag the loop reads between rounds (so the saved state
-    is whole). Installed only in the main thread (Python's rule for signal handlers)."""
+    is whole). Installed only in the main thread (Python's rule for signal handlers).
+
+    A second SIGINT stops at once (``Interrupted`` without a checkpoint), except while a
+    checkpoint is being written (``saving``): that finishes first, so that nothing half
+    written is left. Any later signal is the same request: the handler never raises twice.
+
+    Args:
+      resume: how to continue, for the message of a stop at once.
+    """
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-    def __init__(self):
-        self.requested = False
+    def __init__(self, resume: str = "--resume"):
+        self.requested, self.saving, self.resume = False, False, resume
         self.signum: int | None = None
         self._previous: dict = {}
+        self._raised = False
 
     def __enter__(self) -> StopRequest:
         if threading.current_thread() is threading.main_thread():
@@ -132,9 +145,11 @@ class StopRequest:
         return self
 
     def _handle(self, signum, frame):
-        if self.requested and signum == signal.SIGINT:  # a second Ctrl-C: stop now
-            raise KeyboardInterrupt
-        self.requested, self.signum = True, signum
+        if not self.requested:
+            self.requested, self.signum = True, signum
+        elif signum == signal.SIGINT and not self.saving and not self._raised:
+            self._raised = True
+            raise Interrupted("stopped at once by a second SIGINT", self.resume, signum, False)
 
     @property
     def name(self) -> str:

@@ -20,6 +20,7 @@ import json
 import os
 
 from spikerl_jax.config import ConfigError, TrainConfig, differing_fields, flag
+from spikerl_jax.config.train import new_run_dir
 from spikerl_jax.schema import SchemaError, from_jsonable, to_jsonable
 
 # Sweepable settings and the config section they live in (None: at its top). TD3's become
@@ -93,11 +94,26 @@ class SweepSpec:
                 configs.append(dataclasses.replace(cfg, seed=seed, out=out))
         return configs
 
+    def with_root(self) -> SweepSpec:
+        """The spec with its root: ``--out``, or a new ``runs/sweep-ENV-TIMESTAMP``."""
+        if self.root is not None:
+            return self
+        return dataclasses.replace(
+            self, base=dataclasses.replace(self.base, out=new_run_dir(f"sweep-{self.base.env}"))
+        )
+
+    def placed(self) -> SweepSpec:
+        """The spec, or without a root yet one under a placeholder ``ROOT`` (to check its
+        members before anything is written)."""
+        if self.root is not None:
+            return self
+        return dataclasses.replace(self, base=dataclasses.replace(self.base, out="ROOT"))
+
     def validate(self) -> None:
         """Raises ``ConfigError`` for an empty or duplicated seed list, an unknown or
-        repeated setting, or no output directory."""
-        if not self.root or not self.root.strip():
-            raise ConfigError("a sweep needs --out ROOT (its members' runs go inside)")
+        repeated setting, or an empty output directory (None: ``with_root`` makes one)."""
+        if self.root is not None and not self.root.strip():
+            raise ConfigError("--out must name a directory (it is empty)")
         if not self.seeds:
             raise ConfigError("--seeds needs at least one seed")
         if len(set(self.seeds)) != len(self.seeds):
@@ -113,7 +129,7 @@ class SweepSpec:
                 raise ConfigError(f"{flag(name)} has repeated values: {list(values)}")
         if len(set(names)) != len(names):
             raise ConfigError("a setting is given twice")
-        for cfg in self.members():
+        for cfg in self.placed().members():
             cfg.validate()
 
 

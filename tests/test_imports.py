@@ -18,6 +18,7 @@ BASE = {
     "spikerl_jax.envs.registry",
     "spikerl_jax.api_names",
     "spikerl_jax.version",
+    "spikerl_jax.batching",
 }
 LAYERS = [
     BASE,

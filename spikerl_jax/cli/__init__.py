@@ -98,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
         return e.exit_code
     except (ConfigError, TrainingError, SaveError, CommandError) as e:
         return _fail(str(e))
+    except KeyboardInterrupt:  # before training began (or after it ended): nothing to save
+        print("spikerl-jax: interrupted", file=sys.stderr)
+        return 130
 
 
 def _use_compile_cache() -> None:

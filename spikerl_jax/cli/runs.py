@@ -45,10 +45,6 @@ class Eval:
     def run(self) -> int:
         from spikerl_jax.export.policy import evaluate_run
 
-        if self.episodes <= 0:
-            raise ConfigError(f"--episodes must be positive, got {self.episodes}")
-        if self.seed < 0:
-            raise ConfigError(f"--seed must be non-negative, got {self.seed}")
         result = _writing(
             "--raster/--render",
             evaluate_run,
@@ -79,7 +75,7 @@ class Compare:
         from rich.console import Console
 
         from spikerl_jax.reporting.compare import compare_runs, comparison_table, write_comparison
-        from spikerl_jax.reporting.runlog import read_run
+        from spikerl_jax.reporting.runs import read_run
 
         if not self.runs:
             raise ConfigError("compare needs at least one run besides the base")
@@ -104,7 +100,7 @@ class Plot:
 
     def run(self) -> int:
         from spikerl_jax.reporting.plots import plot_runs
-        from spikerl_jax.reporting.runlog import read_run
+        from spikerl_jax.reporting.runs import read_run
 
         if not self.runs:
             raise ConfigError("plot needs at least one run directory")

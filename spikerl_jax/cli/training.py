@@ -131,6 +131,8 @@ class Sweep:
         from spikerl_jax.training.trainer import train_sweep
 
         spec = self.spec()
+        spec.validate()  # before a default root is made
+        spec = spec.with_root()
         if spec.base.devices is None:  # before JAX starts: whole members on the CPU's cores
             split_cpu_for_members(len(spec.members()))
         rows = train_sweep(spec, resume=self.continuing.resume is not None)
@@ -144,7 +146,7 @@ class Sweep:
 
 def _train_default(resume: str | None, env: str | None) -> Train:
     """``train``'s defaults: the resumed run's config, or the env's preset."""
-    from spikerl_jax.reporting.runlog import load_run_config
+    from spikerl_jax.reporting.runs import load_run_config
 
     if resume is not None:
         cfg = dataclasses.replace(load_run_config(resume), out=resume)

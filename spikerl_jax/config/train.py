@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from typing import Annotated, Literal
 
 import tyro
@@ -224,23 +225,27 @@ class TrainConfig:
         return None
 
     def run_dir(self) -> str:
-        """The output directory: ``out``, or a new ``runs/ENV-sSEED-TIMESTAMP`` (created here,
-        atomically, with a ``-2``, ``-3``, ... suffix if runs started in the same second: two
-        runs never share a default directory)."""
-        if self.out is not None:
-            return self.out
-        import time
+        """The output directory: ``out``, or a new ``runs/ENV-sSEED-TIMESTAMP``
+        (``new_run_dir``)."""
+        return self.out if self.out is not None else new_run_dir(f"{self.env}-s{self.seed}")
 
-        stem = os.path.join("runs", f"{self.env}-s{self.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+def new_run_dir(name: str) -> str:
+    """A new directory ``runs/NAME-TIMESTAMP``, created here, atomically, with a ``-2``,
+    ``-3``, ... suffix if runs started in the same second: two runs never share one."""
+    stem = os.path.join("runs", f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    try:
         os.makedirs("runs", exist_ok=True)
-        for n in range(1, 10_000):
-            path = stem if n == 1 else f"{stem}-{n}"
-            try:
-                os.mkdir(path)
-                return path
-            except FileExistsError:
-                continue
-        raise ConfigError(f"cannot find a free run directory name next to {stem}; use --out")
+    except OSError as e:
+        raise ConfigError(f"cannot create runs/ here ({e.strerror}); use --out") from None
+    for n in range(1, 10_000):
+        path = stem if n == 1 else f"{stem}-{n}"
+        try:
+            os.mkdir(path)
+            return path
+        except FileExistsError:
+            continue
+    raise ConfigError(f"cannot find a free run directory name next to {stem}; use --out")
 
 
 # What a resumed run may change: the schedule's length, evaluation, checkpointing, display and
@@ -257,7 +262,6 @@ RESUME_MUTABLE = frozenset(
         "progress",
         "out",
         "tensorboard",
-        "energy",
         "pj_per_synop",
         "pj_per_mac",
     }

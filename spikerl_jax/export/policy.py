@@ -20,7 +20,7 @@ from spikerl_jax.config import ConfigError, TrainConfig
 from spikerl_jax.envs.registry import EnvSpec, env_spec
 from spikerl_jax.precision import in_full_precision
 from spikerl_jax.reporting.activity import spike_report
-from spikerl_jax.reporting.runlog import load_run_config
+from spikerl_jax.reporting.runs import load_run_config
 from spikerl_jax.rl.networks import make_networks
 from spikerl_jax.rl.normalizer import Normalizer, normalize
 from spikerl_jax.rl.policy import make_policies
@@ -73,19 +73,34 @@ class Policy:
             )
         return obs
 
+    def _batched(self, fn, obs: np.ndarray):
+        """``fn`` on ``(B, D)`` observations; one ``(D,)`` gives outputs without the batch
+        axis, an empty batch empty outputs."""
+        obs = self._check(obs)
+        single, empty = obs.ndim == 1, obs.ndim == 2 and len(obs) == 0
+        batch = (
+            np.zeros((1, self.spec.obs_dim), np.float32)
+            if empty
+            else obs.reshape(-1, obs.shape[-1])
+        )
+        out = jax.tree.map(np.asarray, fn(batch))
+        if single or empty:
+            out = jax.tree.map(lambda x: x[0] if single else x[:0], out)
+        return out
+
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         """Deterministic actions for ``(obs_dim,)`` or ``(B, obs_dim)`` observations."""
-        obs = self._check(obs)
-        batch = obs[None] if obs.ndim == 1 else obs
-        action = np.asarray(self._act(self.actor_params, self.normalizer, batch, self._key))
-        return action[0] if obs.ndim == 1 else action
+        return self._batched(
+            lambda o: self._act(self.actor_params, self.normalizer, o, self._key), obs
+        )
 
     def spike_trains(self, obs_BD: np.ndarray) -> tuple[np.ndarray, dict]:
         """Actions ``(B, A)`` and every layer's spikes over the ``T`` timesteps
-        ``{layer: (T, B, N)}`` (PopSAN only): what a spike raster shows."""
+        ``{layer: (T, B, N)}`` (PopSAN only): what a spike raster shows. One observation
+        ``(D,)`` gives ``(A,)`` and ``{layer: (T, N)}``."""
         if self.config.actor_kind != "popsan":
             raise ValueError("spike trains exist for the PopSAN actor only (this run: mlp)")
-        obs_BD = self._check(obs_BD)
+        obs = self._check(obs_BD)
         if not hasattr(self, "_trains"):
             clip, actor = self.config.obs_clip, self.actor
 
@@ -95,17 +110,22 @@ class Policy:
                 )
 
             self._trains = in_full_precision(jax.jit(trains))
-        action, spikes = self._trains(self.actor_params, self.normalizer, obs_BD, self._key)
-        return np.asarray(action), {k: np.asarray(v) for k, v in spikes.items()}
+        batch = obs[None] if obs.ndim == 1 else obs
+        action, spikes = jax.tree.map(
+            np.asarray, self._trains(self.actor_params, self.normalizer, batch, self._key)
+        )
+        if obs.ndim == 1:
+            return action[0], {k: v[:, 0] for k, v in spikes.items()}
+        return action, spikes
 
     def with_spikes(self, obs_BD: np.ndarray) -> tuple[np.ndarray, dict]:
         """Actions ``(B, A)`` and each layer's spike count per observation ``{layer: (B,)}``
-        (an empty dict for the MLP actor)."""
-        obs_BD = self._check(obs_BD)
-        action, spikes = self._act_with_spikes(
-            self.actor_params, self.normalizer, obs_BD, self._key
+        (an empty dict for the MLP actor); one observation ``(D,)`` gives ``(A,)`` and
+        ``{layer: count}``."""
+        return self._batched(
+            lambda o: self._act_with_spikes(self.actor_params, self.normalizer, o, self._key),
+            obs_BD,
         )
-        return np.asarray(action), spikes
 
 
 def load_policy(run_dir: str, checkpoint: str = "best") -> Policy:
@@ -119,7 +139,19 @@ def load_policy(run_dir: str, checkpoint: str = "best") -> Policy:
         raise ConfigError(f"checkpoint must be 'best' or 'latest', got {checkpoint!r}")
     cfg = load_run_config(run_dir)
     policy, step = restore_policy(run_dir, checkpoint)
-    return Policy(cfg, env_spec(cfg.env), policy.actor_params, policy.normalizer, step)
+    spec = env_spec(cfg.env)
+    networks = make_networks(
+        spec.action_dim, spec.action_limit, cfg.actor, actor_kind=cfg.actor_kind
+    )
+    shapes = jax.eval_shape(lambda k: networks.init_actor(k, spec.obs_dim, 1.0), jax.random.key(0))
+    saved = jax.tree.map(np.shape, policy.actor_params)
+    if jax.tree.map(np.shape, shapes) != saved or policy.normalizer.mean.shape != (spec.obs_dim,):
+        raise CheckpointError(
+            f"{run_dir}: its checkpoint holds an actor of other sizes than its config.json "
+            f"describes ({cfg.env}, {cfg.actor_kind}); the checkpoints were copied from "
+            "another run: restore that run's config.json"
+        )
+    return Policy(cfg, spec, policy.actor_params, policy.normalizer, step)
 
 
 def evaluate_run(
@@ -135,6 +167,11 @@ def evaluate_run(
     (``render``, an .mp4) and the spikes of its first steps as a raster (``raster``, a PNG)."""
     from spikerl_jax.envs.gymnasium_backend import evaluate_episodes, make_eval_envs
     from spikerl_jax.reporting.records import eval_results
+
+    if not isinstance(episodes, int) or episodes <= 0:
+        raise ConfigError(f"--episodes must be a positive integer, got {episodes!r}")
+    if not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"--seed must be a non-negative integer, got {seed!r}")
 
     policy = load_policy(run_dir, checkpoint)
     cfg, spec = policy.config, policy.spec

@@ -18,7 +18,7 @@ import json
 import os
 import warnings
 
-from spikerl_jax.reporting.runlog import RunRecord
+from spikerl_jax.reporting.runs import RunRecord
 
 COLUMNS = (
     "run",

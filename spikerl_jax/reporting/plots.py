@@ -13,7 +13,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from spikerl_jax.config import TrainConfig, leaf_items
-from spikerl_jax.reporting.runlog import RunRecord
+from spikerl_jax.reporting.runs import RunRecord
 
 # Config entries that do not change what is learned: runs differing only here are one group.
 NOT_GROUPING = {

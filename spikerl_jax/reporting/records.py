@@ -93,13 +93,12 @@ def metric_row(
     step: int,
     result: EvalResult,
     train_return,
-    wall_s: float,
     speeds: dict,
     metrics: dict,
     spikes: dict | None,
 ) -> dict:
-    """One metrics.csv row: the evaluation, the training episodes, the throughput since the
-    last evaluation and the latest update round's losses (empty before the first)."""
+    """One metrics.csv row: the evaluation, the training episodes, the wall time and
+    throughput (``speeds``) and the latest update round's losses (empty before the first)."""
     columns = LOSS_COLUMNS + (("proxy_loss",) if cfg.td3.target_actor == "proxy" else ())
     return {
         "step": step,
@@ -107,8 +106,9 @@ def metric_row(
         "eval_return_std": result.std,
         "eval_length": result.length,
         "train_return": "" if train_return is None else train_return,
-        "wall_s": wall_s,
-        **speeds,
+        "wall_s": speeds["wall_s"],
+        "env_steps_per_s": speeds["env_steps_per_s"],
+        "updates_per_s": speeds["updates_per_s"],
         **{k: float(metrics[k]) if k in metrics else "" for k in columns},
         "synops_per_inference": spikes["synops_per_inference"] if spikes else "",
     }

@@ -83,23 +83,38 @@ class CsvLog:
 
 
 def kept_rows(path: str, resume_step: int) -> list[dict]:
-    """The rows of a run's CSV up to ``resume_step``; rows that do not parse (a damaged or
-    hand-edited file) are dropped with one warning, as rows after the step are."""
+    """The rows of a run's CSV up to ``resume_step``; rows that do not parse (cut mid-line,
+    a column missing or extra, a number that is not one: a damaged or hand-edited file) are
+    dropped with one warning, as rows after the step are."""
     if not os.path.exists(path):
         return []
     kept, damaged = [], 0
     with open(path, newline="") as f:
         for row in csv.DictReader(f):
-            try:
-                step = int(row["step"])
-            except (TypeError, ValueError, KeyError):
+            if row_problem(row) is not None:
                 damaged += 1
-                continue
-            if step <= resume_step:
+            elif int(float(row["step"])) <= resume_step:
                 kept.append(row)
     if damaged:
         warnings.warn(f"{path}: dropped {damaged} row(s) that do not parse", stacklevel=2)
     return kept
+
+
+TEXT_COLUMNS = {"phase"}  # emissions.csv's phase name; every other column is a number
+
+
+def row_problem(row: dict) -> str | None:
+    """Why a CSV row read back is damaged, or None."""
+    if None in row or None in row.values():
+        return "a column is missing or extra"
+    for column, value in row.items():
+        if column in TEXT_COLUMNS or value == "":
+            continue
+        try:
+            float(value)
+        except ValueError:
+            return f"{column} is not a number: {value!r}"
+    return None if row.get("step", "") != "" else "no step"
 
 
 def has_records(run_dir: str) -> bool:
@@ -218,64 +233,3 @@ class RunRecorder:
         self.emissions.close()
         if self._tensorboard is not None:
             self._tensorboard.close()
-
-
-@dataclasses.dataclass(frozen=True)
-class RunRecord:
-    """A finished run's records, read back (``read_run``)."""
-
-    run_dir: str
-    config: dict
-    summary: dict
-    metrics: list[dict]  # metrics.csv rows, numbers as floats (None where empty)
-
-
-def read_run(run_dir: str) -> RunRecord:
-    """Reads ``run_dir``'s config.json, summary.json and metrics.csv.
-
-    Raises:
-      ConfigError: the directory is not a run, or the run has not finished (no summary.json).
-    """
-    paths = {
-        name: os.path.join(run_dir, name) for name in ("config.json", "summary.json", "metrics.csv")
-    }
-    if not os.path.isfile(paths["config.json"]):
-        raise ConfigError(f"{run_dir} is not a run directory (no config.json)")
-    if not os.path.isfile(paths["summary.json"]):
-        raise ConfigError(
-            f"{run_dir} has no summary.json: the run has not finished; finish it with "
-            f"spikerl-jax train --resume {run_dir}"
-        )
-    try:
-        with open(paths["config.json"]) as f:
-            config = json.load(f)
-        with open(paths["summary.json"]) as f:
-            summary = json.load(f)
-        with open(paths["metrics.csv"], newline="") as f:
-            metrics = [
-                {k: float(v) if v not in ("", None) else None for k, v in row.items()}
-                for row in csv.DictReader(f)
-            ]
-    except (OSError, ValueError) as e:
-        raise ConfigError(f"cannot read the run {run_dir}: {e}") from None
-    return RunRecord(run_dir, config, summary, metrics)
-
-
-def load_run_config(run_dir: str) -> TrainConfig:
-    """The ``TrainConfig`` a run was started with (its ``config.json``), validated.
-
-    Raises:
-      ConfigError: no run there, or a config.json that is not valid (one entry per problem).
-    """
-    path = os.path.join(run_dir, "config.json")
-    if not os.path.isfile(path):
-        raise ConfigError(f"{run_dir} is not a run directory (no config.json)")
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
-        raise ConfigError(f"{path} is not valid JSON ({e})") from None
-    try:
-        return TrainConfig.from_dict(data)
-    except ConfigError as e:
-        raise ConfigError(f"{path} is not a valid run config: {e}") from None

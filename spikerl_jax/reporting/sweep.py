@@ -10,7 +10,7 @@ import os
 import numpy as np
 
 from spikerl_jax.reporting.plots import plot_learning_curves
-from spikerl_jax.reporting.runlog import RunRecord
+from spikerl_jax.reporting.runs import RunRecord
 
 COLUMNS = ("rank", "setting", "seeds", "final_mean", "final_std", "best_mean", "best_std", "runs")
 

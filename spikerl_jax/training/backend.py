@@ -61,10 +61,9 @@ class Backend(Protocol):
         """Each member's mean training-episode return since the last call."""
 
     def snapshot(self) -> dict[str, Any]:
-        """The backend's host-side state for a checkpoint, as arrays ``(M, ...)``."""
+        """The host-side state for a checkpoint, as arrays ``(M, ...)`` (``restore`` takes
+        it back)."""
 
-    def restore(self, saved: dict[str, Any]) -> None:
-        """Restores ``snapshot``'s output."""
+    def restore(self, saved: dict[str, Any]) -> None: ...
 
-    def close(self) -> None:
-        """Releases the envs."""
+    def close(self) -> None: ...

@@ -40,24 +40,48 @@ def check_run(configs: list[TrainConfig]) -> None:
     check_memory(cfg, env_spec(cfg.env), len(configs))
 
 
+# Host memory per Gymnasium evaluation env (MuJoCo's data and the env around it; Ant's
+# MjData alone pickles to 0.7 MB), a bound for refusing absurd --eval-episodes up front.
+EVAL_ENV_BYTES = 2 * 2**20
+
+
 def check_memory(cfg: TrainConfig, spec: EnvSpec, members: int) -> None:
-    """Raises ``ConfigError`` when the replay buffers cannot fit in the memory of the device
-    they live on (host RAM for CPUs), before anything is allocated or written."""
+    """Raises ``ConfigError`` when the replay buffers (or the Gymnasium evaluation envs)
+    cannot fit in the memory they live in, before anything is allocated or written."""
     floats = spec.obs_dim * 2 + spec.action_dim + 2  # obs, next_obs, action, reward, done
-    need = cfg.replay_size * floats * 4 * members
     device = jax.devices()[0]
     stats = device.memory_stats() if device.platform != "cpu" else None
     if stats and "bytes_limit" in stats:
         have, where = stats["bytes_limit"] - stats.get("bytes_in_use", 0), device.device_kind
     else:
         have, where = available_host_memory(), "host RAM"
-    if have is not None and need > 0.9 * have:
-        raise ConfigError(
-            f"the replay buffer{'s' if members > 1 else ''} need {need / 2**30:.1f} GiB "
-            f"({cfg.replay_size} transitions x {floats} floats"
-            + (f" x {members} members" if members > 1 else "")
-            + f") but {where} has {have / 2**30:.1f} GiB free; lower --replay-size"
+    host = available_host_memory()
+    each = f" x {members} members" if members > 1 else ""
+    needs = [
+        (
+            cfg.replay_size * floats * 4 * members,
+            have,
+            where,
+            "--replay-size",
+            f"the replay buffers ({cfg.replay_size} transitions x {floats} floats{each})",
         )
+    ]
+    if cfg.backend == "gymnasium":
+        needs.append(
+            (
+                cfg.eval_episodes * members * EVAL_ENV_BYTES,
+                host,
+                "host RAM",
+                "--eval-episodes",
+                f"{cfg.eval_episodes} evaluation envs{each}",
+            )
+        )
+    for need, free, place, option, what in needs:
+        if free is not None and need > 0.9 * free:
+            raise ConfigError(
+                f"{what} need {need / 2**30:.1f} GiB but {place} has "
+                f"{free / 2**30:.1f} GiB free; lower {option}"
+            )
 
 
 class Population(NamedTuple):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -26,7 +27,8 @@ from spikerl_jax.config import ConfigError
 from spikerl_jax.reporting.population import population_of
 from spikerl_jax.rl.normalizer import Normalizer
 from spikerl_jax.schema import SchemaError, from_jsonable, to_jsonable
-from spikerl_jax.training.state import LoopState, PolicyState, RunState, member
+from spikerl_jax.training.members import member
+from spikerl_jax.training.state import LoopState, PolicyState, RunState
 from spikerl_jax.version import __version__
 
 # The layout of a checkpoint's items, saved with it as the ``format`` item. Bump it when the
@@ -171,11 +173,16 @@ def latest_step(root: str) -> int | None:
         manager.close()
 
 
+def legacy_checkpoints(root: str) -> bool:
+    """Whether ``root`` holds checkpoints of format 1 (``checkpoints/latest``)."""
+    return os.path.isdir(os.path.join(root, "checkpoints", "latest"))
+
+
 def _newest(root: str, members: int | None = None) -> tuple[str, int]:
     """The newest step directory under ``root`` and its step, its format checked (and its
     member count, if given)."""
     step, where = latest_step(root), os.path.join(root, "checkpoints")
-    if step is None and os.path.isdir(os.path.join(where, "latest")):
+    if step is None and legacy_checkpoints(root):
         raise CheckpointError(
             f"{root} holds checkpoints of format 1 (checkpoints/latest and best, written by "
             f"spikerl_jax 0.1); this spikerl_jax ({__version__}) reads format {FORMAT}: read "
@@ -214,8 +221,9 @@ def _json(path: str, item: str, cls=None):
 def _restore_item(path: str, item: str, target=None):
     """One item of a step directory onto ``target``'s shardings; None: as saved, on the
     default device whatever layout wrote it (numpy arrays as numpy, with their dtypes)."""
-    checkpointer = ocp.StandardCheckpointer()
-    where = orbax_path(os.path.join(path, item))
+    checkpointer, absl = ocp.StandardCheckpointer(), logging.getLogger("absl")
+    where, level = orbax_path(os.path.join(path, item)), absl.level
+    absl.setLevel(logging.ERROR)  # Orbax's notes on metadata files that items do not have
     try:
         if target is None:
             device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
@@ -236,6 +244,7 @@ def _restore_item(path: str, item: str, target=None):
         ) from None
     finally:
         checkpointer.close()
+        absl.setLevel(level)
 
 
 def restore_population(root: str, fresh: RunState) -> tuple[RunState, dict, LoopState, bool]:
@@ -254,6 +263,14 @@ def restore_population(root: str, fresh: RunState) -> tuple[RunState, dict, Loop
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), fresh
     )
     saved = set(os.listdir(path))
+    missing = {"learner", "best", "host", "loop"} - saved | (
+        {"env"} - saved if fresh.env else set()
+    )
+    if missing:
+        raise CheckpointError(
+            f"checkpoint {path} lacks {', '.join(sorted(missing))}: it is "
+            "damaged; delete it to fall back to the previous one"
+        )
     items = {
         k: _restore_item(path, k, v) for k, v in device_items(like, True).items() if k in saved
     }

@@ -1,20 +1,13 @@
 """The MJX backend (``--backend mjx``): MJX envs, replay and TD3 in compiled programs.
 
-A program runs a *segment*: a number of rounds, as a ``fori_loop`` (its length is an argument,
-so the program compiles once per run). Per round: ``update_every / N`` vector steps (a
-``lax.scan``) of the N MJX envs (auto-reset, time limit), then the learner's round
-(``Learner.learn_round``: the replay insert and normalizer update, and the round's TD3
-updates unless the segment's rounds come before ``update_after``).
-
-The rules are the schedule's (``training.schedule``): a vector step acts at random before
-``start_steps`` (both action sources are computed and one selected), and the host splits the
-rounds into segments that update or not, an argument of the call with the updates under a
-``lax.cond``: one program for every phase, because the MJX step dominates the compile time
-(BENCHMARKS.md).
-
-Members are vmapped; the layout's devices run under ``shard_map`` (whole members per device,
-or each member's envs and replay split across devices). Evaluation runs every member's
-episodes vmapped on the device too.
+A program runs a *segment* of rounds as a ``fori_loop`` (its length an argument: one compile
+per run). A round is ``update_every / N`` vector steps (a ``lax.scan``) of the N MJX envs
+(auto-reset, time limit), then the learner's round (``Learner.learn_round``). The schedule's
+rules hold inside (``training.schedule``): a step acts at random before ``start_steps`` (both
+action sources computed, one selected), and the host splits the rounds into segments that
+update or not, with the updates under a ``lax.cond``: one program for every phase, as the MJX
+step dominates the compile time. Members are vmapped, and the layout's devices run under
+``shard_map``; evaluation runs every member's episodes vmapped on the device too.
 
 The paper's schedule is ``--num-envs 1 --update-every 50 --updates-per-round 50``; a throughput
 setting is e.g. ``--num-envs 1024 --update-every 4096 --updates-per-round 64``.
@@ -30,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import PartitionSpec as P
 
+from spikerl_jax.batching import counted, over_members
 from spikerl_jax.config import ConfigError, TrainConfig
 from spikerl_jax.envs.mjx_env import EpisodeWrapper, VmapWrapper, run_episodes
 from spikerl_jax.envs.mjx_tasks import make
@@ -38,7 +32,7 @@ from spikerl_jax.reporting.records import EvalResult, eval_results
 from spikerl_jax.rl.replay import Transition, as_shard, one_shard
 from spikerl_jax.training.backend import RoundStats
 from spikerl_jax.training.learner import Learner
-from spikerl_jax.training.members import Members, counted, over_members
+from spikerl_jax.training.members import Members
 from spikerl_jax.training.parallel import AXIS, learner_specs
 from spikerl_jax.training.schedule import Counters, acts_at_random, plan_rounds
 from spikerl_jax.training.state import LearnerState, RunState

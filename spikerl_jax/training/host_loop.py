@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 
+from spikerl_jax.batching import counted, over_members
 from spikerl_jax.config import ConfigError, TrainConfig
 from spikerl_jax.envs.gymnasium_backend import (
     VectorCollector,
@@ -35,7 +36,7 @@ from spikerl_jax.reporting.records import EvalResult, eval_results
 from spikerl_jax.rl.replay import Transition
 from spikerl_jax.training.backend import RoundStats
 from spikerl_jax.training.learner import Learner
-from spikerl_jax.training.members import Members, counted, over_members
+from spikerl_jax.training.members import Members
 from spikerl_jax.training.parallel import Layout
 from spikerl_jax.training.schedule import Counters, acts_at_random, after_round, updates_after
 from spikerl_jax.training.state import RunState

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import PartitionSpec as P
 
+from spikerl_jax.batching import counted, over_members
 from spikerl_jax.config import TrainConfig
 from spikerl_jax.envs.registry import EnvSpec
 from spikerl_jax.rl.networks import Networks, make_networks
@@ -32,7 +33,6 @@ from spikerl_jax.rl.replay import (
     sample_normalized,
 )
 from spikerl_jax.rl.td3 import HParams, make_td3
-from spikerl_jax.training.members import counted, over_members
 from spikerl_jax.training.parallel import AXIS, Layout, learner_specs
 from spikerl_jax.training.state import LearnerState
 

@@ -2,16 +2,12 @@
 (starting the processes: ``spikerl_jax.processes``).
 
 One code path for 1 device, N devices and N hosts: a 1-D mesh with axis ``data``. In the
-data-parallel layout (``Layout``; a population may instead split whole members across the
-devices) parameters,
-optimizer states, the observation normalizer and the update key are replicated; each device
-owns a shard of the replay buffer (its own ring of ``replay_size / devices`` transitions, fed
-by its own environments) and draws its own batches (its key folded with its index).
-Gradients are averaged across the axis before every optimizer step (``lax.pmean``: an NCCL
-all-reduce on GPUs, gloo on CPUs across processes), so the replicas stay identical and one
-step equals a step on the concatenated per-device batches. Per-device batch size is
-``--batch-size`` (as PyTorch DDP, the paper's setting); the global batch is that times the
-device count.
+data-parallel layout parameters, optimizer states, normalizer and update key are replicated;
+each device owns a shard of the replay buffer (``replay_size / devices`` transitions, fed by
+its own envs) and draws its own batches. Gradients are averaged across the axis before every
+optimizer step (``lax.pmean``: NCCL on GPUs, gloo on CPUs across processes), so one step
+equals a step on the concatenated per-device batches of ``--batch-size`` each (as PyTorch
+DDP). A population may instead split whole members across the devices (``Layout``).
 """
 
 from __future__ import annotations

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -34,7 +36,12 @@ from spikerl_jax.reporting.records import (
 from spikerl_jax.reporting.runlog import RunLock, RunRecorder
 from spikerl_jax.training.backend import RoundStats
 from spikerl_jax.training.build import build, check_run
-from spikerl_jax.training.checkpoint import Checkpointer, restore_population
+from spikerl_jax.training.checkpoint import (
+    Checkpointer,
+    latest_step,
+    legacy_checkpoints,
+    restore_population,
+)
 from spikerl_jax.training.schedule import Stops, after_round
 from spikerl_jax.training.state import LoopState, MemberRecord, RunState
 
@@ -83,8 +90,8 @@ class Session:
             self._stack = self._stack.pop_all()
 
     def _set_up(self, resume: bool, console) -> None:
-        cfg, stack = self.cfg, self._stack
-        for path in dict.fromkeys([*self.run_dirs, self.root]) if self.primary else []:
+        cfg, stack, primary = self.cfg, self._stack, self.primary
+        for path in dict.fromkeys([*self.run_dirs, self.root]) if primary else []:
             stack.callback(RunLock(path).release)  # one process trains a run at a time
         # The session's programs trace in full float32 matmuls; closing it restores the
         # process's setting (a notebook's own code keeps its precision).
@@ -93,50 +100,52 @@ class Session:
         stack.callback(self.backend.close)
         self.loop = LoopState(members=(MemberRecord(),) * self.members)
         self.resume_step = self.target_reached_at = None
-        if resume:
-            self._restore()
-        self.stops = Stops.at(cfg, self.loop.step)
-        self.last_checkpoint = self.resume_step
-        self.recorders = []
-        for m, (run_dir, c) in enumerate(zip(self.run_dirs, self.configs, strict=True)):
-            if self.primary:
-                self.recorders.append(
-                    stack.enter_context(
-                        contextlib.closing(RunRecorder(run_dir, c, self.resume_step, c.tensorboard))
-                    )
-                )
-                if run_dir != self.root:
-                    write_population_file(run_dir, self.root, m)
+        records_from = self._restore() if resume else None
+        self.stops, self.last_checkpoint = Stops.at(cfg, self.loop.step), self.resume_step
+        self.recorders = (
+            [self._recorder(m, records_from) for m in range(self.members)] if primary else []
+        )
         self.checkpointer = Checkpointer(self.root, cfg.keep_checkpoints, cfg.checkpoint_buffer)
         stack.callback(self.checkpointer.close)
-        log = self._log_emissions if self.primary else None
-        self.meter = EnergyMeter(
-            cfg.energy_country,
-            cfg.energy_region,
-            log,
-            self.loop.energy,
-            enabled=cfg.energy and self.primary,
+        grid, log = (
+            (cfg.energy_country, cfg.energy_region),
+            self._log_emissions if primary else None,
         )
+        self.meter = EnergyMeter(*grid, log, self.loop.energy, enabled=cfg.energy and primary)
         stack.callback(self.meter.close)
-        self.progress = TrainProgress(
-            cfg.total_steps, enabled=cfg.progress and self.primary, console=console
-        )
-        self.stop = StopRequest()
+        self.progress = TrainProgress(cfg.total_steps, cfg.progress and primary, console)
+        self.stop = StopRequest(self.resume_command())
         self.throughput = Throughput(self.loop.step, self.loop.counters.updates)
 
-    def _restore(self) -> None:
+    def _recorder(self, member: int, records_from: int | None) -> RunRecorder:
+        """Member ``member``'s records, keeping its rows up to ``records_from`` (None: a new
+        run, whose directory may hold none yet)."""
+        run_dir, cfg = self.run_dirs[member], self.configs[member]
+        recorder = RunRecorder(run_dir, cfg, records_from, cfg.tensorboard)
+        self._stack.callback(recorder.close)
+        if run_dir != self.root:
+            write_population_file(run_dir, self.root, member)
+        return recorder
+
+    def _restore(self) -> int:
+        """Restores the newest checkpoint; returns the step up to which records are kept."""
+        if latest_step(self.root) is None and not legacy_checkpoints(self.root):
+            # Stopped before its first checkpoint: nothing to continue, so it starts over.
+            warnings.warn(f"{self.root} has no checkpoint yet: it starts over", stacklevel=3)
+            return 0
         state, host, loop, with_buffer = restore_population(self.root, self.state)
-        if loop.step >= self.cfg.total_steps:
+        summaries = all(os.path.isfile(os.path.join(d, "summary.json")) for d in self.run_dirs)
+        if loop.step >= self.cfg.total_steps and summaries:
             raise ConfigError(
                 f"nothing to do: {self.root} is at step {loop.step}, not below "
                 f"--total-steps {self.cfg.total_steps}; pass a larger --total-steps to train on"
             )
         if not with_buffer:  # the buffer restarts empty: updates wait until it refills
-            loop = dataclasses.replace(
-                loop, counters=dataclasses.replace(loop.counters, buffered=0)
-            )
+            counters = dataclasses.replace(loop.counters, buffered=0)
+            loop = dataclasses.replace(loop, counters=counters)
         self.backend.restore(host)
         self.state, self.loop, self.resume_step = state, loop, loop.step
+        return loop.step
 
     def __enter__(self) -> Session:
         stack = self._stack
@@ -161,15 +170,12 @@ class Session:
         if stats.metrics is not None:
             self.throughput.rounds(stats.metrics, stats.update_s)
         if stats.nonfinite_step is not None:
-            kept = "no checkpoint was saved yet"
-            if self.last_checkpoint is not None:
-                kept = (
-                    f"the last good checkpoint (step {self.last_checkpoint}) is kept in "
-                    f"{self.root}/checkpoints"
-                )
+            last, where = self.last_checkpoint, f"{self.root}/checkpoints"
+            kept = f"the last good checkpoint (step {last}) is kept in {where}" if last else ""
             raise TrainingError(
-                f"non-finite losses at step {stats.nonfinite_step}; {kept}. Lower "
-                "--critic-lr / --actor-lr, or check the environment's observations and rewards"
+                f"non-finite losses at step {stats.nonfinite_step}; "
+                f"{kept or 'no checkpoint was saved yet'}. Lower --critic-lr / --actor-lr, "
+                "or check the environment's observations and rewards"
             )
         return dataclasses.replace(loop, counters=counters)
 
@@ -194,31 +200,19 @@ class Session:
         """Writes each member's evaluation row and keeps the improved members' policies as
         their best; returns ``(state, loop, improved)``."""
         speeds = self.throughput.since_evaluation(loop.step, loop.counters.updates)
-        wall_s, train_returns = (
-            loop.wall_s + self.throughput.seconds(),
-            self.backend.take_train_returns(),
-        )
-        metrics, records, improved = self.throughput.metrics, [], []
+        speeds["wall_s"] = loop.wall_s + self.throughput.seconds()
+        returns, metrics = self.backend.take_train_returns(), self.throughput.metrics
+        records, improved = [], []
         for m, (result, record) in enumerate(zip(results, loop.members, strict=True)):
             spikes = spikes_of(result, self.cfg, self.spec.obs_dim, self.spec.action_dim)
-            row = metric_row(
-                self.cfg,
-                loop.step,
-                result,
-                train_returns[m],
-                wall_s,
-                speeds,
-                {k: v[m] for k, v in metrics.items()},
-                spikes,
-            )
+            mine = {k: v[m] for k, v in metrics.items()}
+            row = metric_row(self.cfg, loop.step, result, returns[m], speeds, mine, spikes)
             if self.primary:
                 rates = {k: v["firing_rate"] for k, v in spikes["layers"].items()} if spikes else {}
                 self.recorders[m].evaluation(row, rates)
             self.progress.report(row, self.label(m))
-            new = record.best_return is None or result.mean > record.best_return
-            improved.append(new)
-            best = (result.mean, loop.step) if new else (record.best_return, record.best_step)
-            records.append(MemberRecord(*best, last_return=result.mean, spikes=spikes))
+            records.append(record.after(result.mean, loop.step, spikes))
+            improved.append(records[-1].best_step == loop.step)
         if any(improved):
             state = state.replace(best=_keep_best(state.best, state.policy, jnp.array(improved)))
         return state, dataclasses.replace(loop, members=tuple(records)), any(improved)
@@ -244,7 +238,12 @@ class Session:
         self.stops = dataclasses.replace(
             self.stops, next_checkpoint=Stops.at(self.cfg, loop.step).next_checkpoint
         )
-        self.checkpointer.save(loop.step, state, self.backend.snapshot(), self.totals(loop))
+        host, totals = self.backend.snapshot(), self.totals(loop)
+        self.stop.saving = True  # a second Ctrl-C waits for the save to finish
+        try:
+            self.checkpointer.save(loop.step, state, host, totals)
+        finally:
+            self.stop.saving = False
         self.last_checkpoint = loop.step
 
     def totals(self, loop: LoopState) -> LoopState:
@@ -257,11 +256,12 @@ class Session:
             segments=(*loop.segments, (start, loop.step, seconds)),
         )
 
+    def resume_command(self) -> str:
+        return "--resume " + self.root
+
     def interrupted(self, step: int) -> Interrupted:
-        resume = "--resume " + self.root
-        return Interrupted(
-            f"interrupted by {self.stop.name} at step {step}", resume, self.stop.signum or 2
-        )
+        stopped = f"interrupted by {self.stop.name} at step {step}"
+        return Interrupted(stopped, self.resume_command(), self.stop.signum or 2)
 
     def finish(self, state: RunState, loop: LoopState) -> list[dict]:
         """Ends the measurement and writes every member's ``summary.json``."""

@@ -1,8 +1,8 @@
 """A population's state: on the device (``RunState``) and on the host (``LoopState``).
 
 Every array leaf of ``RunState`` and of a backend's host state has a leading member axis
-``M`` (``M = 1`` for a single run): ``member`` slices one member out of either with one
-``tree.map``, and a population is saved as one checkpoint per step (``checkpoint``).
+``M`` (``M = 1`` for a single run): ``members.member`` slices one member out of either, and
+a population is saved as one checkpoint per step (``checkpoint``).
 """
 
 from __future__ import annotations
@@ -43,10 +43,8 @@ class RunState:
 
     Attributes:
       learner: every member's learner.
-      best: every member's policy at its best evaluation so far (saved with the rest of the
-        state, so that the best policy and the latest state never disagree on disk).
-      env: the MJX backend's training envs (``spikerl_jax.envs.State`` with leading
-        ``(M, num_envs)``); None with Gymnasium.
+      best: every member's policy at its best evaluation so far (saved with the rest).
+      env: the MJX backend's training envs (leading ``(M, num_envs)``); None with Gymnasium.
     """
 
     learner: LearnerState
@@ -59,15 +57,9 @@ class RunState:
         return PolicyState(self.learner.td3.actor_params, self.learner.normalizer)
 
 
-def member(tree, index: int):
-    """Member ``index`` of a member-batched pytree (device or host state)."""
-    return jax.tree.map(lambda x: x[index], tree)
-
-
 def committed(state: RunState) -> RunState:
-    """``state`` committed to the devices its arrays are on, as a restored checkpoint's are:
-    a fresh and a resumed run then lower to the same programs (compiled arguments carry
-    the shardings of committed arrays), and the persistent compile cache serves a resume."""
+    """``state`` committed to its devices, as a restored checkpoint's is: a fresh and a
+    resumed run then lower to the same programs, which the compile cache serves."""
     return jax.device_put(state, jax.tree.map(lambda x: x.sharding, state))
 
 
@@ -79,6 +71,12 @@ class MemberRecord:
     best_step: int | None = None
     last_return: float | None = None
     spikes: dict | None = None  # spike statistics of the latest evaluation (PopSAN only)
+
+    def after(self, mean: float, step: int, spikes: dict | None) -> MemberRecord:
+        """The record after an evaluation of return ``mean`` at ``step``."""
+        new = self.best_return is None or mean > self.best_return
+        best = (mean, step) if new else (self.best_return, self.best_step)
+        return MemberRecord(*best, last_return=mean, spikes=spikes)
 
 
 @dataclasses.dataclass(frozen=True)

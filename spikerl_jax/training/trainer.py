@@ -14,20 +14,19 @@ from __future__ import annotations
 
 from spikerl_jax.config import TrainConfig
 from spikerl_jax.processes import Interrupted
-from spikerl_jax.reporting.runlog import read_run
+from spikerl_jax.reporting.runs import read_run
 from spikerl_jax.reporting.sweep import sweep_rows, write_sweep_summary
 from spikerl_jax.sweep_spec import SweepSpec, save_spec, setting_label
+from spikerl_jax.training.build import check_run
 from spikerl_jax.training.session import Session
 
 
 def train(cfg: TrainConfig, resume: bool = False, console=None) -> dict:
-    """Trains one run; returns its summary (also written to ``RUN_DIR/summary.json``).
+    """Trains one run into ``cfg.run_dir()``; returns its summary (``summary.json``).
 
-    Writes ``config.json``, ``metrics.csv``, ``emissions.csv``, ``summary.json``,
-    ``tensorboard/`` and ``checkpoints/`` into ``cfg.run_dir()``. With ``resume``, continues
-    that directory's run from its latest checkpoint: with the buffer checkpointed
-    (``checkpoint_buffer``) the result is identical to an uninterrupted run; without it, the
-    buffer restarts empty and updates pause until it holds ``update_after`` transitions again.
+    With ``resume``, continues that directory's run from its latest checkpoint: exactly, with
+    the buffer checkpointed (``checkpoint_buffer``); otherwise the buffer restarts empty and
+    updates pause until it holds ``update_after`` transitions again.
 
     Raises:
       ConfigError: a bad configuration value (validated before anything is written), or a
@@ -72,7 +71,9 @@ def train_sweep(spec: SweepSpec, resume: bool = False, console=None) -> list[dic
     Returns:
       The ranked rows of ``sweep.json`` (per setting: mean and std over seeds).
     """
-    spec.validate()
+    spec.validate()  # nothing is written for a bad spec, not even a default root
+    check_run(spec.placed().members())
+    spec = spec.with_root()
     if not resume:
         save_spec(spec)
     configs = spec.members()

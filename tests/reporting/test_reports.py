@@ -15,7 +15,7 @@ from spikerl_jax.cli import main
 from spikerl_jax.reporting.compare import compare_runs
 from spikerl_jax.reporting.energy import EMISSIONS_COLUMNS, PhaseTotals
 from spikerl_jax.reporting.plots import _curve, group_runs
-from spikerl_jax.reporting.runlog import RunRecord, read_run
+from spikerl_jax.reporting.runs import RunRecord, read_run
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from spikerl_jax.cli import main
 from spikerl_jax.envs.gymnasium_backend import VectorCollector
 from spikerl_jax.envs.registry import env_spec
 from spikerl_jax.export.policy import load_policy
-from spikerl_jax.reporting.runlog import load_run_config
+from spikerl_jax.reporting.runs import load_run_config
 from spikerl_jax.rl.networks import make_networks
 from spikerl_jax.rl.normalizer import Normalizer
 from spikerl_jax.rl.policy import make_policies

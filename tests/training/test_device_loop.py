@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from helpers import assert_trees_equal, latest_state, loop_physics, rows
 
+from spikerl_jax.batching import TRACES
 from spikerl_jax.cli import main
 from spikerl_jax.config import CriticConfig, PopSANConfig, preset_for
 from spikerl_jax.envs.mjx_env import EpisodeWrapper, VmapWrapper
@@ -18,7 +19,6 @@ from spikerl_jax.envs.registry import env_spec
 from spikerl_jax.rl.replay import Transition
 from spikerl_jax.training import device_loop
 from spikerl_jax.training.build import build
-from spikerl_jax.training.members import TRACES
 from spikerl_jax.training.schedule import Counters, after_round
 
 # The resume test's run (MJX_TINY below): both tests then use the same compiled programs,

@@ -8,8 +8,8 @@ the command README shows: ``spikerl-jax train --env InvertedPendulum-v4 --total-
 import pytest
 from helpers import TINY, solve_inverted_pendulum
 
+from spikerl_jax.batching import TRACES
 from spikerl_jax.cli import main
-from spikerl_jax.training.members import TRACES
 
 
 def test_every_program_is_traced_once_per_run(tmp_path):

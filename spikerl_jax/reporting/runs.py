@@ -1,0 +1,95 @@
+"""A run directory read back: its config, summary and metrics, each checked, so that a
+damaged or hand-edited file is one line naming the problem, not a traceback later."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+
+from spikerl_jax.config import ConfigError, TrainConfig
+from spikerl_jax.reporting.population import population_of
+from spikerl_jax.reporting.runlog import row_problem
+
+
+@dataclasses.dataclass(frozen=True)
+class RunRecord:
+    """A finished run's records, read back (``read_run``)."""
+
+    run_dir: str
+    config: dict
+    summary: dict
+    metrics: list[dict]  # metrics.csv rows, numbers as floats (None where empty)
+
+
+def read_run(run_dir: str) -> RunRecord:
+    """Reads ``run_dir``'s config.json, summary.json and metrics.csv.
+
+    Raises:
+      ConfigError: the directory is not a run, or the run has not finished (no summary.json).
+    """
+    paths = {
+        name: os.path.join(run_dir, name) for name in ("config.json", "summary.json", "metrics.csv")
+    }
+    if not os.path.isfile(paths["config.json"]):
+        raise ConfigError(f"{run_dir} is not a run directory (no config.json)")
+    if not os.path.isfile(paths["summary.json"]):
+        root, _ = population_of(run_dir)
+        how = f"sweep --resume {root}" if root != run_dir else f"train --resume {run_dir}"
+        raise ConfigError(
+            f"{run_dir} has no summary.json: the run has not finished; finish "
+            f"it with spikerl-jax {how}"
+        )
+    try:
+        with open(paths["config.json"]) as f:
+            config = json.load(f)
+        with open(paths["summary.json"]) as f:
+            summary = json.load(f)
+        with open(paths["metrics.csv"], newline="") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"cannot read the run {run_dir}: {e}") from None
+    problem = summary_problem(summary) or next(
+        (f"metrics.csv row {i + 2}: {p}" for i, r in enumerate(rows) if (p := row_problem(r))),
+        None,
+    )
+    if problem:
+        raise ConfigError(f"cannot read the run {run_dir}: {problem}; rerun or resume it")
+    metrics = [{k: float(v) if v != "" else None for k, v in r.items()} for r in rows]
+    return RunRecord(run_dir, config, summary, metrics)
+
+
+SUMMARY_NUMBERS = ("total_steps", "final_eval_return", "best_eval_return", "wall_s")
+
+
+def summary_problem(summary) -> str | None:
+    """Why a summary.json read back cannot be used, or None."""
+    if not isinstance(summary, dict):
+        return f"summary.json is not an object but {type(summary).__name__}"
+    for key in SUMMARY_NUMBERS:
+        if not isinstance(summary.get(key), int | float) or isinstance(summary.get(key), bool):
+            return f"summary.json's {key} is not a number ({summary.get(key)!r})"
+    if not isinstance(summary.get("env"), str):
+        return "summary.json has no env"
+    return None
+
+
+def load_run_config(run_dir: str) -> TrainConfig:
+    """The ``TrainConfig`` a run was started with (its ``config.json``), validated.
+
+    Raises:
+      ConfigError: no run there, or a config.json that is not valid (one entry per problem).
+    """
+    path = os.path.join(run_dir, "config.json")
+    if not os.path.isfile(path):
+        raise ConfigError(f"{run_dir} is not a run directory (no config.json)")
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{path} is not valid JSON ({e})") from None
+    try:
+        return TrainConfig.from_dict(data)
+    except ConfigError as e:
+        raise ConfigError(f"{path} is not a valid run config: {e}") from None

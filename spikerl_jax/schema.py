@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import math
+import os
 import types
 import typing
 from typing import Any, Literal, Union
@@ -22,6 +24,19 @@ class SchemaError(ValueError):
     def __init__(self, problems: list[str]):
         self.problems = problems
         super().__init__("; ".join(problems))
+
+
+def write_json(path: str, value: Any, indent: int | None = 2) -> None:
+    """Writes ``value`` (JSON-able, or dataclasses) to ``path`` atomically: a process killed
+    while writing leaves the previous file or the new one, never half of one."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "w") as f:
+            json.dump(to_jsonable(value), f, indent=indent)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def to_jsonable(value: Any) -> Any:

@@ -21,7 +21,7 @@ import os
 
 from spikerl_jax.config import ConfigError, TrainConfig, differing_fields, flag
 from spikerl_jax.config.train import new_run_dir
-from spikerl_jax.schema import SchemaError, from_jsonable, to_jsonable
+from spikerl_jax.schema import SchemaError, from_jsonable, write_json
 
 # Sweepable settings and the config section they live in (None: at its top). TD3's become
 # traced values of its state (``HParams``), the exploration noise a value the collectors
@@ -157,8 +157,7 @@ def save_spec(spec: SweepSpec) -> None:
         )
     try:
         os.makedirs(spec.root, exist_ok=True)
-        with open(path, "w") as f:
-            json.dump(to_jsonable(spec), f, indent=2)
+        write_json(path, spec)
     except OSError as e:
         raise ConfigError(
             f"cannot write the sweep directory --out {spec.root}: {e.strerror}"

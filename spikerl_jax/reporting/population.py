@@ -7,6 +7,7 @@ import json
 import os
 
 from spikerl_jax.config import ConfigError
+from spikerl_jax.schema import write_json
 
 POPULATION_FILE = "population.json"  # in a sweep member's run directory
 
@@ -29,5 +30,8 @@ def population_of(run_dir: str) -> tuple[str, int]:
 
 def write_population_file(run_dir: str, root: str, member: int) -> None:
     """Names the sweep ``root`` (relative to ``run_dir``) in a member's run directory."""
-    with open(os.path.join(run_dir, POPULATION_FILE), "w") as f:
-        json.dump({"root": os.path.relpath(root, run_dir), "member": member}, f)
+    write_json(
+        os.path.join(run_dir, POPULATION_FILE),
+        {"root": os.path.relpath(root, run_dir), "member": member},
+        None,
+    )

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
 import os
 import warnings
 from collections.abc import Sequence
 
 from spikerl_jax.config import ConfigError, TrainConfig
 from spikerl_jax.reporting.energy import EMISSIONS_COLUMNS
+from spikerl_jax.schema import write_json
 
 METRICS_COLUMNS = (
     "step",
@@ -189,8 +189,7 @@ class RunRecorder:
             )
         try:
             os.makedirs(run_dir, exist_ok=True)
-            with open(os.path.join(run_dir, "config.json"), "w") as f:
-                json.dump(dataclasses.asdict(cfg), f, indent=2)
+            write_json(os.path.join(run_dir, "config.json"), dataclasses.asdict(cfg))
             self.metrics = CsvLog(
                 os.path.join(run_dir, "metrics.csv"), metrics_columns(cfg), resume_step
             )
@@ -225,8 +224,7 @@ class RunRecorder:
         self._tensorboard.flush()
 
     def summary(self, summary: dict) -> None:
-        with open(os.path.join(self.run_dir, "summary.json"), "w") as f:
-            json.dump(summary, f, indent=2)
+        write_json(os.path.join(self.run_dir, "summary.json"), summary)
 
     def close(self) -> None:
         self.metrics.close()

@@ -56,8 +56,8 @@ def narrow_matmul(x: jax.Array, w: jax.Array) -> jax.Array:
     Its gradients are bfloat16 matmuls with float32 accumulation as well, as mixed-precision
     training does everywhere: the float32 cotangent is rounded to bfloat16 first. JAX's own
     transpose would pair the float32 cotangent with the bfloat16 operand, and XLA runs such a
-    mixed matmul in float32 (both operands converted): the ``bf16`` actor's update was 1.08x
-    ``fp32``'s on a CPU with avx512_bf16, and is 1.24x with this (BENCHMARKS.md).
+    mixed matmul in float32 (both operands converted), so the backward pass would not run in
+    bfloat16 at all (the speed-up this buys: BENCHMARKS.md, "bf16 spiking layers").
     """
     return jnp.matmul(x, w, preferred_element_type=jnp.float32)
 

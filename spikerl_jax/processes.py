@@ -39,8 +39,8 @@ def split_cpu_for_members(members: int) -> int:
 
     Why: on a CPU one member's small matmuls leave a second core partly idle, and vmapping
     more members into them makes them slower still; whole members per core do not
-    (BENCHMARKS.md, "Populations": 8 members on 2 cores at 1.05-1.23x the updates/s of one,
-    on one device 0.89-0.95x). Members never exchange data, so only float rounding changes.
+    (BENCHMARKS.md, "Populations"). Members never exchange data, so only float rounding
+    changes.
     Must run before JAX's first computation; does nothing where JAX has started or
     ``XLA_FLAGS`` sets a device count.
 

@@ -18,6 +18,7 @@ import logging
 import os
 import sys
 import threading
+import traceback
 import warnings
 from typing import Annotated, Union
 
@@ -26,6 +27,7 @@ import tyro
 from spikerl_jax.cli.runs import CommandError, Compare, Eval, ExportNir, Plot
 from spikerl_jax.cli.training import Sweep, Train, _sweep_default, _train_default
 from spikerl_jax.config import ConfigError
+from spikerl_jax.version import __version__
 
 
 @dataclasses.dataclass
@@ -82,8 +84,6 @@ def main(argv: list[str] | None = None) -> int:
     warnings.formatwarning = _one_line  # a warning is one line on the terminal
     args = sys.argv[1:] if argv is None else list(argv)
     if args == ["--version"]:
-        from spikerl_jax import __version__
-
         print(f"spikerl-jax {__version__}")
         return 0
     try:
@@ -125,8 +125,6 @@ _THREAD_HOOK = threading.excepthook
 def _quiet_checkpoint_threads(args) -> None:
     """Drops the exceptions of Orbax's and asyncio's worker threads (their errors reach the
     main thread, which reports them); any other thread's exception is printed as usual."""
-    import traceback
-
     frames = traceback.extract_tb(args.exc_traceback) if args.exc_traceback else []
     if any("/orbax/" in f.filename or "/asyncio/" in f.filename for f in frames):
         logging.getLogger("spikerl_jax").debug("checkpoint thread: %r", args.exc_value)

@@ -1,4 +1,5 @@
-"""The commands on finished runs: ``eval``, ``compare``, ``plot`` and ``export-nir``."""
+"""The commands on finished runs: ``eval``, ``compare``, ``plot`` and ``export-nir`` (each
+imports what it needs in ``run``: JAX, Gymnasium and matplotlib only when used)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,9 @@
 """The training commands: ``train`` and ``sweep`` (their options are ``TrainConfig``'s, over
-the defaults of ``--env``'s preset or of the run being resumed)."""
+the defaults of ``--env``'s preset or of the run being resumed).
+
+The training code is imported inside the commands' ``run``: it imports JAX, MuJoCo and
+Orbax, which ``--help`` and a refused option should not wait for.
+"""
 
 from __future__ import annotations
 

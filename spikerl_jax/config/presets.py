@@ -10,10 +10,8 @@ from spikerl_jax.config.train import TrainConfig
 # Changes to the paper's defaults per task family (keyed by the id before "-v").
 PRESETS: dict[str, dict] = {
     # A 20k-step budget instead of 1M: a 1k random phase (the paper's 10k would be half of
-    # it) and a 3x larger actor learning rate. Measured (evaluations every 2.5k steps, seeds
-    # 0 and 1): at 1e-4 the best return within 20k steps was 134 of 1000; at 1e-3 both seeds
-    # reached 1000 but oscillated (one fell back to 449 at 20k); at 3e-4 both held 1000 over
-    # their last two evaluations (17.5k and 20k steps).
+    # it) and a 3x larger actor learning rate, the one of 1e-4, 3e-4 and 1e-3 that held the
+    # maximum over the last evaluations (BENCHMARKS.md, "InvertedPendulum preset").
     "InvertedPendulum": dict(
         total_steps=20_000,
         start_steps=1_000,

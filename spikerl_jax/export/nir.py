@@ -87,6 +87,7 @@ import os
 import numpy as np
 
 from spikerl_jax.config import ConfigError
+from spikerl_jax.export.policy import load_policy
 from spikerl_jax.snn.popcode import ENCODER_THRESHOLD
 
 DT = 1.0  # one PopSAN timestep is one NIR time unit (forward Euler)
@@ -276,8 +277,6 @@ def export_nir(run_dir: str, path: str, checkpoint: str = "best") -> list[str]:
       ConfigError: no run there, an unknown checkpoint, the MLP actor, the Poisson encoder, or
         ``nir`` not installed.
     """
-    from spikerl_jax.export.policy import load_policy
-
     nir = _import_nir()  # fail before loading the checkpoint
     policy = load_policy(run_dir, checkpoint)
     side = companion_path(path)

@@ -20,6 +20,7 @@ from spikerl_jax.config import ConfigError, TrainConfig
 from spikerl_jax.envs.registry import EnvSpec, env_spec
 from spikerl_jax.precision import in_full_precision
 from spikerl_jax.reporting.activity import spike_report
+from spikerl_jax.reporting.records import eval_results
 from spikerl_jax.reporting.runs import load_run_config
 from spikerl_jax.rl.networks import make_networks
 from spikerl_jax.rl.normalizer import Normalizer, normalize
@@ -166,7 +167,6 @@ def evaluate_run(
     ``spikerl_jax.reporting.activity``); optionally records the first episode as a video
     (``render``, an .mp4) and the spikes of its first steps as a raster (``raster``, a PNG)."""
     from spikerl_jax.envs.gymnasium_backend import evaluate_episodes, make_eval_envs
-    from spikerl_jax.reporting.records import eval_results
 
     if not isinstance(episodes, int) or episodes <= 0:
         raise ConfigError(f"--episodes must be a positive integer, got {episodes!r}")

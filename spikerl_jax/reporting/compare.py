@@ -18,6 +18,8 @@ import json
 import os
 import warnings
 
+from rich.table import Table
+
 from spikerl_jax.reporting.runs import RunRecord
 
 COLUMNS = (
@@ -103,8 +105,6 @@ def write_comparison(rows: list[dict], prefix: str) -> tuple[str, str]:
 
 def comparison_table(rows: list[dict]):
     """A rich table with one column per run (energy in Wh, carbon in g; '-': not measured)."""
-    from rich.table import Table
-
     # (label, column, scale, format)
     shown = (
         ("final return", "final_return", 1, ".1f"),

@@ -22,6 +22,8 @@ import warnings
 
 import jax
 
+from spikerl_jax.config import ConfigError
+
 PHASES = ("train", "eval")
 KWH_TO_J = 3.6e6
 EMISSIONS_COLUMNS = (
@@ -70,8 +72,6 @@ def check_grid(country_iso_code: str, region: str | None) -> None:
     codecarbon itself only logs an unknown country and goes on with a wrong grid.
     """
     from codecarbon.input import DataSource
-
-    from spikerl_jax.config import ConfigError
 
     data = DataSource()
     countries = data.get_global_energy_mix_data()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import fcntl
 import os
 import warnings
 from collections.abc import Sequence
@@ -140,8 +141,6 @@ class RunLock:
     """
 
     def __init__(self, run_dir: str):
-        import fcntl
-
         try:
             os.makedirs(run_dir, exist_ok=True)
             self._file = open(os.path.join(run_dir, ".lock"), "a+")  # noqa: SIM115

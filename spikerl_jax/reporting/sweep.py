@@ -8,6 +8,7 @@ import json
 import os
 
 import numpy as np
+from rich.table import Table
 
 from spikerl_jax.reporting.plots import plot_learning_curves
 from spikerl_jax.reporting.runs import RunRecord
@@ -53,8 +54,6 @@ def write_sweep_summary(root: str, groups: dict[str, list[RunRecord]]) -> list[s
 
 def sweep_table(rows: list[dict]):
     """The ranking as a rich table."""
-    from rich.table import Table
-
     table = Table(title="settings ranked by final evaluation return (mean ± std over seeds)")
     for column in ("rank", "setting", "seeds", "final", "best"):
         table.add_column(column, justify="right" if column != "setting" else "left")

@@ -152,9 +152,9 @@ def layerwise_is_faster(batch: int) -> bool:
     """The formulation ``SpikingMLP(layerwise=None)`` picks for ``batch`` observations.
 
     On CPUs, layer by layer below ``STEPWISE_FROM_BATCH``: acting batches (fewer, larger ops)
-    and the paper's training batch of 100, where both tie; timestep by timestep from it (a TD3
-    update at batch 150-2048 runs 1.1-1.2x faster: each timestep's working set stays in
-    cache). Elsewhere (GPUs, unmeasured) layer by layer, as before. Figures: BENCHMARKS.md.
+    and the paper's training batch of 100, where both tie; timestep by timestep from it, where
+    each timestep's working set stays in cache and the update is faster. Elsewhere (GPUs,
+    unmeasured) layer by layer, as before. Figures: BENCHMARKS.md, "LIF formulations".
     """
     return batch < STEPWISE_FROM_BATCH or jax.default_backend() != "cpu"
 

@@ -124,10 +124,32 @@ class ExportNir:
     """The NIR file to write (e.g. actor.nir)."""
     checkpoint: Literal["best", "latest"] = "best"
     """Which policy: the best evaluation's or the latest."""
+    dt: float = 1e-4
+    """The time step (seconds) of one PopSAN timestep, which the time constants are written
+    for: 1e-4 is what snnTorch's and Lava's importers assume."""
+    check: bool = False
+    """Also run the exported graph in every installed toolchain (snnTorch, Norse, Spyx,
+    Rockpool) and print its agreement with this actor's spikes and actions."""
 
     def run(self) -> int:
-        from spikerl_jax.export.nir import export_nir
+        from rich.console import Console
+        from rich.table import Table
 
-        paths = _writing(self.out, export_nir, self.run_dir, self.out, self.checkpoint)
+        from spikerl_jax.export.nir import export_nir
+        from spikerl_jax.export.nir_consumers import check_export
+
+        args = (self.run_dir, self.out, self.checkpoint, self.dt)
+        paths = _writing(self.out, export_nir, *args)
         print("written: " + ", ".join(paths))
+        if self.check:
+            table = Table(title="the exported graph in each installed toolchain (20 observations)")
+            for column in ("toolchain", "loads", "spike bins equal", "max action error"):
+                table.add_column(column)
+            for row in check_export(self.run_dir, self.out, self.checkpoint):
+                equal = (
+                    f"{row['bins_equal']:.1%} ({', '.join(row['layers'])})" if row["loads"] else ""
+                )
+                error = f"{row['action_error']:.2g}" if row["loads"] else row["error"]
+                table.add_row(row["toolchain"], str(row["loads"]), equal, error)
+            Console().print(table)
         return 0

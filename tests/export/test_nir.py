@@ -31,7 +31,8 @@ def exported(run, tmp_path_factory):
 
 def simulate(graph, side, obs_BD):
     """The actions ``(B, A)`` and per-layer spike totals ``{layer: (B,)}`` of NIR ``graph``
-    and its companion arrays, from NIR's documented semantics with forward Euler, ``dt = 1``.
+    and its companion arrays, from NIR's documented semantics with forward Euler at the
+    companion file's ``dt``.
 
     Written from the file's parameters alone: no project code. float32 throughout, the
     arithmetic of the exported actor.
@@ -129,10 +130,10 @@ def test_the_nir_file_holds_the_lif_layers_and_names_its_companion(exported):
     assert graph.nodes["fc0"].weight.shape == (16, 40)
     assert graph.nodes["fc2"].weight.shape == (10, 16)
     lif = graph.nodes["lif0"]
-    # current_decay 0.5, voltage_decay 0.75, threshold 0.5 at dt = 1.
+    # current_decay 0.5, voltage_decay 0.75, threshold 0.5 at the default dt = 1e-4 s.
     for field, value in [
-        ("tau_syn", 2.0),
-        ("tau_mem", 4.0),
+        ("tau_syn", 2e-4),
+        ("tau_mem", 4e-4),
         ("w_in", 2.0),
         ("r", 4.0),
         ("v_leak", 0.0),
@@ -142,7 +143,7 @@ def test_the_nir_file_holds_the_lif_layers_and_names_its_companion(exported):
         np.testing.assert_array_equal(getattr(lif, field), np.full(16, value, np.float32))
     meta = graph.metadata
     assert meta["companion"] == "actor.popsan.npz"
-    assert int(meta["timesteps"]) == 5 and float(meta["dt"]) == 1.0
+    assert int(meta["timesteps"]) == 5 and float(meta["dt"]) == 1e-4
 
 
 def test_the_simulated_nir_graph_acts_and_spikes_as_the_jax_actor(run, exported):
@@ -186,3 +187,61 @@ def test_the_poisson_encoder_and_the_mlp_actor_are_refused(run):
     leaky = dataclasses.replace(cfg, actor=dataclasses.replace(cfg.actor, voltage_decay=1.0))
     with pytest.raises(ConfigError, match="0 <= voltage_decay < 1"):
         popsan_to_nir(leaky, *args)
+
+
+@pytest.fixture(scope="module")
+def hopper_sized():
+    """A PopSAN of Hopper's sizes (110 -> 256 -> 256 -> 30), its weights scaled so that every
+    layer fires (an initial actor barely does), exported at the default dt, with its own
+    spikes and actions on 20 observations."""
+    import jax
+    import jax.numpy as jnp
+
+    from spikerl_jax.config import preset_for
+    from spikerl_jax.envs.registry import env_spec
+    from spikerl_jax.rl.networks import make_networks
+    from spikerl_jax.rl.normalizer import Normalizer, normalize
+
+    cfg = preset_for("Hopper-v4")
+    spec = env_spec(cfg.env)
+    actor = make_networks(spec.action_dim, spec.action_limit, cfg.actor).actor
+    params = jax.tree.map(lambda x: 3.0 * x, actor.init(jax.random.key(0), jnp.zeros((1, 11))))
+    rng = np.random.default_rng(0)
+    norm = Normalizer(jnp.float32(100), jnp.asarray(rng.standard_normal(11), jnp.float32),
+                      jnp.full(11, 2.0, jnp.float32))  # fmt: skip
+    obs = (2 * rng.standard_normal((20, 11))).astype(np.float32)
+    actions, trains = actor.apply(params, normalize(norm, obs), None, method=actor.spike_trains)
+    graph, side = popsan_to_nir(cfg, spec, params, norm)
+    trains = {k: np.asarray(v) for k, v in trains.items()}
+    assert all(0.05 < v.mean() < 0.95 for v in trains.values())  # every layer fires, not always
+    return graph, side, trains, np.asarray(actions)
+
+
+@pytest.mark.parametrize("toolchain", ["snntorch", "norse"])
+def test_snntorch_and_norse_run_the_file_as_the_actor(toolchain, hopper_sized, tmp_path):
+    """Loaded with the toolchain's own importer as its documentation says (snnTorch:
+    ``import_from_nir(graph)``, which assumes dt = 1e-4; Norse: ``from_nir(graph, dt=1e-4)``,
+    the declared step): every spike of every layer, and the actions to 1e-5."""
+    pytest.importorskip(toolchain)
+    from spikerl_jax.export.nir_consumers import decode, run_norse, run_snntorch
+
+    graph, side, trains, actions = hopper_sized
+    path = tmp_path / "hopper.nir"
+    nir.write(str(path), graph)
+    graph = nir.read(str(path))
+    assert float(graph.metadata["dt"]) == 1e-4
+    run = run_snntorch if toolchain == "snntorch" else run_norse
+    spikes = run(graph, trains["encoder"])
+    assert sorted(spikes) == ["hidden_0", "hidden_1", "output"]
+    for layer, train in spikes.items():
+        np.testing.assert_array_equal(train, trains[layer], err_msg=layer)
+    np.testing.assert_allclose(decode(side, spikes["output"]), actions, atol=1e-5)
+
+
+def test_export_nir_check_prints_each_installed_toolchain(run, tmp_path, capsys):
+    out = tmp_path / "actor.nir"
+    assert main(["export-nir", str(run), str(out), "--check"]) == 0
+    printed = capsys.readouterr().out
+    for toolchain in ("snntorch", "norse"):
+        assert toolchain in printed
+    assert "100.0%" in printed

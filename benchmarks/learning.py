@@ -27,6 +27,12 @@ import sys
 
 import numpy as np
 
+PROXY_PAPER_SETTING = [
+    "--no-obs-normalization", "--encoder-input", "tanh", "--encoder-mean-range", "-1", "1",
+    "--encoder-std", "0.22360679774997896", "--current-decay", "0", "--start-steps", "25000",
+    "--update-after", "25000", "--update-every", "2", "--updates-per-round", "2",
+    "--batch-size", "256", "--actor-lr", "3e-4", "--critic-lr", "3e-4",
+]  # fmt: skip
 VARIANTS = {
     "popsan": [],
     "mlp": ["--actor", "mlp"],
@@ -46,6 +52,14 @@ VARIANTS = {
     # A penalty on output neurons stuck firing always or never, whose gradient bypasses the
     # surrogate (docs/learning.md: a penalty that brings stuck neurons back).
     "popsan-drive1": ["--drive-penalty", "1.0"],
+    # The proxy target with the drive penalty (PopSAN's setting otherwise).
+    "proxy-drive1": ["--target-actor", "proxy", "--drive-penalty", "1.0"],
+    # The proxy-target paper's own setting (Xu et al. 2025, as its code runs it): Fujimoto's
+    # TD3 schedule (25k random steps, then one update per env step, batch 256, lr 3e-4), raw
+    # observations with tanh before the encoder (means over (-1, 1), std sqrt(0.05)), and its
+    # "LIF", which has no synaptic current (current decay 0).
+    "lif-paper": PROXY_PAPER_SETTING,
+    "lif-paper-proxy": [*PROXY_PAPER_SETTING, "--target-actor", "proxy"],
 }
 # Published anchors (see docs/learning.md for their settings): TD3 with an ANN actor, the
 # TD3 authors' evaluations at 100k and 300k steps (gym v1, 10 seeds, mean, std).

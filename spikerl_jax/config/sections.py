@@ -21,6 +21,10 @@ class PopSANConfig:
     """Hidden layer widths of the actor: LIF neurons (PopSAN) or ReLU units (--actor mlp)."""
     timesteps: int = 5
     """Spike timesteps T per inference."""
+    encoder_input: Literal["observation", "tanh"] = "observation"
+    """What the encoder's receptive fields see: the (normalized) observation, or its tanh
+    (the proxy-target paper's actor, with --no-obs-normalization and --encoder-mean-range
+    -1 1)."""
     encoder: Literal["regular", "poisson"] = "regular"
     """Encoder spikes: deterministic integrate-and-fire ('regular') or Bernoulli ('poisson')."""
     encoder_mean_range: tuple[float, float] = (-3.0, 3.0)

@@ -75,6 +75,10 @@ class TrainConfig:
     """Replay buffer capacity in transitions."""
     obs_clip: float = 3.0
     """Normalized observations are clipped to +-this."""
+    obs_normalization: bool = True
+    """Normalize observations by their running mean and variance, for the actor and the
+    critics (PopSAN). Off: raw observations, unclipped, as in Fujimoto's TD3 and the
+    proxy-target paper (whose actor squashes them: --encoder-input tanh)."""
     eval_every: int = 10_000
     """Steps between deterministic evaluations."""
     eval_episodes: int = 10
@@ -198,6 +202,11 @@ class TrainConfig:
                 "--act-device cpu applies to --backend gymnasium (MJX acts inside its "
                 "compiled program, on the training device)"
             )
+
+    @property
+    def input_clip(self) -> float:
+        """What the networks' observations are clipped to (none without normalization)."""
+        return self.obs_clip if self.obs_normalization else float("inf")
 
     @property
     def checkpoint_interval(self) -> int:

@@ -131,6 +131,11 @@ def _check_exportable(config) -> None:
             "NIR export needs the deterministic 'regular' encoder; this run uses "
             f"{actor.encoder!r} (train with --encoder regular)"
         )
+    if actor.encoder_input != "observation" or not config.obs_normalization:
+        raise ConfigError(
+            "NIR export's pre-processing normalizes the observation; this run's "
+            "actor sees raw or tanh-squashed observations"
+        )
     for name in ("current_decay", "voltage_decay"):
         value = getattr(actor, name)
         if not 0.0 <= value < 1.0:

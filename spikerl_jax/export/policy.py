@@ -55,7 +55,7 @@ class Policy:
         self.actor = make_networks(
             self.spec.action_dim, self.spec.action_limit, cfg.actor, actor_kind=cfg.actor_kind
         ).actor
-        policies = make_policies(self.actor, cfg.obs_clip)
+        policies = make_policies(self.actor, cfg.input_clip)
         self._act = in_full_precision(jax.jit(policies.act))
         self._act_with_spikes = in_full_precision(jax.jit(policies.act_with_spikes))
         self._key = jax.random.key(0)  # only the Poisson encoder draws from it
@@ -103,7 +103,7 @@ class Policy:
             raise ValueError("spike trains exist for the PopSAN actor only (this run: mlp)")
         obs = self._check(obs_BD)
         if not hasattr(self, "_trains"):
-            clip, actor = self.config.obs_clip, self.actor
+            clip, actor = self.config.input_clip, self.actor
 
             def trains(params, norm, obs, key):
                 return actor.apply(

@@ -130,6 +130,8 @@ class PopSAN(nn.Module):
         rasters and exports; ``__call__`` is this with counts or nothing)."""
         cfg = self.config
         policy = get_policy(cfg.actor_precision)
+        if cfg.encoder_input == "tanh":
+            obs_BD = jnp.tanh(obs_BD)
         spikes_in = PopulationEncoder(
             pop_size=cfg.pop_in,
             timesteps=cfg.timesteps,

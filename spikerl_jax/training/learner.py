@@ -91,7 +91,7 @@ def make_member_round(cfg: TrainConfig, spec: EnvSpec, layout: Layout, networks:
 
         def sample(k):
             return sample_normalized(
-                state.buffer, state.normalizer, k, cfg.td3.batch_size, cfg.obs_clip
+                state.buffer, state.normalizer, k, cfg.td3.batch_size, cfg.input_clip
             )
 
         td3_state, metrics = td3.update(state.td3, sample, key_update, num_blocks)
@@ -100,10 +100,9 @@ def make_member_round(cfg: TrainConfig, spec: EnvSpec, layout: Layout, networks:
     def learn_round(state: LearnerState, chunk: Transition, do_update):
         # The normalizer is replicated: every device folds in every device's observations.
         obs = jax.lax.all_gather(chunk.obs, AXIS, tiled=True) if data_parallel else chunk.obs
-        state = state.replace(
-            buffer=replay_add(state.buffer, chunk),
-            normalizer=normalizer_update(state.normalizer, obs),
-        )
+        if cfg.obs_normalization:
+            state = state.replace(normalizer=normalizer_update(state.normalizer, obs))
+        state = state.replace(buffer=replay_add(state.buffer, chunk))
         if do_update is False:
             return state, None
         if do_update is True:
@@ -161,7 +160,7 @@ def make_learner(cfg: TrainConfig, spec: EnvSpec, layout: Layout) -> Learner:
     init = over_members(init_member, layout.members, loop=True)
     return Learner(
         layout=layout,
-        policies=make_policies(networks.actor, cfg.obs_clip),
+        policies=make_policies(networks.actor, cfg.input_clip),
         init=jax.jit(counted("init", init), out_shardings=init_out),
         learn=jax.jit(
             counted("learn", on_devices(True, (specs, layout.spec(None)))), donate_argnums=0

@@ -1,6 +1,6 @@
 """A process's life: its start-up before JAX's first computation (CPU devices for a
 population's members, ``jax.distributed`` for runs over several processes or hosts), the
-host memory it may use, and the signals that stop it.
+host memory it may use, exact gathers across processes, and the signals that stop it.
 
 Signals: SIGINT and SIGTERM finish the current round, save a checkpoint and exit; a second
 SIGINT stops at once. SIGTERM is what Slurm, Kubernetes and Docker send before killing a
@@ -15,6 +15,8 @@ import signal
 import threading
 
 import jax
+import numpy as np
+from jax.experimental import multihost_utils
 
 from spikerl_jax.config import ConfigError
 
@@ -95,6 +97,34 @@ def available_host_memory() -> int | None:
     except OSError:
         return None
     return None
+
+
+def process_share(x: np.ndarray, processes: int) -> np.ndarray:
+    """This process's share of axis 1 of a gathered array."""
+    if processes == 1:
+        return x
+    n = x.shape[1] // processes
+    return x[:, jax.process_index() * n : (jax.process_index() + 1) * n]
+
+
+def allgather(x: np.ndarray) -> np.ndarray:
+    """Every process's ``x`` stacked ``(P, ...)``, exactly: JAX's collectives would round
+    float64 and 64-bit integers to 32 bits, so the bytes travel."""
+    x = np.ascontiguousarray(x)
+    every = np.asarray(multihost_utils.process_allgather(x.reshape(-1).view(np.uint8)))
+    return every.view(x.dtype).reshape(-1, *x.shape)
+
+
+def gather_axis1(x: np.ndarray) -> np.ndarray:
+    """Every process's ``x`` concatenated along axis 1 (in process order), padded along
+    axis 2 to the longest (the envs' physics bytes and the finished returns vary in length;
+    NaN pads floats, 0 integers)."""
+    x = np.asarray(x)
+    if x.ndim > 2:
+        longest = int(np.max(allgather(np.array(x.shape[2]))))
+        pad = [(0, 0), (0, 0), (0, longest - x.shape[2])] + [(0, 0)] * (x.ndim - 3)
+        x = np.pad(x, pad, constant_values=np.nan if x.dtype.kind == "f" else 0)
+    return np.concatenate(list(allgather(x)), axis=1)
 
 
 class Interrupted(RuntimeError):

@@ -20,7 +20,7 @@ from spikerl_jax.config.base import (
     flag,
 )
 from spikerl_jax.config.sections import CriticConfig, PopSANConfig, TD3Config
-from spikerl_jax.envs.registry import MJX_ENVS, SUPPORTED_ENVS
+from spikerl_jax.envs.registry import MJX_ENVS, UnknownEnv, check_known, resolve
 from spikerl_jax.schema import SchemaError, from_jsonable, type_problems
 
 
@@ -29,7 +29,8 @@ class TrainConfig:
     """A training run: environment, schedule, and the networks' and TD3's settings."""
 
     env: str = "InvertedPendulum-v4"
-    """Gymnasium MuJoCo task id (see the list in the error for an unknown one)."""
+    """A Gymnasium task with Box observations and actions: a registered id (Hopper-v4,
+    Pendulum-v1; unversioned: the newest version), or MODULE:ID for an env MODULE registers."""
     total_steps: int = 20_000
     """Environment steps in total (summed over parallel envs)."""
     target_return: float | None = None
@@ -83,6 +84,9 @@ class TrainConfig:
     """Steps between deterministic evaluations."""
     eval_episodes: int = 10
     """Episodes per evaluation."""
+    log_every: int = 1_000
+    """Steps between rows of train.csv (and TensorBoard's train/ scalars): the training
+    episodes' returns and lengths, losses, Q, steps/s and updates/s since the last row."""
     checkpoint_every: int | None = None
     """Steps between checkpoints (None: at every evaluation)."""
     keep_checkpoints: int = 3
@@ -118,6 +122,9 @@ class TrainConfig:
         # ISO 3166 codes are upper case; accept them in any case.
         if isinstance(self.energy_country, str):
             object.__setattr__(self, "energy_country", self.energy_country.upper())
+        # An unversioned id is its newest version (recorded so in config.json).
+        if isinstance(self.env, str):
+            object.__setattr__(self, "env", resolve(self.env))
 
     def validate(self) -> None:
         """Raises ``ConfigError`` naming the first bad value and the fix; imports no
@@ -140,10 +147,10 @@ class TrainConfig:
             )
 
     def _check_values(self) -> None:
-        if self.env not in SUPPORTED_ENVS:
-            raise ConfigError(
-                f"unknown env {self.env!r}; supported: {', '.join(sorted(SUPPORTED_ENVS))}"
-            )
+        try:
+            check_known(self.env)
+        except UnknownEnv as e:
+            raise ConfigError(str(e)) from None
         positive = (
             "total_steps",
             "num_envs",
@@ -153,6 +160,7 @@ class TrainConfig:
             "eval_episodes",
             "keep_checkpoints",
             "checkpoint_every",
+            "log_every",
             "devices",
             "mjx_iterations",
             "mjx_ls_iterations",
@@ -202,6 +210,23 @@ class TrainConfig:
                 "--act-device cpu applies to --backend gymnasium (MJX acts inside its "
                 "compiled program, on the training device)"
             )
+
+    def schedule_notes(self) -> list[str]:
+        """Lines for a schedule under which the policy never acts or never learns, with the
+        fix (a run may still want it: the first part of one resumed later)."""
+        notes, every = [], self.update_every
+        if self.start_steps >= self.total_steps:
+            example = max(every, self.total_steps // 10 // every * every)
+            notes.append(
+                f"every action is uniformly random: --start-steps ({self.start_steps}) is not "
+                f"below --total-steps ({self.total_steps}); lower it, e.g. --start-steps {example}"
+            )
+        if self.update_after >= self.total_steps:
+            notes.append(
+                f"no update ever runs: --update-after ({self.update_after}) is not below "
+                f"--total-steps ({self.total_steps}); lower it"
+            )
+        return notes
 
     @property
     def input_clip(self) -> float:
@@ -266,6 +291,7 @@ RESUME_MUTABLE = frozenset(
         "target_return",
         "eval_every",
         "eval_episodes",
+        "log_every",
         "checkpoint_every",
         "keep_checkpoints",
         "progress",

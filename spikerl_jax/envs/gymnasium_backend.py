@@ -17,12 +17,14 @@ import gymnasium as gym
 import numpy as np
 
 from spikerl_jax.envs.mujoco_log import route_mujoco_warnings
+from spikerl_jax.envs.registry import DEFAULT_TIME_LIMIT, symmetric
 
 
 def quiet_make(env_id: str, **kwargs) -> gym.Env:
-    """``gym.make`` without the per-env noise: v4 ids are deprecated in Gymnasium 1.x but are
-    the paper's tasks; their warning (and MuJoCo's notes on Gymnasium's XML files) would
-    otherwise be printed once per environment."""
+    """``gym.make`` without the per-env noise (v4 ids are deprecated in Gymnasium 1.x but are
+    the paper's tasks; their warning, and MuJoCo's notes on Gymnasium's XML files, would be
+    printed once per environment), its actions rescaled to ``[-1, 1]`` where its bounds are
+    not ``[-l, l]`` in every dim, and a time limit where it registers none."""
     route_mujoco_warnings()
     gym_logger = logging.getLogger("gymnasium")
     with warnings.catch_warnings():
@@ -30,9 +32,16 @@ def quiet_make(env_id: str, **kwargs) -> gym.Env:
         level = gym_logger.level
         gym_logger.setLevel(logging.ERROR)
         try:
-            return gym.make(env_id, **kwargs)
+            env = gym.make(env_id, **kwargs)
         finally:
             gym_logger.setLevel(level)
+    space = env.action_space
+    if isinstance(space, gym.spaces.Box) and not symmetric(space.low, space.high):
+        env = gym.wrappers.RescaleAction(env, -1.0, 1.0)
+    no_limit = env.spec is None or env.spec.max_episode_steps is None
+    if no_limit and kwargs.get("max_episode_steps") is None:
+        env = gym.wrappers.TimeLimit(env, DEFAULT_TIME_LIMIT)
+    return env
 
 
 def make_vector_env(
@@ -81,7 +90,10 @@ class VectorCollector:
         self.capacity, self._size = capacity, 0
         self._stage: dict[str, np.ndarray] = {}
         self._episode_return = np.zeros((self.members, self.n))
+        self._episode_length = np.zeros((self.members, self.n))
         self.finished_returns: list[list[float]] = [[] for _ in range(self.members)]
+        # Since the start: episodes ended, their returns and lengths summed, per member.
+        self.totals = np.zeros((self.members, 3))
 
     def step(self, action_MNA: np.ndarray) -> None:
         """Steps every env and stages the ``N`` transitions of each member."""
@@ -108,10 +120,13 @@ class VectorCollector:
             self._stage[name][:, rows] = value
         self._size += n
         self._episode_return += reward.reshape(m, n)
+        self._episode_length += 1
         done = done.reshape(m, n)
         for i in range(m):
             self.finished_returns[i].extend(self._episode_return[i, done[i]])
-        self._episode_return[done] = 0.0
+        ended = np.stack([done, self._episode_return * done, self._episode_length * done], -1)
+        self.totals += ended.sum(1)
+        self._episode_return[done], self._episode_length[done] = 0.0, 0.0
         self.obs = next_obs.reshape(m, n, -1)
 
     def take(self) -> dict[str, np.ndarray]:
@@ -140,6 +155,8 @@ class VectorCollector:
         return {
             "obs": self.obs.copy(),
             "episode_return": self._episode_return.copy(),
+            "episode_length": self._episode_length.copy(),
+            "totals": self.totals[:, None].copy(),
             "finished": finished,
             **{k: v.reshape(m, n, *v.shape[1:]) for k, v in envs.items()},
         }
@@ -147,6 +164,8 @@ class VectorCollector:
     def set_state(self, state: dict[str, np.ndarray]) -> None:
         self.obs = np.asarray(state["obs"], self.obs.dtype)
         self._episode_return = np.array(state["episode_return"], np.float64)
+        self._episode_length = np.array(state["episode_length"], np.float64)
+        self.totals = np.array(state["totals"][:, 0], np.float64)
         self.finished_returns = [
             [float(r) for r in row if not np.isnan(r)] for row in state["finished"][:, 0]
         ]
@@ -229,17 +248,39 @@ def _time_limit(env: gym.Env) -> gym.wrappers.TimeLimit | None:
     return None
 
 
-def envs_state(envs: list[gym.Env]) -> dict[str, np.ndarray]:
-    """Everything the Gymnasium MuJoCo envs carry between steps, one row per env.
+# What a non-MuJoCo env's own attributes hold that is not its state (spaces, rendering,
+# its generator: saved on its own).
+NOT_STATE = {"spec", "action_space", "observation_space", "metadata", "render_mode", "screen",
+             "clock", "isopen", "_np_random", "np_random"}  # fmt: skip
 
-    ``physics`` holds each env's whole ``MjData`` (a zlib-compressed pickle, as bytes padded
-    to the longest: ``physics_bytes`` gives each length). Not just ``mj_getState``'s
-    integration state: Gymnasium's rewards read derived quantities that ``mj_step`` leaves
-    from its last substep (Ant's and Humanoid's body positions), which a recomputation from
-    the state would change. Restore only checkpoints you wrote. ``elapsed_steps`` is the time
-    limit's counter (-1: no limit), ``rng`` the generator of the next reset's noise.
+
+def _physics(env: gym.Env) -> bytes:
+    """An env's simulator state as bytes: MuJoCo's whole ``MjData``, or for other envs
+    (classic control: ``Pendulum-v1``, ...) their attributes that are state."""
+    base = env.unwrapped
+    if hasattr(base, "data") and hasattr(base, "model"):
+        return zlib.compress(pickle.dumps(base.data))
+    state = {k: v for k, v in vars(base).items() if k not in NOT_STATE}
+    try:
+        return zlib.compress(pickle.dumps(state))
+    except Exception as e:  # e.g. Box2D worlds
+        raise ValueError(
+            f"{env.spec.id if env.spec else type(base).__name__}'s state cannot "
+            f"be checkpointed ({type(e).__name__}: {e})"
+        ) from None
+
+
+def envs_state(envs: list[gym.Env]) -> dict[str, np.ndarray]:
+    """Everything the Gymnasium envs carry between steps, one row per env.
+
+    ``physics`` holds each env's simulator state (``_physics``: for MuJoCo the whole
+    ``MjData``, not just ``mj_getState``'s integration state, since Gymnasium's rewards read
+    derived quantities that ``mj_step`` leaves from its last substep, which a recomputation
+    from the state would change), as bytes padded to the longest (``physics_bytes`` gives each
+    length): restore only checkpoints you wrote. ``elapsed_steps`` is the time limit's
+    counter (-1: no limit), ``rng`` the generator of the next reset's noise.
     """
-    blobs = [zlib.compress(pickle.dumps(env.unwrapped.data)) for env in envs]
+    blobs = [_physics(env) for env in envs]
     physics = np.zeros((len(envs), max(map(len, blobs))), np.uint8)
     for row, blob in zip(physics, blobs, strict=True):
         row[: len(blob)] = np.frombuffer(blob, np.uint8)
@@ -258,8 +299,14 @@ def set_envs_state(envs: list[gym.Env], state: dict[str, np.ndarray]) -> None:
 
     for i, env in enumerate(envs):
         base = env.unwrapped
-        blob = state["physics"][i, : int(state["physics_bytes"][i])].tobytes()
-        mujoco.mj_copyData(base.data, base.model, pickle.loads(zlib.decompress(blob)))
+        saved = pickle.loads(
+            zlib.decompress(state["physics"][i, : int(state["physics_bytes"][i])].tobytes())
+        )
+        if isinstance(saved, dict):
+            for name, value in saved.items():
+                setattr(base, name, value)
+        else:
+            mujoco.mj_copyData(base.data, base.model, saved)
         limit = _time_limit(env)
         if limit is not None:
             limit._elapsed_steps = int(state["elapsed_steps"][i])

@@ -1,13 +1,16 @@
-"""The supported tasks and their shapes, known without importing a simulator.
+"""The tasks and their shapes.
 
-Config validation, network construction and checkpoint shapes need only ``EnvSpec``; this
-table gives it for every supported id (a test checks it against Gymnasium's own envs), so
-that ``spikerl-jax train --help`` or a bad flag never waits for MuJoCo to load.
+Config validation, network construction and checkpoint shapes need only ``EnvSpec``. A table
+gives it for the MuJoCo tasks of the papers (a test checks it against Gymnasium's own envs),
+so that ``spikerl-jax train --help`` or a bad flag never waits for MuJoCo to load; any other
+Gymnasium task with Box observations and actions (``Pendulum-v1``, ``Pusher-v5``,
+``mypackage.envs:MyEnv-v0``) is read off the env itself, made once.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 
@@ -51,17 +54,93 @@ SPECS: dict[str, EnvSpec] = {
     "Walker2d-v4": EnvSpec(17, 6, 1.0, 1000),
     "Walker2d-v5": EnvSpec(17, 6, 1.0, 1000),
 }
-SUPPORTED_ENVS = frozenset(SPECS)
+SUPPORTED_ENVS = frozenset(SPECS)  # the tasks known without importing a simulator
 # Tasks with an MJX port (spikerl_jax.envs.mjx_tasks); Reacher's goal is a separate state.
 MJX_ENVS = frozenset(e for e in SPECS if not e.startswith("Reacher"))
+# The time limit of a task registered without one (an evaluation episode must end).
+DEFAULT_TIME_LIMIT = 1000
 
 
+class UnknownEnv(ValueError):
+    """An env id no registry has; the message names the closest ids."""
+
+
+def _registry():
+    import gymnasium  # imports no simulator: the registry only
+
+    return gymnasium.envs.registry
+
+
+def resolve(env_id: str) -> str:
+    """``env_id`` as a full id: an unversioned one (``Hopper``) as the newest version its
+    registry has (``Hopper-v5``); others as they are."""
+    if env_id in SPECS or ":" in env_id or "-v" in env_id:
+        return env_id
+    versions = [k for k in _registry() if k.rsplit("-v", 1)[0] == env_id and "-v" in k]
+    if not versions:
+        return env_id
+    return max(
+        versions, key=lambda k: int(k.rsplit("-v", 1)[1]) if k.rsplit("-v", 1)[1].isdigit() else -1
+    )
+
+
+def check_known(env_id: str) -> None:
+    """Raises ``UnknownEnv`` unless Gymnasium can make ``env_id`` (a registered id, or
+    ``module:EnvId``, whose module registers it on import)."""
+    if env_id in SPECS:
+        return
+    module, _, name = env_id.rpartition(":")
+    if module:
+        import importlib
+
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            raise UnknownEnv(f"cannot import {module!r} for the env {env_id!r}: {e}") from None
+    if name not in _registry():
+        import difflib
+
+        close = difflib.get_close_matches(name, list(_registry()), n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise UnknownEnv(
+            f"unknown env {env_id!r}{hint}: give a Gymnasium id (gymnasium.pprint_registry() "
+            "lists them), or MODULE:ID for an env that MODULE registers"
+        )
+
+
+@functools.cache
 def env_spec(env_id: str) -> EnvSpec:
-    """The spec of a supported task id.
+    """The spec of a task: the table's, or (any other Gymnasium task) read off the env, made
+    once here.
 
     Raises:
-      KeyError: naming the supported ids (config validation refuses unknown ids first).
+      UnknownEnv: no registry has it.
+      ValueError: its spaces are not a 1-D Box of observations and a Box of actions.
     """
-    if env_id not in SPECS:
-        raise KeyError(f"unknown env {env_id!r}; supported: {', '.join(sorted(SPECS))}")
-    return SPECS[env_id]
+    if env_id in SPECS:
+        return SPECS[env_id]
+    check_known(env_id)
+    import gymnasium
+
+    env = gymnasium.make(env_id)
+    try:
+        obs, act = env.observation_space, env.action_space
+        box = gymnasium.spaces.Box
+        if not (isinstance(obs, box) and len(obs.shape) == 1 and isinstance(act, box)
+                and len(act.shape) == 1):  # fmt: skip
+            raise ValueError(
+                f"{env_id} has observations {obs} and actions {act}; the actor needs a 1-D "
+                "Box of each (continuous control)"
+            )
+        limit = float(act.high[0]) if symmetric(act.low, act.high) else 1.0
+        steps = env.spec.max_episode_steps if env.spec else None
+        return EnvSpec(obs.shape[0], act.shape[0], limit, steps or DEFAULT_TIME_LIMIT)
+    finally:
+        env.close()
+
+
+def symmetric(low, high) -> bool:
+    """Whether action bounds are ``[-l, l]`` with one finite ``l`` in every dim (otherwise
+    the env is rescaled to ``[-1, 1]``: ``gymnasium_backend.quiet_make``)."""
+    low, high = np.asarray(low, float), np.asarray(high, float)
+    return bool(np.all(np.isfinite(high)) and np.all(high == high[0]) and np.all(low == -high))

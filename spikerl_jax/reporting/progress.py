@@ -1,6 +1,10 @@
-"""The training progress bar (rich): steps, steps/s, ETA and the latest evaluation."""
+"""The training progress display (rich): steps, steps/s, ETA and the latest evaluation,
+moved after every round; one line per evaluation; off a terminal (CI, nohup, a notebook's
+log), a plain line every ``every_s`` seconds instead of the bar."""
 
 from __future__ import annotations
+
+import time
 
 from rich.console import Console
 from rich.markup import escape
@@ -15,15 +19,20 @@ from rich.progress import (
 
 
 class TrainProgress:
-    """A context manager showing training progress; prints one line per evaluation.
+    """A context manager showing training progress.
 
-    The evaluation lines are plain prints, so logs of non-interactive runs (CI, nohup) show
-    progress too.
+    Args:
+      total_steps: the run's length in env steps.
+      enabled: False shows nothing.
+      console: the rich console (None: stderr).
+      every_s: seconds between plain progress lines off a terminal.
     """
 
-    def __init__(self, total_steps: int, enabled: bool = True, console: Console | None = None):
-        self.enabled = enabled
+    def __init__(self, total_steps: int, enabled: bool = True, console: Console | None = None,
+                 every_s: float = 30.0):  # fmt: skip
+        self.enabled, self.total, self.every_s = enabled, total_steps, every_s
         self.console = console or Console(stderr=True)
+        self.live = enabled and self.console.is_terminal
         self._progress = Progress(
             TextColumn("[bold]train"),
             BarColumn(),
@@ -34,9 +43,12 @@ class TrainProgress:
             TimeRemainingColumn(),
             TextColumn("eval {task.fields[eval]}"),
             console=self.console,
-            disable=not enabled,
+            disable=not self.live,
         )
         self._task = self._progress.add_task("train", total=total_steps, rate="-", eval="-")
+        self.step, self.eval = 0, "-"
+        self._start = self._last_line = time.perf_counter()
+        self._first_step: int | None = None
 
     def __enter__(self) -> TrainProgress:
         self._progress.start()
@@ -45,23 +57,43 @@ class TrainProgress:
     def __exit__(self, *exc) -> None:
         self._progress.stop()
 
+    def announce(self, line: str) -> None:
+        """A line before training starts (what trains where)."""
+        if self.enabled:
+            self.console.print(escape(line), soft_wrap=True)
+
     def advance(self, steps: int) -> None:
-        speed = self._progress.tasks[0].speed
-        rate = f"{speed:.0f}" if speed else "-"
-        self._progress.update(self._task, advance=steps, rate=rate)
+        """``steps`` more env steps (called after every round)."""
+        self.step += steps
+        if self._first_step is None:  # steps/s and ETA of this process's steps only
+            self._first_step, self._start = self.step, time.perf_counter()
+        now = time.perf_counter()
+        done = self.step - self._first_step
+        rate = done / (now - self._start) if done and now > self._start else None
+        self._progress.update(self._task, completed=self.step,
+                              rate=f"{rate:.0f}" if rate else "-")  # fmt: skip
+        if self.enabled and not self.live and now - self._last_line >= self.every_s:
+            self._last_line = now
+            eta = f"{(self.total - self.step) / rate:.0f} s" if rate else "-"
+            self.console.print(
+                f"step {self.step:,}/{self.total:,} ({self.step / self.total:.0%})  "
+                f"{rate or 0:.0f} steps/s  ETA {eta}  eval {self.eval}",
+                soft_wrap=True, markup=False,
+            )  # fmt: skip
 
     def report(self, row: dict, label: str = "") -> None:
         """Shows an evaluation row on the bar and as a log line (prefixed by ``label``: a
         population's member; user text, printed as is, never as rich markup)."""
-        self._progress.update(self._task, eval=f"{row['eval_return']:.1f}")
+        self.eval = f"{row['eval_return']:.1f}"
+        self._progress.update(self._task, eval=self.eval)
         if self.enabled:
             ups = row["updates_per_s"]
-            self._progress.console.print(
-                (f"{escape(label)}  " if label else "")
+            self.console.print(
+                (f"{label}  " if label else "")
                 + f"step {row['step']:,}  eval {row['eval_return']:.1f} ± "
                 f"{row['eval_return_std']:.1f}  len {row['eval_length']:.0f}  "
                 f"{row['env_steps_per_s']:.0f} steps/s  "
                 + (f"{ups:.0f} upd/s  " if ups != "" else "")
                 + f"{row['wall_s']:.0f} s",
-                soft_wrap=True,
-            )
+                soft_wrap=True, markup=False,
+            )  # fmt: skip

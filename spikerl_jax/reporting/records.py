@@ -38,28 +38,29 @@ def eval_results(returns_ME, lengths_ME, spikes: list[dict]) -> list[EvalResult]
 
 class Throughput:
     """Time, env steps and update rounds of this process: since its start (for the summary)
-    and since the last evaluation (for its metrics row), and the latest update metrics."""
+    and since the last row of each kind (``eval``, ``log``), and the latest update metrics."""
 
     def __init__(self, step: int, updates: int):
         self.t_start = time.perf_counter()
         self.first = (step, updates)
-        self.window = (self.t_start, step, updates, 0.0)  # when, step, updates, update seconds
+        # Per kind of row: when, at which step and update count it was, update seconds since.
+        self.windows = {k: [self.t_start, step, updates, 0.0] for k in ("eval", "log")}
         self.update_s, self.metrics = 0.0, {}
 
     def rounds(self, metrics: dict, seconds: float) -> None:
         """Update rounds that took ``seconds`` ended with ``metrics``."""
-        t, step, updates, update_s = self.window
-        self.window = (t, step, updates, update_s + seconds)
+        for window in self.windows.values():
+            window[3] += seconds
         self.update_s, self.metrics = self.update_s + seconds, metrics
 
     def seconds(self) -> float:
         return time.perf_counter() - self.t_start
 
-    def since_evaluation(self, step: int, updates: int) -> dict:
-        """Env steps/s and updates/s since the last call (empty: no update ran)."""
+    def since(self, kind: str, step: int, updates: int) -> dict:
+        """Env steps/s and updates/s since the last row of ``kind`` (empty: no update ran)."""
         now = time.perf_counter()
-        t, first_step, first_updates, update_s = self.window
-        self.window = (now, step, updates, 0.0)
+        t, first_step, first_updates, update_s = self.windows[kind]
+        self.windows[kind] = [now, step, updates, 0.0]
         return {
             "env_steps_per_s": (step - first_step) / (now - t),
             "updates_per_s": (updates - first_updates) / update_s if update_s else "",
@@ -70,6 +71,27 @@ class Throughput:
             "env_steps_per_s": (step - self.first[0]) / self.seconds(),
             "updates_per_s": (updates - self.first[1]) / self.update_s if self.update_s else None,
         }
+
+
+def loss_columns(cfg: TrainConfig) -> tuple[str, ...]:
+    return LOSS_COLUMNS + (("proxy_loss",) if cfg.td3.target_actor == "proxy" else ())
+
+
+def log_row(cfg: TrainConfig, step: int, episodes, speeds: dict, metrics: dict) -> dict:
+    """One train.csv row: the training episodes ended since the last row (``episodes``:
+    count, return and length sums), the latest update round's losses, the wall time and the
+    throughput since the last row (``speeds``)."""
+    count, returns, lengths = (float(x) for x in episodes)
+    return {
+        "step": step,
+        "wall_s": speeds["wall_s"],
+        "episodes": int(count),
+        "train_return": returns / count if count else "",
+        "train_length": lengths / count if count else "",
+        **{k: float(metrics[k]) if k in metrics else "" for k in loss_columns(cfg)},
+        "env_steps_per_s": speeds["env_steps_per_s"],
+        "updates_per_s": speeds["updates_per_s"],
+    }
 
 
 def spikes_of(result, cfg: TrainConfig, obs_dim: int, action_dim: int) -> dict | None:
@@ -99,7 +121,7 @@ def metric_row(
 ) -> dict:
     """One metrics.csv row: the evaluation, the training episodes, the wall time and
     throughput (``speeds``) and the latest update round's losses (empty before the first)."""
-    columns = LOSS_COLUMNS + (("proxy_loss",) if cfg.td3.target_actor == "proxy" else ())
+    columns = loss_columns(cfg)
     return {
         "step": step,
         "eval_return": result.mean,
@@ -156,3 +178,14 @@ def summary(cfg: TrainConfig, record, run: dict) -> dict:
         "energy": run["energy"],
         "spikes": record.spikes,
     }
+
+
+def announcement(cfg: TrainConfig, members: int, devices: tuple[int, str], step, root) -> str:
+    """The first line of a run: the task, the members, the devices (count, kind), the step it
+    starts from and where its records go."""
+    who = f"{members} members" if members > 1 else "1 run"
+    start = f" from step {step:,}" if step else ""
+    return (
+        f"{cfg.env}: {who} on {devices[0]} {devices[1]} device(s) ({cfg.backend}){start}; "
+        f"records in {root}"
+    )

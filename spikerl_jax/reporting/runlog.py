@@ -34,12 +34,21 @@ METRICS_COLUMNS = (
     "actor_grad_norm",
     "synops_per_inference",
 )
-# TensorBoard groups scalars by the tag's prefix.
-TENSORBOARD_TAGS = {
+LOG_COLUMNS = ("step", "wall_s", "episodes", "train_return", "train_length", "critic_loss",
+               "actor_loss", "q", "critic_grad_norm", "actor_grad_norm", "env_steps_per_s",
+               "updates_per_s")  # fmt: skip
+# TensorBoard groups scalars by the tag's prefix: evaluations (metrics.csv) give eval/ and
+# spikes/, train.csv's rows (every --log-every steps) the rest.
+EVAL_TAGS = {
     "eval_return": "eval/return",
     "eval_return_std": "eval/return_std",
     "eval_length": "eval/length",
+    "synops_per_inference": "spikes/synops_per_inference",
+}
+LOG_TAGS = {
     "train_return": "train/episode_return",
+    "train_length": "train/episode_length",
+    "episodes": "train/episodes",
     "env_steps_per_s": "speed/env_steps_per_s",
     "updates_per_s": "speed/updates_per_s",
     "critic_loss": "loss/critic",
@@ -47,15 +56,14 @@ TENSORBOARD_TAGS = {
     "q": "loss/q",
     "critic_grad_norm": "grad_norm/critic",
     "actor_grad_norm": "grad_norm/actor",
-    "synops_per_inference": "spikes/synops_per_inference",
     "proxy_loss": "loss/proxy",
 }
 
 
-def metrics_columns(cfg: TrainConfig) -> tuple[str, ...]:
-    """metrics.csv's columns for ``cfg``: ``proxy_loss`` (the proxy's imitation loss) is
-    added for the proxy target."""
-    return METRICS_COLUMNS + (("proxy_loss",) if cfg.td3.target_actor == "proxy" else ())
+def metrics_columns(cfg: TrainConfig, columns=METRICS_COLUMNS) -> tuple[str, ...]:
+    """metrics.csv's (or train.csv's) columns for ``cfg``: ``proxy_loss`` (the proxy's
+    imitation loss) is added for the proxy target."""
+    return columns + (("proxy_loss",) if cfg.td3.target_actor == "proxy" else ())
 
 
 class CsvLog:
@@ -195,6 +203,8 @@ class RunRecorder:
             self.emissions = CsvLog(
                 os.path.join(run_dir, "emissions.csv"), EMISSIONS_COLUMNS, resume_step
             )
+            self.train = CsvLog(os.path.join(run_dir, "train.csv"),
+                                metrics_columns(cfg, LOG_COLUMNS), resume_step)  # fmt: skip
         except OSError as e:
             raise ConfigError(
                 f"cannot write the run directory --out {run_dir}: {e.strerror}"
@@ -213,14 +223,23 @@ class RunRecorder:
         self.metrics.write(row)
         if self._tensorboard is None:
             return
-        step = row["step"]
-        for column, tag in TENSORBOARD_TAGS.items():
+        self._scalars(row, EVAL_TAGS)
+        for layer, rate in firing_rates.items():
+            self._tensorboard.add_scalar(f"spikes/firing_rate_{layer}", rate, row["step"])
+        self._tensorboard.flush()
+
+    def log(self, row: dict) -> None:
+        """One train.csv row, and its numbers as TensorBoard scalars."""
+        self.train.write(row)
+        if self._tensorboard is not None:
+            self._scalars(row, LOG_TAGS)
+            self._tensorboard.flush()
+
+    def _scalars(self, row: dict, tags: dict) -> None:
+        for column, tag in tags.items():
             value = row.get(column)
             if isinstance(value, int | float):
-                self._tensorboard.add_scalar(tag, value, step)
-        for layer, rate in firing_rates.items():
-            self._tensorboard.add_scalar(f"spikes/firing_rate_{layer}", rate, step)
-        self._tensorboard.flush()
+                self._tensorboard.add_scalar(tag, value, row["step"])
 
     def summary(self, summary: dict) -> None:
         write_json(os.path.join(self.run_dir, "summary.json"), summary)
@@ -228,5 +247,6 @@ class RunRecorder:
     def close(self) -> None:
         self.metrics.close()
         self.emissions.close()
+        self.train.close()
         if self._tensorboard is not None:
             self._tensorboard.close()

@@ -9,6 +9,7 @@ as ``training.schedule`` says), feeding each round's transitions to the learner'
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
@@ -49,16 +50,25 @@ class Backend(Protocol):
     """A simulator backend: Gymnasium on the host or MJX on the device."""
 
     def rounds(
-        self, state: RunState, counters: Counters, target: int, stop: StopRequest | None = None
+        self,
+        state: RunState,
+        counters: Counters,
+        target: int,
+        stop: StopRequest | None = None,
+        on_round: Callable[[int], None] | None = None,
     ) -> tuple[RunState, RoundStats]:
         """Collects and learns, round by round, until step ``target`` (a round boundary), or
-        earlier when ``stop`` is requested or losses turn non-finite."""
+        earlier when ``stop`` is requested or losses turn non-finite; ``on_round(steps)``
+        follows the rounds (for progress)."""
 
     def evaluate(self, state: RunState, step: int) -> list[EvalResult]:
         """Every member's deterministic evaluation episodes."""
 
     def take_train_returns(self) -> list[float | None]:
         """Each member's mean training-episode return since the last call."""
+
+    def episode_totals(self) -> np.ndarray:
+        """``(M, 3)``: training episodes ended since the start, their return and length sums."""
 
     def snapshot(self) -> dict[str, Any]:
         """The host-side state for a checkpoint, as arrays ``(M, ...)`` (``restore`` takes

@@ -37,7 +37,11 @@ def check_run(configs: list[TrainConfig]) -> None:
     if len(configs) > 1:
         check_population(configs)
     check_divisible(cfg, make_layout(len(configs), make_mesh(cfg.devices)))
-    check_memory(cfg, env_spec(cfg.env), len(configs))
+    try:
+        spec = env_spec(cfg.env)  # makes a task outside the table once, to read its spaces
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    check_memory(cfg, spec, len(configs))
 
 
 # Host memory per Gymnasium evaluation env (MuJoCo's data and the env around it; Ant's

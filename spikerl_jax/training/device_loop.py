@@ -59,7 +59,8 @@ class DeviceBackend:
         )
         self._segment = None
         self._evaluate = jax.jit(counted("mjx_evaluate", self._make_evaluation()))
-        self._returns = np.zeros((len(members.seeds), 2))  # (sum, count) of ended training episodes
+        self._returns = np.zeros((len(members.seeds), 2))  # (sum, count) since the evaluation
+        self.totals = np.zeros((len(members.seeds), 3))  # episodes, return and length sums
 
     def init_env(self):
         """Every member's freshly reset training envs ``(M, num_envs)``."""
@@ -113,15 +114,17 @@ class DeviceBackend:
                     next_obs=next_state.info["final_obs"],  # the true last obs of an episode
                     terminated=next_state.info["terminated"],  # truncations bootstrap
                 )
-                ended = (next_state.metrics["episode_return"].sum(), next_state.done.sum())
+                metrics = next_state.metrics
+                ended = (metrics["episode_return"].sum(), next_state.done.sum(),
+                         metrics["episode_length"].sum())  # fmt: skip
                 return (next_state, step + cfg.num_envs), (transition, ended)
 
-            (env_state, _), (rows, (returns, ended)) = jax.lax.scan(
+            (env_state, _), (rows, (returns, ended, lengths)) = jax.lax.scan(
                 vector_step, (env_state, step), None, cfg.update_every // cfg.num_envs
             )
             chunk = jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), rows)  # (S*N, ...)
             lstate, metrics = learner.learn_round(lstate, chunk, update)
-            episodes = (returns.sum(), ended.sum())
+            episodes = (returns.sum(), ended.sum(), lengths.sum())
             if data_parallel:
                 episodes = jax.lax.psum(episodes, AXIS)
             return lstate, env_state, metrics, episodes
@@ -143,12 +146,12 @@ class DeviceBackend:
             )
             zeros = jnp.zeros(jax.tree.leaves(env_state)[0].shape[0])
             metrics0 = jax.tree.map(jnp.zeros_like, metrics0)
-            init = (lstate, env_state, metrics0, zeros, zeros, jnp.int32(NO_STEP))
+            init = (lstate, env_state, metrics0, zeros, zeros, zeros, jnp.int32(NO_STEP))
 
             def body(r, carry):
-                lstate, env_state, _, return_sum, ended, bad = carry
+                lstate, env_state, _, return_sum, ended, length_sum, bad = carry
                 step = step0 + r * cfg.update_every
-                lstate, env_state, metrics, (ret, count) = rounds_of_members(
+                lstate, env_state, metrics, (ret, count, length) = rounds_of_members(
                     lstate, env_state, keys, noise, step, update
                 )
                 finite = jnp.array(True)
@@ -157,37 +160,40 @@ class DeviceBackend:
                 if layout.mode == "members":  # every device must report the same step
                     finite = jax.lax.pmin(finite.astype(jnp.int32), AXIS) > 0
                 bad = jnp.where((bad == NO_STEP) & ~finite, step + cfg.update_every, bad)
-                return lstate, env_state, metrics, return_sum + ret, ended + count, bad
+                totals = (return_sum + ret, ended + count, length_sum + length)
+                return lstate, env_state, metrics, *totals, bad
 
-            lstate, env_state, metrics, return_sum, ended, bad = jax.lax.fori_loop(
+            lstate, env_state, metrics, return_sum, ended, lengths, bad = jax.lax.fori_loop(
                 0, rounds, body, init
             )
             if layout.mode == "data":
                 lstate = lstate.replace(buffer=as_shard(lstate.buffer))
-            out = {"metrics": metrics, "return_sum": return_sum, "ended": ended, "bad": bad}
+            out = {"metrics": metrics, "return_sum": return_sum, "ended": ended,
+                   "length_sum": lengths, "bad": bad}  # fmt: skip
             return state.replace(learner=lstate, env=env_state), out
 
         return segment if layout.mesh is None else on_mesh(segment, layout)
 
-    def rounds(self, state: RunState, counters: Counters, target: int, stop=None):
-        """Every round up to ``target`` in one call per run of rounds that update (or not).
-        Its seconds cover the whole program (env steps included)."""
-        stats, step = RoundStats(), counters.step
-        for update, rounds in plan_rounds(self.cfg, counters, target):
+    def rounds(self, state: RunState, counters: Counters, target: int, stop=None, on_round=None):
+        """Every round up to ``target`` in calls of at most a tenth of an evaluation interval
+        each (rounds that update or not: one program), ``on_round(steps)`` after each. Its
+        seconds cover the whole program (env steps included)."""
+        cfg, stats, step = self.cfg, RoundStats(), counters.step
+        keys, noise = self.members.keys, self.members.noise
+        most = max(1, cfg.eval_every // cfg.update_every // 10)
+        calls = [(u, min(most, n - k)) for u, n in plan_rounds(cfg, counters, target)
+                 for k in range(0, n, most)]  # fmt: skip
+        for update, rounds in calls:
             t0 = time.perf_counter()
-            members = self.members
-            state, out = self.program()(
-                state,
-                members.keys["explore"],
-                members.noise,
-                jnp.int32(step),
-                jnp.int32(rounds),
-                jnp.bool_(update),
-            )
+            state, out = self.program()(state, keys["explore"], noise, jnp.int32(step),
+                                        jnp.int32(rounds), jnp.bool_(update))  # fmt: skip
             out = jax.device_get(out)
-            step += rounds * self.cfg.update_every
+            step += rounds * cfg.update_every
             self._returns += np.stack([out["return_sum"], out["ended"]], axis=1)
+            self.totals += np.stack([out["ended"], out["return_sum"], out["length_sum"]], 1)
             stats = dataclasses.replace(stats, rounds=stats.rounds + rounds)
+            if on_round is not None:
+                on_round(rounds * cfg.update_every)
             if update:
                 stats = stats.add(out["metrics"], time.perf_counter() - t0)
                 if int(out["bad"]) != NO_STEP:
@@ -225,15 +231,20 @@ class DeviceBackend:
         self._returns = np.zeros_like(self._returns)
         return means
 
+    def episode_totals(self) -> np.ndarray:
+        """``(M, 3)``: training episodes ended since the start, their returns and lengths."""
+        return self.totals
+
     def snapshot(self) -> dict[str, np.ndarray]:
         """The training-episode returns since the last evaluation, ``(M, 2)`` sums and
         counts (the envs themselves are in ``RunState``)."""
-        return {"train_returns": self._returns.copy()}
+        return {"train_returns": self._returns.copy(), "totals": self.totals.copy()}
 
     def restore(self, saved: dict[str, np.ndarray]) -> None:
         if "train_returns" not in saved:
             raise ConfigError("the checkpoint was written by --backend gymnasium")
         self._returns = np.array(saved["train_returns"], np.float64)
+        self.totals = np.array(saved["totals"], np.float64)
 
     def close(self) -> None:
         pass
@@ -246,7 +257,8 @@ def on_mesh(segment, layout):
         learner=learner_specs(layout, LearnerState), best=layout.spec(None), env=layout.spec(0)
     )
     member = P(AXIS) if layout.mode == "members" else P()
-    out = {"metrics": member, "return_sum": member, "ended": member, "bad": P()}
+    out = {"metrics": member, "return_sum": member, "ended": member, "length_sum": member,
+           "bad": P()}  # fmt: skip
     return jax.shard_map(
         segment,
         mesh=layout.mesh,

@@ -19,7 +19,6 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.experimental import multihost_utils
 
 from spikerl_jax.batching import counted, over_members
 from spikerl_jax.config import ConfigError, TrainConfig
@@ -32,6 +31,7 @@ from spikerl_jax.envs.gymnasium_backend import (
     set_rng,
 )
 from spikerl_jax.envs.registry import EnvSpec
+from spikerl_jax.processes import allgather, gather_axis1, process_share
 from spikerl_jax.reporting.records import EvalResult, eval_results
 from spikerl_jax.rl.replay import Transition
 from spikerl_jax.training.backend import RoundStats
@@ -128,9 +128,10 @@ class HostBackend:
         self.explore = acting(policies.explore, "explore", layout.members, (0, 0, 0, 0, None, 0))
         self.act_with_spikes = acting(policies.act_with_spikes, "act_with_spikes", layout.members)
 
-    def rounds(self, state: RunState, counters: Counters, target: int, stop=None):
+    def rounds(self, state: RunState, counters: Counters, target: int, stop=None, on_round=None):
         """Collects and learns round by round until ``target`` steps (or an earlier stop
-        request, or non-finite losses); returns the state and the rounds' ``RoundStats``."""
+        request, or non-finite losses), calling ``on_round(steps)`` after each; returns the
+        state and the rounds' ``RoundStats``."""
         stats = RoundStats()
         while counters.step < target and not (stop is not None and stop.requested):
             policy, members = state.policy, self.members
@@ -148,6 +149,8 @@ class HostBackend:
             state = state.replace(learner=learner)
             counters = after_round(self.cfg, counters)
             stats = dataclasses.replace(stats, rounds=stats.rounds + 1)
+            if on_round is not None:
+                on_round(self.cfg.update_every)
             if stats.nonfinite_step is None and update and not stats.finite():
                 return state, dataclasses.replace(stats, nonfinite_step=counters.step)
         return state, stats
@@ -204,6 +207,12 @@ class HostBackend:
         total, count = every[..., 0].sum(0), every[..., 1].sum(0)
         return [float(t) / c if c else None for t, c in zip(total, count, strict=True)]
 
+    def episode_totals(self) -> np.ndarray:
+        """``(M, 3)``: training episodes ended since the start, their returns and lengths
+        summed (over every process)."""
+        totals = self.collector.totals
+        return totals if self.processes == 1 else allgather(totals).sum(0)
+
     def snapshot(self) -> dict[str, np.ndarray]:
         """The envs' and generators' state as arrays ``(M, ...)``; axis 1 runs over the
         processes' envs, generators or evaluation envs (gathered onto every process)."""
@@ -239,31 +248,3 @@ class HostBackend:
 
     def close(self) -> None:
         self.collector.close()
-
-
-def process_share(x: np.ndarray, processes: int) -> np.ndarray:
-    """This process's share of axis 1 of a gathered array."""
-    if processes == 1:
-        return x
-    n = x.shape[1] // processes
-    return x[:, jax.process_index() * n : (jax.process_index() + 1) * n]
-
-
-def allgather(x: np.ndarray) -> np.ndarray:
-    """Every process's ``x`` stacked ``(P, ...)``, exactly: JAX's collectives would round
-    float64 and 64-bit integers to 32 bits, so the bytes travel."""
-    x = np.ascontiguousarray(x)
-    every = np.asarray(multihost_utils.process_allgather(x.reshape(-1).view(np.uint8)))
-    return every.view(x.dtype).reshape(-1, *x.shape)
-
-
-def gather_axis1(x: np.ndarray) -> np.ndarray:
-    """Every process's ``x`` concatenated along axis 1 (in process order), padded along
-    axis 2 to the longest (the envs' physics bytes and the finished returns vary in length;
-    NaN pads floats, 0 integers)."""
-    x = np.asarray(x)
-    if x.ndim > 2:
-        longest = int(np.max(allgather(np.array(x.shape[2]))))
-        pad = [(0, 0), (0, 0), (0, longest - x.shape[2])] + [(0, 0)] * (x.ndim - 3)
-        x = np.pad(x, pad, constant_values=np.nan if x.dtype.kind == "f" else 0)
-    return np.concatenate(list(allgather(x)), axis=1)

@@ -68,25 +68,29 @@ def next_multiple(step: int, interval: int) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class Stops:
-    """The next evaluation and checkpoint steps (anchored to the step, so that a resumed
-    run may change the intervals)."""
+    """The next evaluation, checkpoint and log steps (anchored to the step, so that a
+    resumed run may change the intervals)."""
 
     next_eval: int
     next_checkpoint: int
+    next_log: int
 
     @classmethod
     def at(cls, cfg: TrainConfig, step: int) -> Stops:
-        return cls(
-            next_multiple(step, cfg.eval_every), next_multiple(step, cfg.checkpoint_interval)
-        )
+        every = (cfg.eval_every, cfg.checkpoint_interval, cfg.log_every)
+        return cls(*(next_multiple(step, n) for n in every))
 
     def target(self, cfg: TrainConfig) -> int:
-        """The round boundary at or after the next evaluation, checkpoint or the end."""
-        due = min(self.next_eval, self.next_checkpoint, cfg.total_steps)
+        """The round boundary at or after the next evaluation, checkpoint, log or the end."""
+        due = min(self.next_eval, self.next_checkpoint, self.next_log, cfg.total_steps)
         return -(-due // cfg.update_every) * cfg.update_every
 
-    def eval_due(self, cfg: TrainConfig, step: int) -> bool:
-        return step >= self.next_eval or step >= cfg.total_steps
+    def due(self, cfg: TrainConfig, what: str, step: int) -> bool:
+        """Whether ``what`` (``eval``, ``checkpoint``, ``log``) is due at ``step`` (all are
+        at the end)."""
+        return step >= getattr(self, f"next_{what}") or step >= cfg.total_steps
 
-    def checkpoint_due(self, cfg: TrainConfig, step: int) -> bool:
-        return step >= self.next_checkpoint or step >= cfg.total_steps
+    def after(self, cfg: TrainConfig, what: str, step: int) -> Stops:
+        """The stops once ``what`` happened at ``step``."""
+        return dataclasses.replace(self, **{f"next_{what}": getattr(Stops.at(cfg, step),
+                                                                      f"next_{what}")})  # fmt: skip

@@ -28,6 +28,8 @@ from spikerl_jax.reporting.progress import TrainProgress
 from spikerl_jax.reporting.records import (
     EvalResult,
     Throughput,
+    announcement,
+    log_row,
     metric_row,
     share_energy,
     spikes_of,
@@ -101,6 +103,8 @@ class Session:
         self.loop = LoopState(members=(MemberRecord(),) * self.members)
         self.resume_step = self.target_reached_at = None
         records_from = self._restore() if resume else None
+        for note in cfg.schedule_notes() if primary else []:
+            warnings.warn(note, stacklevel=3)
         self.stops, self.last_checkpoint = Stops.at(cfg, self.loop.step), self.resume_step
         self.recorders = (
             [self._recorder(m, records_from) for m in range(self.members)] if primary else []
@@ -116,6 +120,7 @@ class Session:
         self.progress = TrainProgress(cfg.total_steps, cfg.progress and primary, console)
         self.stop = StopRequest(self.resume_command())
         self.throughput = Throughput(self.loop.step, self.loop.counters.updates)
+        self.logged = self.backend.episode_totals().copy()  # at the last train.csv row
 
     def _recorder(self, member: int, records_from: int | None) -> RunRecorder:
         """Member ``member``'s records, keeping its rows up to ``records_from`` (None: a new
@@ -151,6 +156,11 @@ class Session:
         stack = self._stack
         stack.enter_context(self.progress)
         stack.enter_context(self.stop)
+        device, layout = jax.devices()[0], self.learner.layout
+        where = (layout.devices, "CPU" if device.platform == "cpu" else device.device_kind)
+        self.progress.announce(
+            announcement(self.cfg, self.members, where, self.resume_step, self.root)
+        )
         self.progress.advance(self.loop.step)
         self.meter.begin("train")
         return self
@@ -166,7 +176,6 @@ class Session:
         counters = loop.counters
         for _ in range(stats.rounds):
             counters = after_round(self.cfg, counters)
-        self.progress.advance(counters.step - loop.step)
         if stats.metrics is not None:
             self.throughput.rounds(stats.metrics, stats.update_s)
         if stats.nonfinite_step is not None:
@@ -179,15 +188,13 @@ class Session:
             )
         return dataclasses.replace(loop, counters=counters)
 
-    def eval_due(self, loop: LoopState) -> bool:
-        return self.stops.eval_due(self.cfg, loop.step)
-
-    def checkpoint_due(self, loop: LoopState) -> bool:
-        return self.stops.checkpoint_due(self.cfg, loop.step)
+    def due(self, what: str, loop: LoopState) -> bool:
+        """Whether ``what`` (``eval``, ``checkpoint``, ``log``) is due now."""
+        return self.stops.due(self.cfg, what, loop.step)
 
     def evaluate(self, state: RunState, step: int) -> list[EvalResult]:
         """Every member's deterministic episodes, metered as the ``eval`` phase."""
-        self.stops = dataclasses.replace(self.stops, next_eval=Stops.at(self.cfg, step).next_eval)
+        self.stops = self.stops.after(self.cfg, "eval", step)
         self.meter.switch("eval", step, sync=state)
         results = self.backend.evaluate(state, step)
         if step < self.cfg.total_steps:
@@ -199,7 +206,7 @@ class Session:
     def record(self, state: RunState, loop: LoopState, results: list[EvalResult]):
         """Writes each member's evaluation row and keeps the improved members' policies as
         their best; returns ``(state, loop, improved)``."""
-        speeds = self.throughput.since_evaluation(loop.step, loop.counters.updates)
+        speeds = self.throughput.since("eval", loop.step, loop.counters.updates)
         speeds["wall_s"] = loop.wall_s + self.throughput.seconds()
         returns, metrics = self.backend.take_train_returns(), self.throughput.metrics
         records, improved = [], []
@@ -216,6 +223,19 @@ class Session:
         if any(improved):
             state = state.replace(best=_keep_best(state.best, state.policy, jnp.array(improved)))
         return state, dataclasses.replace(loop, members=tuple(records)), any(improved)
+
+    def log(self, loop: LoopState) -> None:
+        """Writes each member's train.csv row: the training episodes since the last row,
+        the latest losses and the throughput (TensorBoard's train/, loss/, speed/)."""
+        self.stops = self.stops.after(self.cfg, "log", loop.step)
+        totals = self.backend.episode_totals().copy()
+        episodes, self.logged = totals - self.logged, totals
+        speeds = self.throughput.since("log", loop.step, loop.counters.updates)
+        speeds["wall_s"] = loop.wall_s + self.throughput.seconds()
+        metrics = self.throughput.metrics
+        for m, recorder in enumerate(self.recorders):
+            mine = {k: v[m] for k, v in metrics.items()}
+            recorder.log(log_row(self.cfg, loop.step, episodes[m], speeds, mine))
 
     def reached_target(self, loop: LoopState) -> bool:
         """Whether every member's latest evaluation reached ``--target-return`` (if so, the
@@ -235,9 +255,7 @@ class Session:
 
     def checkpoint(self, state: RunState, loop: LoopState) -> None:
         """Saves the population's state, host state and records as one checkpoint."""
-        self.stops = dataclasses.replace(
-            self.stops, next_checkpoint=Stops.at(self.cfg, loop.step).next_checkpoint
-        )
+        self.stops = self.stops.after(self.cfg, "checkpoint", loop.step)
         host, totals = self.backend.snapshot(), self.totals(loop)
         self.stop.saving = True  # a second Ctrl-C waits for the save to finish
         try:

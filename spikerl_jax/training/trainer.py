@@ -49,14 +49,18 @@ def train_members(
             # Plan, collect and learn, round by round up to the next stop: acting (at random
             # before start_steps), replay inserts, then each round's TD3 updates.
             target = run.stops.target(cfg)
-            state, stats = run.backend.rounds(state, loop.counters, target, run.stop)
+            state, stats = run.backend.rounds(
+                state, loop.counters, target, run.stop, run.progress.advance
+            )
             loop = run.account(loop, stats)  # counters, progress; non-finite losses stop here
             improved = solved = False
-            if run.eval_due(loop):
+            if run.due("log", loop):
+                run.log(loop)  # train.csv, TensorBoard: training episodes, losses, speed
+            if run.due("eval", loop):
                 results = run.evaluate(state, loop.step)  # deterministic episodes
                 state, loop, improved = run.record(state, loop, results)  # rows, best policy
                 solved = run.reached_target(loop)  # --target-return: stop here
-            if run.checkpoint_due(loop) or improved or solved or run.stop.requested:
+            if run.due("checkpoint", loop) or improved or solved or run.stop.requested:
                 run.checkpoint(state, loop)  # state, best policy and records together
             if run.stop.requested:
                 raise run.interrupted(loop.step)

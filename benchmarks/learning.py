@@ -28,11 +28,31 @@ import sys
 import numpy as np
 
 PROXY_PAPER_SETTING = [
-    "--no-obs-normalization", "--encoder-input", "tanh", "--encoder-mean-range", "-1", "1",
-    "--encoder-std", "0.22360679774997896", "--current-decay", "0", "--start-steps", "25000",
-    "--update-after", "25000", "--update-every", "2", "--updates-per-round", "2",
-    "--batch-size", "256", "--actor-lr", "3e-4", "--critic-lr", "3e-4",
-]  # fmt: skip
+    "--no-obs-normalization",
+    "--encoder-input",
+    "tanh",
+    "--encoder-mean-range",
+    "-1",
+    "1",
+    "--encoder-std",
+    "0.22360679774997896",
+    "--current-decay",
+    "0",
+    "--start-steps",
+    "25000",
+    "--update-after",
+    "25000",
+    "--update-every",
+    "2",
+    "--updates-per-round",
+    "2",
+    "--batch-size",
+    "256",
+    "--actor-lr",
+    "3e-4",
+    "--critic-lr",
+    "3e-4",
+]
 VARIANTS = {
     "popsan": [],
     "mlp": ["--actor", "mlp"],
@@ -123,6 +143,8 @@ def curve(run_dir: str) -> dict[int, float]:
 def report(args) -> None:
     from matplotlib.figure import Figure
 
+    from spikerl_jax.reporting.plots import STD_NOTE
+
     groups = {
         (env, variant): dirs
         for (env, variant), dirs in runs_of(args.root).items()
@@ -184,11 +206,11 @@ def report(args) -> None:
                     capsize=3,
                     label=f"TD3 (ANN), authors' curve, {step // 1000}k",
                 )
-        ax.set_title(env)
+        ax.set_title(f"{env}: evaluation return", fontsize=10)
         ax.set_xlabel("environment steps")
-        ax.set_ylabel("evaluation return (mean ± std over seeds)")
+        ax.set_ylabel("evaluation return")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, title=STD_NOTE, title_fontsize=7)
     os.makedirs(args.out, exist_ok=True)
     fig.savefig(os.path.join(args.out, args.figure), dpi=110)
     written = [os.path.join(args.out, args.figure)]

@@ -20,7 +20,7 @@ import json
 import os
 
 from spikerl_jax.config import ConfigError, TrainConfig, differing_fields, flag
-from spikerl_jax.config.train import new_run_dir
+from spikerl_jax.config.base import new_run_dir
 from spikerl_jax.schema import SchemaError, from_jsonable, write_json
 
 # Sweepable settings and the config section they live in (None: at its top). TD3's become

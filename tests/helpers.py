@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+
 import jax
 import mujoco
 import numpy as np
@@ -195,3 +197,19 @@ def wait_for_checkpoint(run_dir, timeout: float = 180) -> None:
             return
         time.sleep(0.2)
     raise TimeoutError("no checkpoint appeared")
+
+
+def read_scalars(run_dir):
+    """``{tag: [(step, value)]}`` from TensorBoard event files (TFRecord framing)."""
+    from tensorboardX.proto import event_pb2
+
+    scalars = {}
+    for path in sorted((run_dir / "tensorboard").glob("events.out.tfevents.*")):
+        data, i = path.read_bytes(), 0
+        while i < len(data):
+            (length,) = struct.unpack("<Q", data[i : i + 8])
+            event = event_pb2.Event.FromString(data[i + 12 : i + 12 + length])
+            i += 12 + length + 4  # length, its crc, the record, its crc
+            for value in event.summary.value:
+                scalars.setdefault(value.tag, []).append((event.step, value.simple_value))
+    return scalars

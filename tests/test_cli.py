@@ -105,7 +105,7 @@ def test_help_documents_every_option():
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--env", "Hoper-v4"], "unknown env 'Hoper-v4'; supported: Ant-v4"),
+        (["--env", "Hoper-v4"], "unknown env 'Hoper-v4' (did you mean Hopper-v4"),
         (["--total-steps", "0"], "--total-steps must be positive"),
         (["--batch-size", "-5"], "--batch-size must be positive"),
         (["--updates-per-round", "3"], "must be a multiple of --policy-delay"),

@@ -24,6 +24,7 @@ from typing import Annotated, Union
 
 import tyro
 
+from spikerl_jax.cli.options import ALIASES, near_miss
 from spikerl_jax.cli.runs import CommandError, Compare, Eval, ExportNir, Plot
 from spikerl_jax.cli.training import Sweep, Train, _sweep_default, _train_default
 from spikerl_jax.config import ConfigError
@@ -34,13 +35,15 @@ from spikerl_jax.version import __version__
 class _Selection:
     """What the defaults depend on, read before the full parse."""
 
-    env: str | None = None
+    env: Annotated[str | None, tyro.conf.arg(aliases=ALIASES["env"])] = None
     resume: str | None = None
 
 
 def parse(args: list[str]):
     """The command of ``args``, parsed by tyro over defaults that follow ``--env`` and
     ``--resume`` (tyro prints help and parse errors itself, and exits)."""
+    if args[:1] in (["train"], ["sweep"]) and near_miss(args):
+        raise CommandError(near_miss(args))
     try:
         sel, _ = tyro.cli(
             _Selection, args=args, return_unknown_args=True, add_help=False, console_outputs=False

@@ -42,6 +42,8 @@ class Eval:
     """Also record the first episode as this video (an .mp4)."""
     raster: str | None = None
     """Also draw every layer's spikes over the first steps of an episode (PopSAN) as this PNG."""
+    json: bool = False
+    """Print the result as one JSON line instead of tables."""
 
     def run(self) -> int:
         from spikerl_jax.export.policy import evaluate_run
@@ -56,8 +58,46 @@ class Eval:
             self.render,
             self.raster,
         )
-        print(json.dumps(result))
+        if self.json:
+            print(json.dumps(result))
+        else:
+            from rich.console import Console
+
+            console = Console()
+            for table in evaluation_tables(result):
+                console.print(table)
         return 0
+
+
+def evaluation_tables(result: dict) -> list:
+    """``eval``'s result as rich tables: the episodes, and (PopSAN) each layer's spikes and
+    the energy estimate per inference."""
+    from rich.table import Table
+
+    title = f"{result['run_dir']}: {result['checkpoint']} policy (step {result['step']:,})"
+    episodes = Table(title=title, show_header=False)
+    episodes.add_row("episodes", str(result["episodes"]))
+    episodes.add_row("return", f"{result['return_mean']:.2f} ± {result['return_std']:.2f} (std)")
+    episodes.add_row("episode length", f"{result['length_mean']:.1f}")
+    for key in ("video", "raster"):
+        if key in result:
+            episodes.add_row(key, result[key])
+    spikes = result["spikes"]
+    if spikes is None:
+        return [episodes]
+    t, n = spikes["timesteps"], spikes["inferences"]
+    layers = Table(title=f"spikes per inference ({t} timesteps each, {n:,} inferences)")
+    for column in ("layer", "neurons", "spikes", "firing rate"):
+        layers.add_column(column, justify="left" if column == "layer" else "right")
+    for name, layer in spikes["layers"].items():
+        rate = f"{layer['firing_rate']:.3f}"
+        layers.add_row(name, str(layer["neurons"]), f"{layer['spikes_per_inference']:.1f}", rate)
+    energy = Table(title="estimated energy per inference", show_header=False)
+    snn, ann = spikes["snn_energy_pj_per_inference"], spikes["ann_energy_pj_per_inference"]
+    energy.add_row("spiking actor", f"{spikes['synops_per_inference']:,.0f} synops, {snn:,.0f} pJ")
+    energy.add_row("same-size ANN", f"{spikes['ann_macs_per_inference']:,} MACs, {ann:,.0f} pJ")
+    energy.add_row("ANN / spiking", f"{spikes['ann_over_snn_energy']:.2f}x")
+    return [episodes, layers, energy]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 import tyro
 
-from spikerl_jax.cli.grid import GridConfig, from_grid, to_grid
+from spikerl_jax.cli.options import GridConfig, TrainOptions, from_grid, from_options, to_view
 from spikerl_jax.config import ConfigError, TrainConfig, flag, preset_for
 from spikerl_jax.precision import POLICIES
 from spikerl_jax.sweep_spec import SWEEPABLE, SweepSpec
@@ -75,18 +75,18 @@ def _resumable(cfg: TrainConfig, saved: TrainConfig, where: str) -> None:
 class Train:
     """Train a PopSAN spiking actor (or an MLP baseline) with TD3 on a Gymnasium MuJoCo task."""
 
-    config: Annotated[TrainConfig, tyro.conf.arg(name="")]
+    config: Annotated[TrainOptions, tyro.conf.arg(name="")]  # type: ignore[valid-type]
     continuing: Annotated[Resuming, tyro.conf.arg(name="")] = Resuming()
     processes: Annotated[Processes, tyro.conf.arg(name="")] = Processes()
 
     def run(self) -> int:
         from spikerl_jax.training.trainer import train
 
-        cfg, resume = self.continuing.apply(self.config), self.continuing.resume
+        cfg, resume = self.continuing.apply(from_options(self.config)), self.continuing.resume
         if resume is not None:
             if cfg.out != resume:
                 raise ConfigError("--resume RUN_DIR continues that run in place: drop --out")
-            _resumable(cfg, _train_default(resume, None).config, resume)
+            _resumable(cfg, from_options(_train_default(resume, None).config), resume)
         self.processes.start()
         summary = train(cfg, resume=resume is not None)
         final, best = summary["final_eval_return"], summary["best_eval_return"]
@@ -154,8 +154,8 @@ def _train_default(resume: str | None, env: str | None) -> Train:
 
     if resume is not None:
         cfg = dataclasses.replace(load_run_config(resume), out=resume)
-        return Train(config=cfg, continuing=Resuming(resume=resume))
-    return Train(config=preset_for(env or TrainConfig.env))
+        return Train(config=to_view(cfg, TrainOptions), continuing=Resuming(resume=resume))
+    return Train(config=to_view(preset_for(env or TrainConfig.env), TrainOptions))
 
 
 def _sweep_default(resume: str | None, env: str | None) -> Sweep:
@@ -163,9 +163,9 @@ def _sweep_default(resume: str | None, env: str | None) -> Sweep:
     from spikerl_jax.sweep_spec import load_spec
 
     if resume is None:
-        return Sweep(config=to_grid(preset_for(env or TrainConfig.env)))
+        return Sweep(config=to_view(preset_for(env or TrainConfig.env), GridConfig))
     spec = load_spec(resume)
-    grid = to_grid(dataclasses.replace(spec.base, out=resume))
+    grid = to_view(dataclasses.replace(spec.base, out=resume), GridConfig)
     for name, values in spec.grid:
         grid = _with_grid_values(grid, name, values)
     return Sweep(config=grid, seeds=spec.seeds, continuing=Resuming(resume=resume))

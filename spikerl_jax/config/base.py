@@ -1,10 +1,12 @@
 """What every config section shares: the error type, flag names, value checks, and the
-leaf view of nested configs (as the command line flattens them)."""
+leaf view of nested configs (as the command line flattens them), new run directories."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import time
 
 # Energy per operation of the actor's neuromorphic estimate (spikerl_jax.reporting.activity):
 # 45 nm CMOS figures of M. Horowitz, "Computing's energy problem", ISSCC 2014.
@@ -59,3 +61,21 @@ def differing_fields(a, b, allowed=frozenset()) -> list[tuple[str, object, objec
         for name, mine in leaf_items(a)
         if name not in allowed and mine != theirs[name]
     ]
+
+
+def new_run_dir(name: str) -> str:
+    """A new directory ``runs/NAME-TIMESTAMP``, created here, atomically, with a ``-2``,
+    ``-3``, ... suffix if runs started in the same second: two runs never share one."""
+    stem = os.path.join("runs", f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    try:
+        os.makedirs("runs", exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"cannot create runs/ here ({e.strerror}); use --out") from None
+    for n in range(1, 10_000):
+        path = stem if n == 1 else f"{stem}-{n}"
+        try:
+            os.mkdir(path)
+            return path
+        except FileExistsError:
+            continue
+    raise ConfigError(f"cannot find a free run directory name next to {stem}; use --out")

@@ -108,9 +108,10 @@ class TD3Config:
     policy_delay: int = 2
     """Critic steps per actor (and target) step."""
     target_noise: float = 0.2
-    """Std of the target-policy smoothing noise (absolute action units, as in PopSAN)."""
+    """Std of the target-policy smoothing noise in action units, as in PopSAN (CleanRL's
+    policy_noise is relative to the action scale: the same where it is 1)."""
     target_noise_clip: float = 0.5
-    """The smoothing noise is clipped to +-this."""
+    """The smoothing noise is clipped to +-this (action units)."""
     target_actor: Literal["snn", "proxy"] = "snn"
     """Where the critic's target action comes from: 'snn', the actor's own Polyak-averaged
     target network (TD3; PopSAN's setting); 'proxy', an ANN proxy fitted to the actor's

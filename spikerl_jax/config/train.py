@@ -4,8 +4,6 @@ the command line, the Python API and config.json) and its run directory."""
 from __future__ import annotations
 
 import dataclasses
-import os
-import time
 from typing import Annotated, Literal
 
 import tyro
@@ -18,6 +16,7 @@ from spikerl_jax.config.base import (
     _finite,
     differing_fields,
     flag,
+    new_run_dir,
 )
 from spikerl_jax.config.sections import CriticConfig, PopSANConfig, TD3Config
 from spikerl_jax.envs.registry import MJX_ENVS, UnknownEnv, check_known, resolve
@@ -71,7 +70,8 @@ class TrainConfig:
     updates_per_round: int = 50
     """Gradient updates per round (a multiple of the policy delay)."""
     exploration_noise: float = 0.1
-    """Std of the Gaussian noise added to the actor's action while collecting."""
+    """Std of the Gaussian noise added to the actor's action while collecting, in action units
+    (CleanRL's exploration_noise is relative to the action scale: the same where it is 1)."""
     replay_size: int = 1_000_000
     """Replay buffer capacity in transitions."""
     obs_clip: float = 3.0
@@ -262,24 +262,6 @@ class TrainConfig:
         """The output directory: ``out``, or a new ``runs/ENV-sSEED-TIMESTAMP``
         (``new_run_dir``)."""
         return self.out if self.out is not None else new_run_dir(f"{self.env}-s{self.seed}")
-
-
-def new_run_dir(name: str) -> str:
-    """A new directory ``runs/NAME-TIMESTAMP``, created here, atomically, with a ``-2``,
-    ``-3``, ... suffix if runs started in the same second: two runs never share one."""
-    stem = os.path.join("runs", f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
-    try:
-        os.makedirs("runs", exist_ok=True)
-    except OSError as e:
-        raise ConfigError(f"cannot create runs/ here ({e.strerror}); use --out") from None
-    for n in range(1, 10_000):
-        path = stem if n == 1 else f"{stem}-{n}"
-        try:
-            os.mkdir(path)
-            return path
-        except FileExistsError:
-            continue
-    raise ConfigError(f"cannot find a free run directory name next to {stem}; use --out")
 
 
 # What a resumed run may change: the schedule's length, evaluation, checkpointing, display and

@@ -1,6 +1,6 @@
 """The host backend's simulator: Gymnasium's MuJoCo tasks on native MuJoCo, stepped from
 Python in one vector env for every member, and their state between steps as arrays with a
-leading member axis (for checkpoints).
+leading member axis (for checkpoints; one env's: ``gymnasium_state``).
 
 Shapes: ``M`` members, ``N`` envs per member, ``D`` obs dims, ``A`` action dims, ``E``
 evaluation episodes per member.
@@ -9,13 +9,12 @@ evaluation episodes per member.
 from __future__ import annotations
 
 import logging
-import pickle
 import warnings
-import zlib
 
 import gymnasium as gym
 import numpy as np
 
+from spikerl_jax.envs.gymnasium_state import envs_state, set_envs_state
 from spikerl_jax.envs.mujoco_log import route_mujoco_warnings
 from spikerl_jax.envs.registry import DEFAULT_TIME_LIMIT, symmetric
 
@@ -33,11 +32,11 @@ def quiet_make(env_id: str, **kwargs) -> gym.Env:
         gym_logger.setLevel(logging.ERROR)
         try:
             env = gym.make(env_id, **kwargs)
+            space = env.action_space  # (its float32 bounds: a note on float64 ones, hidden)
+            if isinstance(space, gym.spaces.Box) and not symmetric(space.low, space.high):
+                env = gym.wrappers.RescaleAction(env, -1.0, 1.0)
         finally:
             gym_logger.setLevel(level)
-    space = env.action_space
-    if isinstance(space, gym.spaces.Box) and not symmetric(space.low, space.high):
-        env = gym.wrappers.RescaleAction(env, -1.0, 1.0)
     no_limit = env.spec is None or env.spec.max_episode_steps is None
     if no_limit and kwargs.get("max_episode_steps") is None:
         env = gym.wrappers.TimeLimit(env, DEFAULT_TIME_LIMIT)
@@ -212,102 +211,3 @@ def evaluate_episodes(act, envs: list[list[gym.Env]]):
             lengths[i, j] += 1
             running[i, j] = not (terminated or truncated)
     return returns, lengths, spikes
-
-
-# --- env state as arrays ---------------------------------------------------------------------
-
-
-def rng_array(generator: np.random.Generator) -> np.ndarray:
-    """A PCG64 generator's state as ``uint64[6]`` (state and increment as two halves each,
-    then the buffered 32-bit draw)."""
-    state = generator.bit_generator.state
-    if state["bit_generator"] != "PCG64":
-        raise ValueError(f"cannot save a {state['bit_generator']} generator (PCG64 only)")
-    words = []
-    for value in (state["state"]["state"], state["state"]["inc"]):
-        words += [value >> 64, value & (2**64 - 1)]
-    return np.array([*words, state["has_uint32"], state["uinteger"]], np.uint64)
-
-
-def set_rng(generator: np.random.Generator, saved: np.ndarray) -> None:
-    """Restores ``rng_array``'s output into ``generator``."""
-    w = [int(x) for x in saved]
-    generator.bit_generator.state = {
-        "bit_generator": "PCG64",
-        "state": {"state": (w[0] << 64) | w[1], "inc": (w[2] << 64) | w[3]},
-        "has_uint32": w[4],
-        "uinteger": w[5],
-    }
-
-
-def _time_limit(env: gym.Env) -> gym.wrappers.TimeLimit | None:
-    while isinstance(env, gym.Wrapper):
-        if isinstance(env, gym.wrappers.TimeLimit):
-            return env
-        env = env.env
-    return None
-
-
-# What a non-MuJoCo env's own attributes hold that is not its state (spaces, rendering,
-# its generator: saved on its own).
-NOT_STATE = {"spec", "action_space", "observation_space", "metadata", "render_mode", "screen",
-             "clock", "isopen", "_np_random", "np_random"}  # fmt: skip
-
-
-def _physics(env: gym.Env) -> bytes:
-    """An env's simulator state as bytes: MuJoCo's whole ``MjData``, or for other envs
-    (classic control: ``Pendulum-v1``, ...) their attributes that are state."""
-    base = env.unwrapped
-    if hasattr(base, "data") and hasattr(base, "model"):
-        return zlib.compress(pickle.dumps(base.data))
-    state = {k: v for k, v in vars(base).items() if k not in NOT_STATE}
-    try:
-        return zlib.compress(pickle.dumps(state))
-    except Exception as e:  # e.g. Box2D worlds
-        raise ValueError(
-            f"{env.spec.id if env.spec else type(base).__name__}'s state cannot "
-            f"be checkpointed ({type(e).__name__}: {e})"
-        ) from None
-
-
-def envs_state(envs: list[gym.Env]) -> dict[str, np.ndarray]:
-    """Everything the Gymnasium envs carry between steps, one row per env.
-
-    ``physics`` holds each env's simulator state (``_physics``: for MuJoCo the whole
-    ``MjData``, not just ``mj_getState``'s integration state, since Gymnasium's rewards read
-    derived quantities that ``mj_step`` leaves from its last substep, which a recomputation
-    from the state would change), as bytes padded to the longest (``physics_bytes`` gives each
-    length): restore only checkpoints you wrote. ``elapsed_steps`` is the time limit's
-    counter (-1: no limit), ``rng`` the generator of the next reset's noise.
-    """
-    blobs = [_physics(env) for env in envs]
-    physics = np.zeros((len(envs), max(map(len, blobs))), np.uint8)
-    for row, blob in zip(physics, blobs, strict=True):
-        row[: len(blob)] = np.frombuffer(blob, np.uint8)
-    limits = [_time_limit(env) for env in envs]
-    return {
-        "physics": physics,
-        "physics_bytes": np.array([len(b) for b in blobs], np.int64),
-        "elapsed_steps": np.array([-1 if t is None else t._elapsed_steps for t in limits]),
-        "rng": np.stack([rng_array(env.unwrapped.np_random) for env in envs]),
-    }
-
-
-def set_envs_state(envs: list[gym.Env], state: dict[str, np.ndarray]) -> None:
-    """Restores what ``envs_state`` returned (the envs must have been reset once)."""
-    import mujoco
-
-    for i, env in enumerate(envs):
-        base = env.unwrapped
-        saved = pickle.loads(
-            zlib.decompress(state["physics"][i, : int(state["physics_bytes"][i])].tobytes())
-        )
-        if isinstance(saved, dict):
-            for name, value in saved.items():
-                setattr(base, name, value)
-        else:
-            mujoco.mj_copyData(base.data, base.model, saved)
-        limit = _time_limit(env)
-        if limit is not None:
-            limit._elapsed_steps = int(state["elapsed_steps"][i])
-        set_rng(base.np_random, state["rng"][i])

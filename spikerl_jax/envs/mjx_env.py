@@ -21,10 +21,9 @@ from typing import Any
 import flax.struct
 import jax
 import jax.numpy as jnp
-import mujoco
 import numpy as np
 
-from spikerl_jax.envs.mujoco_log import route_mujoco_warnings
+from spikerl_jax.envs.mujoco_log import mujoco, route_mujoco_warnings
 
 # mujoco.mjx prints "Failed to import warp" at import when the optional Warp backend is not
 # installed; only its JAX implementation is used here.

@@ -1,4 +1,8 @@
-"""MuJoCo's warnings routed to Python's logging, not to the terminal and ``MUJOCO_LOG.TXT``.
+"""MuJoCo's import and its warnings routed to Python's logging, not to the terminal and
+``MUJOCO_LOG.TXT``.
+
+``import mujoco`` fails when ``MUJOCO_GL`` names an OpenGL backend whose library this machine
+lacks; imported here, that is one line naming the variable and the fix.
 
 MuJoCo's C library prints its warnings and appends them to ``MUJOCO_LOG.TXT`` in the current
 directory, a file users then find in their repository. ``route_mujoco_warnings`` installs a
@@ -10,8 +14,20 @@ the ``spikerl_jax.mujoco`` logger; known notices about the XML files shipped wit
 from __future__ import annotations
 
 import logging
+import os
 
-import mujoco
+from spikerl_jax.config.base import ConfigError
+
+try:
+    import mujoco
+except (ImportError, AttributeError, OSError, RuntimeError) as e:  # each GL failure's type
+    if not os.environ.get("MUJOCO_GL"):
+        raise
+    raise ConfigError(
+        f"MuJoCo cannot load its OpenGL backend MUJOCO_GL={os.environ['MUJOCO_GL']} "
+        f"({type(e).__name__}); unset MUJOCO_GL, or install that backend's library "
+        "(egl: apt-get install libegl1, osmesa: libosmesa6)"
+    ) from None
 
 LOGGER = logging.getLogger("spikerl_jax.mujoco")
 # Gymnasium's HalfCheetah and Swimmer XMLs use this compiler attribute: not the user's to fix.

@@ -10,7 +10,9 @@ Gymnasium task with Box observations and actions (``Pendulum-v1``, ``Pusher-v5``
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
+import importlib
 
 import numpy as np
 
@@ -66,7 +68,9 @@ class UnknownEnv(ValueError):
 
 
 def _registry():
-    import gymnasium  # imports no simulator: the registry only
+    # Deferred: --help and a refused flag do not wait for Gymnasium's import (it loads no
+    # simulator for the registry).
+    import gymnasium
 
     return gymnasium.envs.registry
 
@@ -91,15 +95,11 @@ def check_known(env_id: str) -> None:
         return
     module, _, name = env_id.rpartition(":")
     if module:
-        import importlib
-
         try:
             importlib.import_module(module)
         except ImportError as e:
             raise UnknownEnv(f"cannot import {module!r} for the env {env_id!r}: {e}") from None
     if name not in _registry():
-        import difflib
-
         close = difflib.get_close_matches(name, list(_registry()), n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise UnknownEnv(
@@ -126,8 +126,12 @@ def env_spec(env_id: str) -> EnvSpec:
     try:
         obs, act = env.observation_space, env.action_space
         box = gymnasium.spaces.Box
-        if not (isinstance(obs, box) and len(obs.shape) == 1 and isinstance(act, box)
-                and len(act.shape) == 1):  # fmt: skip
+        if not (
+            isinstance(obs, box)
+            and len(obs.shape) == 1
+            and isinstance(act, box)
+            and len(act.shape) == 1
+        ):
             raise ValueError(
                 f"{env_id} has observations {obs} and actions {act}; the actor needs a 1-D "
                 "Box of each (continuous control)"

@@ -59,9 +59,10 @@ def run_snntorch(graph, spikes_TBN: np.ndarray) -> dict:
     for name, module in net.named_modules():
         if name in seen:
             module.register_forward_hook(
-                lambda m, i, out, n=name: seen[n].append((out[0] if isinstance(out, tuple)
-                                                          else out).numpy())
-            )  # fmt: skip
+                lambda m, i, out, n=name: seen[n].append(
+                    (out[0] if isinstance(out, tuple) else out).numpy()
+                )
+            )
     utils.reset(net)
     with torch.no_grad():
         for x in spikes_TBN:
@@ -159,8 +160,15 @@ def agreement(graph, side: dict, trains: dict, actions: np.ndarray, names=None) 
             continue
         equal = [np.mean(spikes[k] == trains[k]) for k in spikes]
         error = float(np.abs(decode(side, spikes["output"]) - actions).max())
-        rows.append({"toolchain": name, "loads": True, "layers": sorted(spikes),
-                     "bins_equal": float(np.mean(equal)), "action_error": error})  # fmt: skip
+        rows.append(
+            {
+                "toolchain": name,
+                "loads": True,
+                "layers": sorted(spikes),
+                "bins_equal": float(np.mean(equal)),
+                "action_error": error,
+            }
+        )
     return rows
 
 

@@ -11,7 +11,11 @@ in training (``spikerl_jax.rl.policy``).
 
 from __future__ import annotations
 
+import ctypes.util
 import dataclasses
+import importlib.util
+import os
+import warnings
 
 import jax
 import numpy as np
@@ -20,12 +24,14 @@ from spikerl_jax.config import ConfigError, TrainConfig
 from spikerl_jax.envs.registry import EnvSpec, env_spec
 from spikerl_jax.precision import in_full_precision
 from spikerl_jax.reporting.activity import spike_report
+from spikerl_jax.reporting.population import population_of
 from spikerl_jax.reporting.records import eval_results
 from spikerl_jax.reporting.runs import load_run_config
 from spikerl_jax.rl.networks import make_networks
 from spikerl_jax.rl.normalizer import Normalizer, normalize
 from spikerl_jax.rl.policy import make_policies
-from spikerl_jax.training.checkpoint import CheckpointError, restore_policy
+from spikerl_jax.training.checkpoint import CheckpointError, read_checkpoint
+from spikerl_jax.training.members import member
 
 CHECKPOINTS = ("best", "latest")
 
@@ -139,20 +145,25 @@ def load_policy(run_dir: str, checkpoint: str = "best") -> Policy:
     if checkpoint not in CHECKPOINTS:
         raise ConfigError(f"checkpoint must be 'best' or 'latest', got {checkpoint!r}")
     cfg = load_run_config(run_dir)
-    policy, step = restore_policy(run_dir, checkpoint)
+    item = "best" if checkpoint == "best" else "learner"  # the latest policy: the learner's
+    items, _, step = read_checkpoint(run_dir, [item])
+    saved = member(items[item], population_of(run_dir)[1])
+    params = saved["actor_params"] if checkpoint == "best" else saved["td3"]["actor_params"]
+    normalizer = Normalizer(**saved["normalizer"])
     spec = env_spec(cfg.env)
     networks = make_networks(
         spec.action_dim, spec.action_limit, cfg.actor, actor_kind=cfg.actor_kind
     )
     shapes = jax.eval_shape(lambda k: networks.init_actor(k, spec.obs_dim, 1.0), jax.random.key(0))
-    saved = jax.tree.map(np.shape, policy.actor_params)
-    if jax.tree.map(np.shape, shapes) != saved or policy.normalizer.mean.shape != (spec.obs_dim,):
+    if jax.tree.map(np.shape, shapes) != jax.tree.map(
+        np.shape, params
+    ) or normalizer.mean.shape != (spec.obs_dim,):
         raise CheckpointError(
             f"{run_dir}: its checkpoint holds an actor of other sizes than its config.json "
             f"describes ({cfg.env}, {cfg.actor_kind}); the checkpoints were copied from "
             "another run: restore that run's config.json"
         )
-    return Policy(cfg, spec, policy.actor_params, policy.normalizer, step)
+    return Policy(cfg, spec, params, normalizer, step)
 
 
 def evaluate_run(
@@ -235,18 +246,27 @@ def episode_spike_trains(policy: Policy, steps: int = 4, seed: int = 0) -> dict:
 
 
 def record_video(policy: Policy, path: str, seed: int) -> str:
-    """Renders one deterministic episode offscreen into ``path`` (an .mp4)."""
+    """Renders one deterministic episode offscreen into ``path`` (an .mp4).
+
+    Raises:
+      ConfigError: something rendering needs is missing (imageio-ffmpeg, an OpenGL library);
+        checked before the episode runs, one line naming what to install.
+    """
     from spikerl_jax.envs.gymnasium_backend import quiet_make
 
+    if importlib.util.find_spec("imageio_ffmpeg") is None:
+        raise ConfigError(
+            "--render writes mp4 with imageio-ffmpeg: pip install 'spikerl_jax[render]'"
+        )
+    choose_gl_backend()
     try:
         env = quiet_make(policy.config.env, render_mode="rgb_array")
         obs, _ = env.reset(seed=seed)
         frames = [env.render()]
-    except Exception as e:  # GL backends fail in many ways: report which and the fix
-        raise CheckpointError(
-            f"cannot render offscreen ({type(e).__name__}: {str(e)[:160]}); MuJoCo needs an "
-            "OpenGL backend: install EGL or OSMesa (e.g. apt-get install libegl1 or "
-            "libosmesa6) and set MUJOCO_GL and PYOPENGL_PLATFORM to egl or osmesa"
+    except Exception as e:  # GL backends fail in many ways: name the one tried and the fix
+        raise ConfigError(
+            f"cannot render offscreen with MUJOCO_GL={os.environ.get('MUJOCO_GL')} "
+            f"({type(e).__name__}: {_first_line(e)}); {GL_FIX}"
         ) from None
     done = False
     while not done:
@@ -254,13 +274,44 @@ def record_video(policy: Policy, path: str, seed: int) -> str:
         frames.append(env.render())
         done = terminated or truncated
     env.close()
-    try:
-        import imageio.v2 as imageio
+    import imageio.v2 as imageio
 
+    with warnings.catch_warnings():
+        # imageio-ffmpeg starts ffmpeg with a pre-exec os.setpgrp, which JAX's fork hook
+        # warns about; the child only execs ffmpeg, so no JAX thread is involved.
+        warnings.filterwarnings("ignore", "os.fork", RuntimeWarning)
         imageio.mimsave(path, frames, fps=round(1 / env.unwrapped.dt))
-    except Exception as e:
-        raise CheckpointError(
-            f"cannot write {path} ({type(e).__name__}: {str(e)[:160]}); mp4 needs "
-            "imageio-ffmpeg: pip install 'spikerl_jax[render]'"
-        ) from None
     return path
+
+
+GL_FIX = (
+    "MuJoCo renders offscreen with EGL or OSMesa: install one (apt-get install libegl1 or "
+    "libosmesa6) and set MUJOCO_GL to egl or osmesa, or run where a display is"
+)
+
+
+def choose_gl_backend() -> None:
+    """Sets ``MUJOCO_GL`` (read by Gymnasium at the first render) where it is unset and no
+    display exists: EGL or OSMesa, whichever library this machine has.
+
+    Raises:
+      ConfigError: no display and neither library.
+    """
+    if (
+        os.environ.get("MUJOCO_GL")
+        or os.environ.get("DISPLAY")
+        or os.environ.get("WAYLAND_DISPLAY")
+    ):
+        return
+    for backend, library in (("egl", "EGL"), ("osmesa", "OSMesa")):
+        if ctypes.util.find_library(library):
+            os.environ["MUJOCO_GL"] = backend
+            os.environ.setdefault("PYOPENGL_PLATFORM", backend)
+            return
+    raise ConfigError(
+        f"cannot render: no display and no OpenGL library for offscreen rendering; {GL_FIX}"
+    )
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [""])[0]

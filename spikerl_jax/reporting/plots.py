@@ -2,7 +2,10 @@
 
 Runs that differ only in their seed (or in output, logging and evaluation settings) form one
 group: its learning curve is the mean ± std over the group's runs at the evaluation steps
-they share. Figures are drawn on matplotlib's Agg canvas, so no display is needed.
+they share (the population std, numpy's ``ddof=0``, as the sweep tables use; a group of one
+run has no band). Titles name the task, the variant and the seed count; legends name the
+settings that tell the groups apart. Figures are drawn on matplotlib's Agg canvas, so no
+display is needed.
 """
 
 from __future__ import annotations
@@ -11,8 +14,9 @@ import os
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
-from spikerl_jax.config import TrainConfig, leaf_items
+from spikerl_jax.reporting.compare import short_names
 from spikerl_jax.reporting.runs import RunRecord
 
 # Config entries that do not change what is learned: runs differing only here are one group.
@@ -31,30 +35,79 @@ NOT_GROUPING = {
     "checkpoint_every",
     "keep_checkpoints",
     "checkpoint_buffer",
+    "log_every",
 }
+
+
+def flat_config(config: dict) -> dict:
+    """A config.json's leaf settings by name, sections flattened (as the command line
+    flattens them), lists as tuples. Read as written, so that runs of older versions (other
+    sections, fewer fields) still group and plot."""
+    flat = {}
+    for name, value in config.items():
+        if isinstance(value, dict):
+            flat.update(flat_config(value))
+        else:
+            flat[name] = tuple(value) if isinstance(value, list) else value
+    return flat
+
+
+# The settings ``variant`` puts in words.
+VARIANT_KEYS = {"actor_kind", "drive_penalty", "target_actor"}
+
+
+def variant(config: dict) -> str:
+    """A run's actor and learning rule in words: ``PopSAN``, ``MLP``, ``PopSAN, drive
+    penalty 1, proxy target``."""
+    flat = flat_config(config)
+    words = ["MLP" if flat.get("actor_kind") == "mlp" else "PopSAN"]
+    if flat.get("drive_penalty") and words[0] == "PopSAN":
+        words.append(f"drive penalty {flat['drive_penalty']:g}")
+    if flat.get("target_actor") == "proxy":
+        words.append("proxy target")
+    return ", ".join(words)
 
 
 def group_runs(runs: list[RunRecord]) -> dict[str, list[RunRecord]]:
     """Groups runs by their learning-relevant config; labels name what tells groups apart.
 
-    A label is the env, plus ``key=value`` for each setting that differs between groups.
+    A label is ``key=value`` for each setting that differs between groups (the env first
+    where the tasks differ), or the group's variant where nothing does.
     """
-    keys = [
-        {k: v for k, v in leaf_items(TrainConfig.from_dict(r.config)) if k not in NOT_GROUPING}
-        for r in runs
-    ]
+    keys = [{k: v for k, v in flat_config(r.config).items() if k not in NOT_GROUPING} for r in runs]
     distinct: list[dict] = []
     for key in keys:
         if key not in distinct:
             distinct.append(key)
     varying = sorted(
-        {k for d in distinct for k in d if any(d[k] != o.get(k) for o in distinct)} - {"env"}
+        {k for d in distinct for k in d if any(d.get(k) != o.get(k) for o in distinct)} - {"env"}
     )
+    envs = {key["env"] for key in keys}
     groups: dict[str, list[RunRecord]] = {}
     for key, run in zip(keys, runs, strict=True):
-        label = " ".join([key["env"], *(f"{k}={key[k]}" for k in varying)])
-        groups.setdefault(label, []).append(run)
+        parts = [key["env"]] if len(envs) > 1 else []
+        if not varying or set(varying) & VARIANT_KEYS:
+            parts.append(variant(run.config))
+        parts += [f"{k}={key.get(k)}" for k in varying if k not in VARIANT_KEYS]
+        groups.setdefault(" ".join(parts), []).append(run)
     return groups
+
+
+def _seeds(groups: dict[str, list[RunRecord]]) -> str:
+    counts = sorted({len(runs) for runs in groups.values()})
+    n = "/".join(map(str, counts))
+    return f"{n} seed{'s' if counts != [1] else ''}" + (" each" if len(groups) > 1 else "")
+
+
+def figure_title(groups: dict[str, list[RunRecord]], what: str) -> str:
+    """``TASK (VARIANT): WHAT, N seeds``: the variant where one group is drawn."""
+    runs = [run for group in groups.values() for run in group]
+    envs = sorted({run.summary["env"] for run in runs})
+    one = f" ({variant(runs[0].config)})" if len(groups) == 1 else ""
+    return f"{', '.join(envs)}{one}: {what}, {_seeds(groups)}"
+
+
+STD_NOTE = "mean ± std over seeds (population std, ddof=0)"
 
 
 def _curve(runs: list[RunRecord]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -66,16 +119,20 @@ def _curve(runs: list[RunRecord]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def plot_learning_curves(groups: dict[str, list[RunRecord]], path: str) -> str:
+    """Each group's evaluation return over environment steps (mean ± std over its seeds)."""
     fig = Figure(figsize=(7, 4.5), layout="constrained")
     ax = fig.subplots()
+    several = any(len(runs) > 1 for runs in groups.values())
     for label, runs in groups.items():
         steps, mean, std = _curve(runs)
         ax.plot(steps, mean, marker="o", markersize=3, label=f"{label} (n={len(runs)})")
-        ax.fill_between(steps, mean - std, mean + std, alpha=0.25)
+        if len(runs) > 1:
+            ax.fill_between(steps, mean - std, mean + std, alpha=0.25)
+    ax.set_title(figure_title(groups, "evaluation return"), fontsize=10)
     ax.set_xlabel("environment steps")
-    ax.set_ylabel("evaluation return (mean ± std over runs)")
+    ax.set_ylabel("evaluation return")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, title=STD_NOTE if several else None, title_fontsize=8)
     fig.savefig(path, dpi=110)
     return path
 
@@ -90,9 +147,9 @@ def plot_energy(runs: list[RunRecord], path: str) -> str | None:
     measured = [(r, e) for r in runs if (e := _energy_of(r)) is not None]
     if not measured:
         return None
-    names = [os.path.basename(os.path.normpath(r.run_dir)) for r, _ in measured]
+    names = short_names([r.run_dir for r, _ in measured])
     x = np.arange(len(measured))
-    fig = Figure(figsize=(4 + 1.2 * len(measured), 4), layout="constrained")
+    fig = Figure(figsize=(6 + 1.2 * len(measured), 4.5), layout="constrained")
     ax_time, ax_energy = fig.subplots(1, 2)
     for phase, hatch in (("train", None), ("eval", "//")):
         bottom = [e["train"]["duration_s"] if phase == "eval" else 0.0 for _, e in measured]
@@ -110,13 +167,25 @@ def plot_energy(runs: list[RunRecord], path: str) -> str | None:
     bottom = np.zeros(len(measured))
     for part, color in (("cpu", "tab:orange"), ("gpu", "tab:green"), ("ram", "tab:gray")):
         wh = np.array([e["total"][f"{part}_energy_kwh"] * 1e3 for _, e in measured])
+        if part == "gpu" and not wh.any():
+            continue
         ax_energy.bar(x, wh, bottom=bottom, color=color, label=part.upper())
         bottom += wh
     ax_energy.set_ylabel("energy (Wh)")
     ax_energy.legend(fontsize=8)
+    ax_time.set_title("duration per phase", fontsize=9)
+    ax_energy.set_title("energy per component", fontsize=9)
     for ax in (ax_time, ax_energy):
-        ax.set_xticks(x, names, rotation=20, ha="right", fontsize=8)
+        ax.set_xticks(x, names, rotation=20 if len(names) > 1 else 0, ha="right", fontsize=8)
         ax.grid(axis="y", alpha=0.3)
+    sources = measured[0][1].get("power_source", {})
+    estimated = (
+        " (CPU power estimated from its TDP: no RAPL)"
+        if "estimate" in sources.get("cpu", "")
+        else ""
+    )
+    envs = ", ".join(sorted({r.summary["env"] for r, _ in measured}))
+    fig.suptitle(f"{envs}: time and energy of each run{estimated}", fontsize=10)
     fig.savefig(path, dpi=110)
     return path
 
@@ -137,13 +206,18 @@ def plot_firing_rates(groups: dict[str, list[RunRecord]], path: str) -> str | No
     ax = fig.subplots()
     for i, (label, stats) in enumerate(with_spikes.items()):
         rates = np.array([[s["layers"][layer]["firing_rate"] for layer in layers] for s in stats])
-        ax.bar(
-            np.arange(len(layers)) + i * width, rates.mean(0), width, yerr=rates.std(0), label=label
-        )
+        error = rates.std(0) if len(stats) > 1 else None
+        x = np.arange(len(layers)) + i * width
+        ax.bar(x, rates.mean(0), width, yerr=error, capsize=3, label=f"{label} (n={len(stats)})")
     ax.set_xticks(np.arange(len(layers)) + width * (len(with_spikes) - 1) / 2, layers)
-    ax.set_ylabel("firing rate (spikes / neuron / timestep)")
+    several = any(len(s) > 1 for s in with_spikes.values())
+    ax.set_title(
+        figure_title({k: groups[k] for k in with_spikes}, "firing rates at the final evaluation"),
+        fontsize=10,
+    )
+    ax.set_ylabel("firing rate (spikes / neuron / timestep)", fontsize=9)
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, title=STD_NOTE if several else None, title_fontsize=8)
     fig.savefig(path, dpi=110)
     return path
 
@@ -169,8 +243,9 @@ def plot_spike_raster(trains: dict[str, np.ndarray], timesteps: int, path: str) 
       timesteps: ``T``, the spike timesteps per env step.
       path: the PNG to write.
     """
-    fig = Figure(figsize=(8, 1.2 + 1.4 * len(trains)), layout="constrained")
+    fig = Figure(figsize=(8, 1.4 + 1.4 * len(trains)), layout="constrained")
     axes = fig.subplots(len(trains), 1, sharex=True, squeeze=False)[:, 0]
+    length = len(next(iter(trains.values())))
     for ax, (layer, train) in zip(axes, trains.items(), strict=True):
         time, neuron = np.nonzero(np.asarray(train))
         ax.scatter(
@@ -184,10 +259,24 @@ def plot_spike_raster(trains: dict[str, np.ndarray], timesteps: int, path: str) 
         for boundary in range(timesteps, len(train), timesteps):
             ax.axvline(boundary - 0.5, color="tab:blue", alpha=0.3, linewidth=0.8)
         rate = float(np.asarray(train).mean())
-        ax.set_ylabel(f"{layer}\n({train.shape[1]})", fontsize=8)
+        ax.set_ylabel(f"{layer}\n(neuron)", fontsize=8)
         ax.set_ylim(-1, train.shape[1])
-        ax.set_title(f"{layer}: firing rate {rate:.2f}", fontsize=8, loc="left")
-    axes[-1].set_xlabel(f"spike timestep ({timesteps} per env step)")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=4))
+        ax.set_title(
+            f"{layer}: {train.shape[1]} neurons, firing rate {rate:.2f} over these "
+            f"{length} timesteps",
+            fontsize=8,
+            loc="left",
+        )
+    axes[-1].set_xlim(-0.5, length - 0.5)  # every timestep, the first (0) included
+    axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[-1].set_xlabel(f"spike timestep (0 to {length - 1}; {timesteps} per env step)")
+    steps = length // timesteps
+    fig.suptitle(
+        f"spikes of the first {steps} env step{'s' * (steps > 1)} of an episode "
+        f"(lines: env step boundaries)",
+        fontsize=10,
+    )
     fig.savefig(path, dpi=110)
     return path
 

@@ -28,8 +28,13 @@ class TrainProgress:
       every_s: seconds between plain progress lines off a terminal.
     """
 
-    def __init__(self, total_steps: int, enabled: bool = True, console: Console | None = None,
-                 every_s: float = 30.0):  # fmt: skip
+    def __init__(
+        self,
+        total_steps: int,
+        enabled: bool = True,
+        console: Console | None = None,
+        every_s: float = 30.0,
+    ):
         self.enabled, self.total, self.every_s = enabled, total_steps, every_s
         self.console = console or Console(stderr=True)
         self.live = enabled and self.console.is_terminal
@@ -70,16 +75,16 @@ class TrainProgress:
         now = time.perf_counter()
         done = self.step - self._first_step
         rate = done / (now - self._start) if done and now > self._start else None
-        self._progress.update(self._task, completed=self.step,
-                              rate=f"{rate:.0f}" if rate else "-")  # fmt: skip
+        self._progress.update(self._task, completed=self.step, rate=f"{rate:.0f}" if rate else "-")
         if self.enabled and not self.live and now - self._last_line >= self.every_s:
             self._last_line = now
             eta = f"{(self.total - self.step) / rate:.0f} s" if rate else "-"
             self.console.print(
                 f"step {self.step:,}/{self.total:,} ({self.step / self.total:.0%})  "
                 f"{rate or 0:.0f} steps/s  ETA {eta}  eval {self.eval}",
-                soft_wrap=True, markup=False,
-            )  # fmt: skip
+                soft_wrap=True,
+                markup=False,
+            )
 
     def report(self, row: dict, label: str = "") -> None:
         """Shows an evaluation row on the bar and as a log line (prefixed by ``label``: a
@@ -95,5 +100,6 @@ class TrainProgress:
                 f"{row['env_steps_per_s']:.0f} steps/s  "
                 + (f"{ups:.0f} upd/s  " if ups != "" else "")
                 + f"{row['wall_s']:.0f} s",
-                soft_wrap=True, markup=False,
-            )  # fmt: skip
+                soft_wrap=True,
+                markup=False,
+            )

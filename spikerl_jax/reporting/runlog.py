@@ -34,9 +34,20 @@ METRICS_COLUMNS = (
     "actor_grad_norm",
     "synops_per_inference",
 )
-LOG_COLUMNS = ("step", "wall_s", "episodes", "train_return", "train_length", "critic_loss",
-               "actor_loss", "q", "critic_grad_norm", "actor_grad_norm", "env_steps_per_s",
-               "updates_per_s")  # fmt: skip
+LOG_COLUMNS = (
+    "step",
+    "wall_s",
+    "episodes",
+    "train_return",
+    "train_length",
+    "critic_loss",
+    "actor_loss",
+    "q",
+    "critic_grad_norm",
+    "actor_grad_norm",
+    "env_steps_per_s",
+    "updates_per_s",
+)
 # TensorBoard groups scalars by the tag's prefix: evaluations (metrics.csv) give eval/ and
 # spikes/, train.csv's rows (every --log-every steps) the rest.
 EVAL_TAGS = {
@@ -203,8 +214,9 @@ class RunRecorder:
             self.emissions = CsvLog(
                 os.path.join(run_dir, "emissions.csv"), EMISSIONS_COLUMNS, resume_step
             )
-            self.train = CsvLog(os.path.join(run_dir, "train.csv"),
-                                metrics_columns(cfg, LOG_COLUMNS), resume_step)  # fmt: skip
+            self.train = CsvLog(
+                os.path.join(run_dir, "train.csv"), metrics_columns(cfg, LOG_COLUMNS), resume_step
+            )
         except OSError as e:
             raise ConfigError(
                 f"cannot write the run directory --out {run_dir}: {e.strerror}"

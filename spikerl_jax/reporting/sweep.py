@@ -10,7 +10,7 @@ import os
 import numpy as np
 from rich.table import Table
 
-from spikerl_jax.reporting.plots import plot_learning_curves
+from spikerl_jax.reporting.plots import plot_learning_curves, variant
 from spikerl_jax.reporting.runs import RunRecord
 
 COLUMNS = ("rank", "setting", "seeds", "final_mean", "final_std", "best_mean", "best_std", "runs")
@@ -48,7 +48,9 @@ def write_sweep_summary(root: str, groups: dict[str, list[RunRecord]]) -> list[s
         writer = csv.DictWriter(f, COLUMNS)
         writer.writeheader()
         writer.writerows({**r, "runs": " ".join(r["runs"])} for r in rows)
-    png = plot_learning_curves(groups, os.path.join(root, "learning_curves.png"))
+    # A sweep without a grid has one setting, "base": its curve is named by its variant.
+    curves = {variant(runs[0].config) if k == "base" else k: runs for k, runs in groups.items()}
+    png = plot_learning_curves(curves, os.path.join(root, "learning_curves.png"))
     return [json_path, csv_path, png]
 
 

@@ -168,6 +168,29 @@ def make_steps(losses, proxy: Proxy | None, all_mean: Callable):
     return critic_step, actor_step
 
 
+def make_init(networks: Networks, proxy: Proxy | None) -> Callable:
+    """TD3's ``init(key, actor_params, obs_dim, hparams) -> TD3State``."""
+
+    def init(key: jax.Array, actor_params: Params, obs_dim: int, hparams: HParams) -> TD3State:
+        """The state around the actor's initial parameters (the network factory makes them:
+        ``Networks.init_actor``); ``key`` initialises the critics and the proxy."""
+        obs, action = jnp.zeros((1, obs_dim)), jnp.zeros((1, networks.actor.action_dim))
+        critic_params = networks.critic.init(jax.random.split(key)[1], obs, action)
+        return TD3State(
+            actor_params=actor_params,
+            critic_params=critic_params,
+            # Copies, not aliases: the state is donated, and a buffer may be donated only once.
+            target_actor_params={} if proxy else jax.tree.map(jnp.copy, actor_params),
+            target_critic_params=jax.tree.map(jnp.copy, critic_params),
+            actor_opt_state=ADAM.init(actor_params),
+            critic_opt_state=ADAM.init(critic_params),
+            proxy=proxy.init(jax.random.fold_in(key, 1), obs_dim) if proxy else None,
+            hparams=hparams,
+        )
+
+    return init
+
+
 def make_td3(networks: Networks, cfg: TD3Config, axis_name: str | None = None) -> TD3:
     """Builds TD3's init, losses and fused update for ``networks`` under ``cfg``.
 
@@ -190,22 +213,7 @@ def make_td3(networks: Networks, cfg: TD3Config, axis_name: str | None = None) -
     losses = make_losses(networks, proxy, all_mean)
     critic_step, actor_step = make_steps(losses, proxy, all_mean)
 
-    def init(key: jax.Array, actor_params: Params, obs_dim: int, hparams: HParams) -> TD3State:
-        """The state around the actor's initial parameters (the network factory makes them:
-        ``Networks.init_actor``); ``key`` initialises the critics and the proxy."""
-        obs, action = jnp.zeros((1, obs_dim)), jnp.zeros((1, networks.actor.action_dim))
-        critic_params = networks.critic.init(jax.random.split(key)[1], obs, action)
-        return TD3State(
-            actor_params=actor_params,
-            critic_params=critic_params,
-            # Copies, not aliases: the state is donated, and a buffer may be donated only once.
-            target_actor_params={} if proxy else jax.tree.map(jnp.copy, actor_params),
-            target_critic_params=jax.tree.map(jnp.copy, critic_params),
-            actor_opt_state=ADAM.init(actor_params),
-            critic_opt_state=ADAM.init(critic_params),
-            proxy=proxy.init(jax.random.fold_in(key, 1), obs_dim) if proxy else None,
-            hparams=hparams,
-        )
+    init = make_init(networks, proxy)
 
     def critic_scan_step(state: TD3State, key: jax.Array, sample):
         key_sample, key_loss = jax.random.split(key)

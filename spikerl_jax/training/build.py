@@ -59,33 +59,22 @@ def check_memory(cfg: TrainConfig, spec: EnvSpec, members: int) -> None:
         have, where = stats["bytes_limit"] - stats.get("bytes_in_use", 0), device.device_kind
     else:
         have, where = available_host_memory(), "host RAM"
-    host = available_host_memory()
     each = f" x {members} members" if members > 1 else ""
-    needs = [
-        (
-            cfg.replay_size * floats * 4 * members,
-            have,
-            where,
-            "--replay-size",
-            f"the replay buffers ({cfg.replay_size} transitions x {floats} floats{each})",
-        )
-    ]
-    if cfg.backend == "gymnasium":
-        needs.append(
-            (
-                cfg.eval_episodes * members * EVAL_ENV_BYTES,
-                host,
-                "host RAM",
-                "--eval-episodes",
-                f"{cfg.eval_episodes} evaluation envs{each}",
-            )
-        )
-    for need, free, place, option, what in needs:
+
+    def refuse_above(free, need: int, place: str, option: str, what: str) -> None:
         if free is not None and need > 0.9 * free:
             raise ConfigError(
                 f"{what} need {need / 2**30:.1f} GiB but {place} has "
                 f"{free / 2**30:.1f} GiB free; lower {option}"
             )
+
+    buffers = f"the replay buffers ({cfg.replay_size} transitions x {floats} floats{each})"
+    refuse_above(have, cfg.replay_size * floats * 4 * members, where, "--replay-size", buffers)
+    if cfg.backend == "gymnasium":
+        envs, need = f"{cfg.eval_episodes} evaluation envs{each}", cfg.eval_episodes * members
+        refuse_above(
+            available_host_memory(), need * EVAL_ENV_BYTES, "host RAM", "--eval-episodes", envs
+        )
 
 
 class Population(NamedTuple):

@@ -25,10 +25,8 @@ import orbax.checkpoint as ocp
 
 from spikerl_jax.config import ConfigError
 from spikerl_jax.reporting.population import population_of
-from spikerl_jax.rl.normalizer import Normalizer
 from spikerl_jax.schema import SchemaError, from_jsonable, to_jsonable
-from spikerl_jax.training.members import member
-from spikerl_jax.training.state import LoopState, PolicyState, RunState
+from spikerl_jax.training.state import LoopState, RunState
 from spikerl_jax.version import __version__
 
 # The layout of a checkpoint's items, saved with it as the ``format`` item. Bump it when the
@@ -183,26 +181,31 @@ def _newest(root: str, members: int | None = None) -> tuple[str, int]:
     member count, if given)."""
     step, where = latest_step(root), os.path.join(root, "checkpoints")
     if step is None and legacy_checkpoints(root):
-        raise CheckpointError(
-            f"{root} holds checkpoints of format 1 (checkpoints/latest and best, written by "
-            f"spikerl_jax 0.1); this spikerl_jax ({__version__}) reads format {FORMAT}: read "
-            "them with the version that wrote them"
-        )
+        raise _other_format(f"{where}/latest and best", 1, "0.1")
     if step is None:
         raise CheckpointError(f"no complete checkpoint in {where}")
     path = os.path.join(os.path.abspath(where), str(step))
     saved = _json(path, "format")
     if saved.get("format") != FORMAT:
-        raise CheckpointError(
-            f"checkpoint {path} has format {saved.get('format', 1)} (written by spikerl_jax "
-            f"{saved.get('spikerl_jax', '?')}); this spikerl_jax ({__version__}) reads format "
-            f"{FORMAT}: read it with the version that wrote it"
-        )
+        raise _other_format(path, saved.get("format", 1), saved.get("spikerl_jax", "?"))
     if members is not None and saved.get("members") != members:
         raise CheckpointError(
             f"checkpoint {path} holds {saved.get('members')} member(s), this run has {members}"
         )
     return path, step
+
+
+def _other_format(where: str, layout: int, version: str) -> CheckpointError:
+    return CheckpointError(
+        f"checkpoint {where} has format {layout} (written by spikerl_jax {version}); this "
+        f"spikerl_jax ({__version__}) reads format {FORMAT}: read it with the version that wrote it"
+    )
+
+
+def _damaged(path: str, problem: str) -> CheckpointError:
+    return CheckpointError(
+        f"checkpoint {path} {problem}: delete that step directory to fall back to the previous one"
+    )
 
 
 def _json(path: str, item: str, cls=None):
@@ -212,10 +215,7 @@ def _json(path: str, item: str, cls=None):
             data = json.load(f)
         return data if cls is None else from_jsonable(cls, data)
     except (OSError, ValueError, SchemaError) as e:
-        raise CheckpointError(
-            f"checkpoint {path} has no readable {item} ({e}); delete that step directory to "
-            "fall back to the previous one"
-        ) from None
+        raise _damaged(path, f"has no readable {item} ({e})") from None
 
 
 def _restore_item(path: str, item: str, target=None):
@@ -267,10 +267,7 @@ def restore_population(root: str, fresh: RunState) -> tuple[RunState, dict, Loop
         {"env"} - saved if fresh.env else set()
     )
     if missing:
-        raise CheckpointError(
-            f"checkpoint {path} lacks {', '.join(sorted(missing))}: it is "
-            "damaged; delete it to fall back to the previous one"
-        )
+        raise _damaged(path, f"lacks {', '.join(sorted(missing))}")
     items = {
         k: _restore_item(path, k, v) for k, v in device_items(like, True).items() if k in saved
     }
@@ -280,10 +277,7 @@ def restore_population(root: str, fresh: RunState) -> tuple[RunState, dict, Loop
     env = env_from_leaves(fresh.env, items["env"]) if "env" in items else fresh.env
     loop = _json(path, "loop", LoopState)
     if loop.step != step:
-        raise CheckpointError(
-            f"checkpoint {path} records step {loop.step}, not {step}: it was "
-            "edited or moved; delete it to fall back to the previous one"
-        )
+        raise _damaged(path, f"records step {loop.step}, not {step} (edited or moved)")
     state = RunState(learner=learner, best=items["best"], env=env)
     return state, _restore_item(path, "host"), loop, "buffer" in items
 
@@ -299,17 +293,3 @@ def read_checkpoint(run_dir: str, items=None) -> tuple[dict, LoopState, int]:
         if k not in ("loop", "format") and os.path.isdir(os.path.join(path, k))
     ]
     return {k: _restore_item(path, k) for k in names}, _json(path, "loop", LoopState), step
-
-
-def restore_policy(run_dir: str, which: str = "best") -> tuple[PolicyState, int]:
-    """A run's ``best`` or ``latest`` policy (actor parameters and normalizer, without a
-    member axis) and its checkpoint's step.
-
-    Raises:
-      CheckpointError: no checkpoint, or one that cannot be read.
-    """
-    name = "best" if which == "best" else "learner"
-    items, _, step = read_checkpoint(run_dir, [name])
-    one = member(items[name], population_of(run_dir)[1])
-    params = one["actor_params"] if which == "best" else one["td3"]["actor_params"]
-    return PolicyState(params, Normalizer(**one["normalizer"])), step

@@ -92,19 +92,13 @@ class DeviceBackend:
 
         def member_round(lstate: LearnerState, env_state, key_explore, noise, step, update):
             key_random, key_policy = jax.random.split(key_explore)
+            actor, explore = (lstate.td3.actor_params, lstate.normalizer), learner.policies.explore
 
             def vector_step(carry, _):
                 env_state, step = carry
                 key = device_key(jax.random.fold_in(key_random, step))
                 uniform = jax.random.uniform(key, (n, spec.action_dim), jnp.float32, -limit, limit)
-                policy = learner.policies.explore(
-                    lstate.td3.actor_params,
-                    lstate.normalizer,
-                    env_state.obs,
-                    device_key(key_policy),
-                    step,
-                    noise,
-                )
+                policy = explore(*actor, env_state.obs, device_key(key_policy), step, noise)
                 action = jnp.where(acts_at_random(cfg, step), uniform, policy)
                 next_state = env.step(env_state, action)
                 transition = Transition(
@@ -114,20 +108,23 @@ class DeviceBackend:
                     next_obs=next_state.info["final_obs"],  # the true last obs of an episode
                     terminated=next_state.info["terminated"],  # truncations bootstrap
                 )
-                metrics = next_state.metrics
-                ended = (metrics["episode_return"].sum(), next_state.done.sum(),
-                         metrics["episode_length"].sum())  # fmt: skip
-                return (next_state, step + cfg.num_envs), (transition, ended)
+                ended = next_state.metrics  # the episodes ended by this step, their sums:
+                totals = [next_state.done, ended["episode_return"], ended["episode_length"]]
+                totals = jnp.stack([x.sum() for x in totals])
+                return (next_state, step + cfg.num_envs), (transition, totals)
 
-            (env_state, _), (rows, (returns, ended, lengths)) = jax.lax.scan(
+            (env_state, _), (rows, totals) = jax.lax.scan(
                 vector_step, (env_state, step), None, cfg.update_every // cfg.num_envs
             )
             chunk = jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), rows)  # (S*N, ...)
             lstate, metrics = learner.learn_round(lstate, chunk, update)
-            episodes = (returns.sum(), ended.sum(), lengths.sum())
-            if data_parallel:
-                episodes = jax.lax.psum(episodes, AXIS)
-            return lstate, env_state, metrics, episodes
+            totals = totals.sum(0)
+            return (
+                lstate,
+                env_state,
+                metrics,
+                jax.lax.psum(totals, AXIS) if data_parallel else totals,
+            )
 
         return over_members(
             member_round, self.learner.layout.local_members, in_axes=(0, 0, 0, 0, None, None)
@@ -141,17 +138,16 @@ class DeviceBackend:
             lstate, env_state = state.learner, state.env
             if layout.mode == "data":
                 lstate = lstate.replace(buffer=one_shard(lstate.buffer))
-            _, _, metrics0, _ = jax.eval_shape(
+            shapes = jax.eval_shape(
                 rounds_of_members, lstate, env_state, keys, noise, step0, update
             )
-            zeros = jnp.zeros(jax.tree.leaves(env_state)[0].shape[0])
-            metrics0 = jax.tree.map(jnp.zeros_like, metrics0)
-            init = (lstate, env_state, metrics0, zeros, zeros, zeros, jnp.int32(NO_STEP))
+            zeros = jax.tree.map(jnp.zeros_like, shapes[2:])  # the metrics, the totals (M, 3)
+            init = (lstate, env_state, *zeros, jnp.int32(NO_STEP))
 
             def body(r, carry):
-                lstate, env_state, _, return_sum, ended, length_sum, bad = carry
+                lstate, env_state, _, totals, bad = carry
                 step = step0 + r * cfg.update_every
-                lstate, env_state, metrics, (ret, count, length) = rounds_of_members(
+                lstate, env_state, metrics, ended = rounds_of_members(
                     lstate, env_state, keys, noise, step, update
                 )
                 finite = jnp.array(True)
@@ -160,16 +156,12 @@ class DeviceBackend:
                 if layout.mode == "members":  # every device must report the same step
                     finite = jax.lax.pmin(finite.astype(jnp.int32), AXIS) > 0
                 bad = jnp.where((bad == NO_STEP) & ~finite, step + cfg.update_every, bad)
-                totals = (return_sum + ret, ended + count, length_sum + length)
-                return lstate, env_state, metrics, *totals, bad
+                return lstate, env_state, metrics, totals + ended, bad
 
-            lstate, env_state, metrics, return_sum, ended, lengths, bad = jax.lax.fori_loop(
-                0, rounds, body, init
-            )
+            lstate, env_state, metrics, totals, bad = jax.lax.fori_loop(0, rounds, body, init)
             if layout.mode == "data":
                 lstate = lstate.replace(buffer=as_shard(lstate.buffer))
-            out = {"metrics": metrics, "return_sum": return_sum, "ended": ended,
-                   "length_sum": lengths, "bad": bad}  # fmt: skip
+            out = {"metrics": metrics, "totals": totals, "bad": bad}
             return state.replace(learner=lstate, env=env_state), out
 
         return segment if layout.mesh is None else on_mesh(segment, layout)
@@ -181,16 +173,20 @@ class DeviceBackend:
         cfg, stats, step = self.cfg, RoundStats(), counters.step
         keys, noise = self.members.keys, self.members.noise
         most = max(1, cfg.eval_every // cfg.update_every // 10)
-        calls = [(u, min(most, n - k)) for u, n in plan_rounds(cfg, counters, target)
-                 for k in range(0, n, most)]  # fmt: skip
+        calls = [
+            (u, min(most, n - k))
+            for u, n in plan_rounds(cfg, counters, target)
+            for k in range(0, n, most)
+        ]
         for update, rounds in calls:
             t0 = time.perf_counter()
-            state, out = self.program()(state, keys["explore"], noise, jnp.int32(step),
-                                        jnp.int32(rounds), jnp.bool_(update))  # fmt: skip
+            state, out = self.program()(
+                state, keys["explore"], noise, jnp.int32(step), jnp.int32(rounds), jnp.bool_(update)
+            )
             out = jax.device_get(out)
             step += rounds * cfg.update_every
-            self._returns += np.stack([out["return_sum"], out["ended"]], axis=1)
-            self.totals += np.stack([out["ended"], out["return_sum"], out["length_sum"]], 1)
+            self.totals += out["totals"]  # (M, 3): episodes, return sum, length sum
+            self._returns += out["totals"][:, [1, 0]]
             stats = dataclasses.replace(stats, rounds=stats.rounds + rounds)
             if on_round is not None:
                 on_round(rounds * cfg.update_every)
@@ -257,8 +253,7 @@ def on_mesh(segment, layout):
         learner=learner_specs(layout, LearnerState), best=layout.spec(None), env=layout.spec(0)
     )
     member = P(AXIS) if layout.mode == "members" else P()
-    out = {"metrics": member, "return_sum": member, "ended": member, "length_sum": member,
-           "bad": P()}  # fmt: skip
+    out = {"metrics": member, "totals": member, "bad": P()}
     return jax.shard_map(
         segment,
         mesh=layout.mesh,

@@ -27,9 +27,8 @@ from spikerl_jax.envs.gymnasium_backend import (
     evaluate_episodes,
     make_eval_envs,
     make_vector_env,
-    rng_array,
-    set_rng,
 )
+from spikerl_jax.envs.gymnasium_state import rng_array, set_rng
 from spikerl_jax.envs.registry import EnvSpec
 from spikerl_jax.processes import allgather, gather_axis1, process_share
 from spikerl_jax.reporting.records import EvalResult, eval_results

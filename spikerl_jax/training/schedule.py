@@ -92,5 +92,6 @@ class Stops:
 
     def after(self, cfg: TrainConfig, what: str, step: int) -> Stops:
         """The stops once ``what`` happened at ``step``."""
-        return dataclasses.replace(self, **{f"next_{what}": getattr(Stops.at(cfg, step),
-                                                                      f"next_{what}")})  # fmt: skip
+        return dataclasses.replace(
+            self, **{f"next_{what}": getattr(Stops.at(cfg, step), f"next_{what}")}
+        )

@@ -45,19 +45,11 @@ from spikerl_jax.training.checkpoint import (
     restore_population,
 )
 from spikerl_jax.training.schedule import Stops, after_round
-from spikerl_jax.training.state import LoopState, MemberRecord, RunState
+from spikerl_jax.training.state import LoopState, MemberRecord, RunState, keep_best
 
 
 class TrainingError(RuntimeError):
     """Training cannot go on (e.g. non-finite losses); the message says why and what to try."""
-
-
-@jax.jit
-def _keep_best(best, policy, improved):
-    """Each member's best policy, replaced by its current one where it ``improved``."""
-    return jax.tree.map(
-        lambda b, p: jnp.where(improved.reshape(-1, *[1] * (b.ndim - 1)), p, b), best, policy
-    )
 
 
 class Session:
@@ -118,7 +110,7 @@ class Session:
         self.meter = EnergyMeter(*grid, log, self.loop.energy, enabled=cfg.energy and primary)
         stack.callback(self.meter.close)
         self.progress = TrainProgress(cfg.total_steps, cfg.progress and primary, console)
-        self.stop = StopRequest(self.resume_command())
+        self.stop = StopRequest(f"--resume {self.root}")
         self.throughput = Throughput(self.loop.step, self.loop.counters.updates)
         self.logged = self.backend.episode_totals().copy()  # at the last train.csv row
 
@@ -206,22 +198,19 @@ class Session:
     def record(self, state: RunState, loop: LoopState, results: list[EvalResult]):
         """Writes each member's evaluation row and keeps the improved members' policies as
         their best; returns ``(state, loop, improved)``."""
-        speeds = self.throughput.since("eval", loop.step, loop.counters.updates)
-        speeds["wall_s"] = loop.wall_s + self.throughput.seconds()
-        returns, metrics = self.backend.take_train_returns(), self.throughput.metrics
-        records, improved = [], []
+        speeds, metrics = self._window("eval", loop)
+        returns, records, improved = self.backend.take_train_returns(), [], []
         for m, (result, record) in enumerate(zip(results, loop.members, strict=True)):
             spikes = spikes_of(result, self.cfg, self.spec.obs_dim, self.spec.action_dim)
-            mine = {k: v[m] for k, v in metrics.items()}
-            row = metric_row(self.cfg, loop.step, result, returns[m], speeds, mine, spikes)
+            row = metric_row(self.cfg, loop.step, result, returns[m], speeds, metrics[m], spikes)
             if self.primary:
                 rates = {k: v["firing_rate"] for k, v in spikes["layers"].items()} if spikes else {}
                 self.recorders[m].evaluation(row, rates)
-            self.progress.report(row, self.label(m))
+            self.progress.report(row, self.run_dirs[m] if self.members > 1 else "")
             records.append(record.after(result.mean, loop.step, spikes))
             improved.append(records[-1].best_step == loop.step)
         if any(improved):
-            state = state.replace(best=_keep_best(state.best, state.policy, jnp.array(improved)))
+            state = keep_best(state, jnp.array(improved))
         return state, dataclasses.replace(loop, members=tuple(records)), any(improved)
 
     def log(self, loop: LoopState) -> None:
@@ -230,12 +219,16 @@ class Session:
         self.stops = self.stops.after(self.cfg, "log", loop.step)
         totals = self.backend.episode_totals().copy()
         episodes, self.logged = totals - self.logged, totals
-        speeds = self.throughput.since("log", loop.step, loop.counters.updates)
+        speeds, metrics = self._window("log", loop)
+        for m, recorder in enumerate(self.recorders):
+            recorder.log(log_row(self.cfg, loop.step, episodes[m], speeds, metrics[m]))
+
+    def _window(self, name: str, loop: LoopState) -> tuple[dict, list[dict]]:
+        """The throughput since the last ``name`` row and each member's latest metrics."""
+        speeds = self.throughput.since(name, loop.step, loop.counters.updates)
         speeds["wall_s"] = loop.wall_s + self.throughput.seconds()
         metrics = self.throughput.metrics
-        for m, recorder in enumerate(self.recorders):
-            mine = {k: v[m] for k, v in metrics.items()}
-            recorder.log(log_row(self.cfg, loop.step, episodes[m], speeds, mine))
+        return speeds, [{k: v[m] for k, v in metrics.items()} for m in range(self.members)]
 
     def reached_target(self, loop: LoopState) -> bool:
         """Whether every member's latest evaluation reached ``--target-return`` (if so, the
@@ -245,9 +238,6 @@ class Session:
             return False
         self.target_reached_at = loop.step
         return True
-
-    def label(self, member: int) -> str:
-        return "" if self.members == 1 else self.run_dirs[member]
 
     def _log_emissions(self, row: dict) -> None:
         for recorder in self.recorders:
@@ -274,12 +264,9 @@ class Session:
             segments=(*loop.segments, (start, loop.step, seconds)),
         )
 
-    def resume_command(self) -> str:
-        return "--resume " + self.root
-
     def interrupted(self, step: int) -> Interrupted:
         stopped = f"interrupted by {self.stop.name} at step {step}"
-        return Interrupted(stopped, self.resume_command(), self.stop.signum or 2)
+        return Interrupted(stopped, f"--resume {self.root}", self.stop.signum or 2)
 
     def finish(self, state: RunState, loop: LoopState) -> list[dict]:
         """Ends the measurement and writes every member's ``summary.json``."""

@@ -12,6 +12,7 @@ from typing import Any
 
 import flax.struct
 import jax
+import jax.numpy as jnp
 
 from spikerl_jax.rl.normalizer import Normalizer
 from spikerl_jax.rl.replay import ReplayBuffer
@@ -55,6 +56,19 @@ class RunState:
     def policy(self) -> PolicyState:
         """The members' current policies."""
         return PolicyState(self.learner.td3.actor_params, self.learner.normalizer)
+
+
+def keep_best(state: RunState, improved: jax.Array) -> RunState:
+    """``state`` with each member's best policy replaced by its current one where
+    ``improved`` ``(M,)``."""
+    return state.replace(best=_where_improved(improved, state.best, state.policy))
+
+
+@jax.jit  # over the policies only: the rest of the state (the replay buffer) is not copied
+def _where_improved(improved, best, policy):
+    return jax.tree.map(
+        lambda b, p: jnp.where(improved.reshape(-1, *[1] * (b.ndim - 1)), p, b), best, policy
+    )
 
 
 def committed(state: RunState) -> RunState:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from spikerl_jax.envs.gymnasium_backend import quiet_make
-from spikerl_jax.envs.registry import MJX_ENVS, SPECS, SUPPORTED_ENVS, env_spec
+from spikerl_jax.envs.registry import MJX_ENVS, SPECS, SUPPORTED_ENVS, UnknownEnv, env_spec
 
 
 @pytest.mark.parametrize("env_id", sorted(SUPPORTED_ENVS))
@@ -29,7 +29,7 @@ def test_mjx_list_is_the_ported_tasks():
 
     assert {f"{family}-v{v}" for family in TASKS for v in (4, 5)} == MJX_ENVS
     assert set(SPECS) > MJX_ENVS
-    with pytest.raises(KeyError, match="unknown env 'Cartpole-v1'; supported: Ant-v4"):
+    with pytest.raises(UnknownEnv, match=r"unknown env 'Cartpole-v1' \(did you mean CartPole-v1"):
         env_spec("Cartpole-v1")
 
 

@@ -207,8 +207,11 @@ def hopper_sized():
     actor = make_networks(spec.action_dim, spec.action_limit, cfg.actor).actor
     params = jax.tree.map(lambda x: 3.0 * x, actor.init(jax.random.key(0), jnp.zeros((1, 11))))
     rng = np.random.default_rng(0)
-    norm = Normalizer(jnp.float32(100), jnp.asarray(rng.standard_normal(11), jnp.float32),
-                      jnp.full(11, 2.0, jnp.float32))  # fmt: skip
+    norm = Normalizer(
+        jnp.float32(100),
+        jnp.asarray(rng.standard_normal(11), jnp.float32),
+        jnp.full(11, 2.0, jnp.float32),
+    )
     obs = (2 * rng.standard_normal((20, 11))).astype(np.float32)
     actions, trains = actor.apply(params, normalize(norm, obs), None, method=actor.spike_trains)
     graph, side = popsan_to_nir(cfg, spec, params, norm)

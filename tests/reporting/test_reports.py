@@ -5,11 +5,10 @@ import csv
 import json
 import shutil
 import socket
-import struct
 
 import numpy as np
 import pytest
-from helpers import TINY
+from helpers import TINY, read_scalars
 
 from spikerl_jax.cli import main
 from spikerl_jax.reporting.compare import compare_runs
@@ -72,22 +71,6 @@ def test_emissions_csv_holds_each_stretch(offline_run):
         assert sum(float(r["energy_kwh"]) for r in rows) == pytest.approx(
             summary["energy"][phase]["energy_kwh"], rel=1e-9
         )
-
-
-def read_scalars(run_dir):
-    """``{tag: [(step, value)]}`` from TensorBoard event files (TFRecord framing)."""
-    from tensorboardX.proto import event_pb2
-
-    scalars = {}
-    for path in sorted((run_dir / "tensorboard").glob("events.out.tfevents.*")):
-        data, i = path.read_bytes(), 0
-        while i < len(data):
-            (length,) = struct.unpack("<Q", data[i : i + 8])
-            event = event_pb2.Event.FromString(data[i + 12 : i + 12 + length])
-            i += 12 + length + 4  # length, its crc, the record, its crc
-            for value in event.summary.value:
-                scalars.setdefault(value.tag, []).append((event.step, value.simple_value))
-    return scalars
 
 
 def test_tensorboard_scalars_match_metrics_csv(offline_run):

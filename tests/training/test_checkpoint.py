@@ -182,7 +182,10 @@ def test_exported_policy_reproduces_training_actor(straight_run):
 
 
 def test_eval_command_prints_returns(straight_run, capsys):
-    assert main(["eval", str(straight_run), "--episodes", "3", "--checkpoint", "latest"]) == 0
+    assert (
+        main(["eval", str(straight_run), "--episodes", "3", "--checkpoint", "latest", "--json"])
+        == 0
+    )
     result = json.loads(capsys.readouterr().out)
     assert result["episodes"] == 3 and result["step"] == 900 and result["return_mean"] > 0
 

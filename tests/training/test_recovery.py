@@ -22,14 +22,25 @@ from spikerl_jax.training.checkpoint import read_checkpoint
 
 # TINY with evaluations and checkpoints every 100 steps, the buffer saved (exact resumes).
 KILLABLE = [*TINY[: TINY.index("--eval-every")], *TINY[TINY.index("--eval-every") + 2 :]]
-KILLABLE += ["--eval-every", "100", "--no-energy", "--checkpoint-buffer", "--keep-checkpoints",
-             "10"]  # fmt: skip
+KILLABLE += [
+    "--eval-every",
+    "100",
+    "--no-energy",
+    "--checkpoint-buffer",
+    "--keep-checkpoints",
+    "10",
+]
 SWEEP = ["--seeds", "0", "1"]
 
 
 def cli(*args, cwd=None):
-    return subprocess.Popen([sys.executable, "-m", "spikerl_jax.cli", *args], cwd=cwd,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "spikerl_jax.cli", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def one_line(err: str) -> str:
@@ -143,9 +154,13 @@ def read_checkpoint_at(run, step):
 @pytest.mark.slow
 @pytest.mark.parametrize("where", ["default", "absolute", "relative", "unicode", "brackets"])
 def test_sweep_outputs_anywhere_and_every_evaluation_line_names_its_member(where, tmp_path):
-    out = {"default": [], "absolute": ["--out", str(tmp_path / "abs")],
-           "relative": ["--out", "rel/root"], "unicode": ["--out", "résumé-ß/株"],
-           "brackets": ["--out", str(tmp_path / "a[1]*?")]}[where]  # fmt: skip
+    out = {
+        "default": [],
+        "absolute": ["--out", str(tmp_path / "abs")],
+        "relative": ["--out", "rel/root"],
+        "unicode": ["--out", "résumé-ß/株"],
+        "brackets": ["--out", str(tmp_path / "a[1]*?")],
+    }[where]
     short = [a if a != "--no-progress" else "--progress" for a in TINY]
     proc = cli("sweep", *short, *SWEEP, "--no-energy", *out, cwd=tmp_path)
     _, err = proc.communicate(timeout=600)
@@ -214,10 +229,12 @@ def test_a_run_whose_summary_is_gone_gets_it_back_on_resume(finished, tmp_path, 
         (dict(total_steps="3000"), "--total-steps: expected int, got '3000'"),
         (dict(seed=None), "--seed: expected int, got None"),
         (dict(energy_country=None), "--energy-country: expected str, got None"),
-        (dict(actor=PopSANConfig(encoder_mean_range=(float("nan"),) * 2)),
-         "--encoder-mean-range must be two finite numbers"),
+        (
+            dict(actor=PopSANConfig(encoder_mean_range=(float("nan"),) * 2)),
+            "--encoder-mean-range must be two finite numbers",
+        ),
     ],
-)  # fmt: skip
+)
 def test_one_validator_refuses_from_python_what_config_json_would(changes, message, tmp_path):
     cfg = TrainConfig(out=str(tmp_path / "run"), **changes)
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("[", r"\[")):
@@ -251,8 +268,10 @@ def test_damaged_checkpoints_and_records_are_one_line_each(finished, tmp_path, c
     assert main(["compare", str(finished), str(run)]) == 2
     assert "summary.json's total_steps is not a number" in one_line(capsys.readouterr().err)
     # Far more evaluation episodes than memory holds.
-    assert main(["train", *KILLABLE, "--eval-episodes", "100000000", "--out",
-                 str(tmp_path / "huge")]) == 2  # fmt: skip
+    assert (
+        main(["train", *KILLABLE, "--eval-episodes", "100000000", "--out", str(tmp_path / "huge")])
+        == 2
+    )
     assert "lower --eval-episodes" in one_line(capsys.readouterr().err)
 
 

@@ -66,6 +66,9 @@ class Eval:
             console = Console()
             for table in evaluation_tables(result):
                 console.print(table)
+            written = [result[k] for k in ("video", "raster") if k in result]
+            if written:
+                console.print(f"written: {', '.join(written)}", markup=False, soft_wrap=True)
         return 0
 
 
@@ -79,9 +82,6 @@ def evaluation_tables(result: dict) -> list:
     episodes.add_row("episodes", str(result["episodes"]))
     episodes.add_row("return", f"{result['return_mean']:.2f} ± {result['return_std']:.2f} (std)")
     episodes.add_row("episode length", f"{result['length_mean']:.1f}")
-    for key in ("video", "raster"):
-        if key in result:
-            episodes.add_row(key, result[key])
     spikes = result["spikes"]
     if spikes is None:
         return [episodes]

@@ -110,6 +110,7 @@ def run(args) -> None:
                     str(args.steps),
                     "--out",
                     root,
+                    "--paper",  # each variant names its changes to the published settings
                     *VARIANTS[variant],
                     *args.extra,
                 ]

@@ -193,3 +193,35 @@ def test_unwritable_out_dir(tmp_path):
 def test_unknown_command():
     code, _, err = run_cli("fly")
     assert code == 2 and "Unrecognized options: fly" in err and "train, sweep, eval" in err
+
+
+@pytest.mark.parametrize("command", ["train", "sweep"])
+def test_locomotion_defaults_to_the_drive_penalty_and_paper_restores_the_published(command):
+    """PopSAN on a locomotion task trains with --drive-penalty 1 unless --paper; the MLP
+    actor (which has no output neurons) and other tasks start at 0."""
+    from spikerl_jax.cli import parse
+    from spikerl_jax.cli.options import from_grid, from_options
+
+    def penalty(*args):
+        parsed = parse([command, *args])
+        cfg = from_options(parsed.config) if command == "train" else from_grid(parsed.config)[0]
+        cfg.validate()
+        return cfg.actor.drive_penalty
+
+    assert penalty("--env", "Hopper-v4") == 1.0
+    assert penalty("--env", "Walker2d", "--paper") == 0.0
+    assert penalty("--env", "Ant-v4", "--actor", "mlp") == 0.0
+    assert penalty("--env", "InvertedPendulum-v4") == 0.0
+    assert penalty("--env", "HalfCheetah-v4", "--paper", "--drive-penalty", "0.5") == 0.5
+
+
+def test_paper_is_refused_on_resume(tmp_path, capsys):
+    import dataclasses
+
+    from spikerl_jax.config import preset_for
+
+    out = tmp_path / "run"  # a run's config.json is all that --resume reads before refusing
+    out.mkdir()
+    (out / "config.json").write_text(json.dumps(dataclasses.asdict(preset_for("Hopper-v4"))))
+    assert main(["train", "--resume", str(out), "--paper"]) == 2
+    assert "--paper sets a new run's defaults" in capsys.readouterr().err

@@ -17,6 +17,9 @@ def test_default_run_directories_of_runs_started_together_differ(tmp_path, monke
 def test_presets_and_what_a_resume_may_change():
     hopper = preset_for("Hopper-v4")
     assert hopper.total_steps == 1_000_000 and hopper.start_steps == 10_000
+    assert hopper.actor.drive_penalty == 1.0 and preset_for("Hopper", paper=True).actor == (
+        TrainConfig().actor
+    )
     pendulum = preset_for("InvertedPendulum-v4")
     assert pendulum.td3.actor_lr == 3e-4 and pendulum.total_steps == 20_000
     longer = TrainConfig(total_steps=40_000, eval_episodes=3)

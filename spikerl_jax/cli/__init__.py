@@ -26,7 +26,7 @@ import tyro
 
 from spikerl_jax.cli.options import ALIASES, near_miss
 from spikerl_jax.cli.runs import CommandError, Compare, Eval, ExportNir, Plot
-from spikerl_jax.cli.training import Sweep, Train, _sweep_default, _train_default
+from spikerl_jax.cli.training import Preset, Sweep, Train, _sweep_default, _train_default
 from spikerl_jax.config import ConfigError
 from spikerl_jax.version import __version__
 
@@ -37,6 +37,8 @@ class _Selection:
 
     env: Annotated[str | None, tyro.conf.arg(aliases=ALIASES["env"])] = None
     resume: str | None = None
+    actor: str | None = None
+    paper: bool = False
 
 
 def parse(args: list[str]):
@@ -51,8 +53,9 @@ def parse(args: list[str]):
     except SystemExit:  # e.g. --env without a value: the full parse says so
         sel = _Selection()
     command = args[0] if args else None
-    train = _train_default(sel.resume if command == "train" else None, sel.env)
-    sweep = _sweep_default(sel.resume if command == "sweep" else None, sel.env)
+    preset = Preset(sel.env, sel.actor if sel.actor in ("popsan", "mlp") else "popsan", sel.paper)
+    train = _train_default(sel.resume if command == "train" else None, preset)
+    sweep = _sweep_default(sel.resume if command == "sweep" else None, preset)
     commands = Union[  # noqa: UP007 (tyro reads the Union's members as subcommands)
         Annotated[Train, tyro.conf.subcommand("train", default=train)],
         Annotated[Sweep, tyro.conf.subcommand("sweep", default=sweep)],

@@ -34,14 +34,15 @@ class Processes:
     process_id: int | None = None
     """This process's index, 0 to --num-processes - 1."""
 
-    def start(self) -> None:
+    def start(self) -> bool:
+        """Starts ``jax.distributed`` when several processes train; returns whether it did."""
         from spikerl_jax.processes import init_distributed
 
         for name in ("num_processes", "process_id"):
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ConfigError(f"{flag(name)} must be a non-negative integer, got {value}")
-        init_distributed(self.coordinator_address, self.num_processes, self.process_id)
+        return init_distributed(self.coordinator_address, self.num_processes, self.process_id)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +66,30 @@ class Resuming:
         )
 
 
+PAPER_HELP = (
+    "The published settings of PopSAN and SpikeRL as the defaults (no --drive-penalty), for "
+    "comparisons like for like; without it, locomotion tasks train PopSAN with "
+    "--drive-penalty 1 (docs/learning.md)."
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """What a new run's defaults follow: the task, the actor kind and --paper."""
+
+    env: str | None = None
+    actor_kind: str = "popsan"
+    paper: bool = False
+
+    def config(self) -> TrainConfig:
+        return preset_for(self.env or TrainConfig.env, self.actor_kind, self.paper)
+
+
+def _no_paper_on_resume(paper: bool, resume: str | None) -> None:
+    if paper and resume is not None:
+        raise ConfigError("--paper sets a new run's defaults; a resumed run keeps its own: drop it")
+
+
 def _resumable(cfg: TrainConfig, saved: TrainConfig, where: str) -> None:
     mismatch = cfg.resume_mismatch(saved)
     if mismatch:
@@ -78,15 +103,17 @@ class Train:
     config: Annotated[TrainOptions, tyro.conf.arg(name="")]  # type: ignore[valid-type]
     continuing: Annotated[Resuming, tyro.conf.arg(name="")] = Resuming()
     processes: Annotated[Processes, tyro.conf.arg(name="")] = Processes()
+    paper: Annotated[bool, tyro.conf.arg(help=PAPER_HELP)] = False
 
     def run(self) -> int:
         from spikerl_jax.training.trainer import train
 
         cfg, resume = self.continuing.apply(from_options(self.config)), self.continuing.resume
+        _no_paper_on_resume(self.paper, resume)
         if resume is not None:
             if cfg.out != resume:
                 raise ConfigError("--resume RUN_DIR continues that run in place: drop --out")
-            _resumable(cfg, from_options(_train_default(resume, None).config), resume)
+            _resumable(cfg, from_options(_train_default(resume, Preset()).config), resume)
         self.processes.start()
         summary = train(cfg, resume=resume is not None)
         final, best = summary["final_eval_return"], summary["best_eval_return"]
@@ -111,10 +138,13 @@ class Sweep:
     seeds: tuple[int, ...] = (0,)
     """The seeds of every setting."""
     continuing: Annotated[Resuming, tyro.conf.arg(name="")] = Resuming()
+    processes: Annotated[Processes, tyro.conf.arg(name="")] = Processes()
+    paper: Annotated[bool, tyro.conf.arg(help=PAPER_HELP)] = False
 
     def spec(self) -> SweepSpec:
         base, grid = from_grid(self.config)
         base, resume = self.continuing.apply(base), self.continuing.resume
+        _no_paper_on_resume(self.paper, resume)
         if resume is None:
             return SweepSpec(base=base, seeds=self.seeds, grid=grid)
         from spikerl_jax.sweep_spec import load_spec
@@ -136,10 +166,15 @@ class Sweep:
 
         spec = self.spec()
         spec.validate()  # before a default root is made
-        spec = spec.with_root()
-        if spec.base.devices is None:  # before JAX starts: whole members on the CPU's cores
+        if self.processes.start():  # several processes, each with the devices it has
+            if spec.root is None:  # each process would name its own default root
+                raise ConfigError("a sweep over several processes needs --out ROOT")
+        elif spec.base.devices is None:  # before JAX starts: whole members on the CPU's cores
             split_cpu_for_members(len(spec.members()))
+        spec = spec.with_root()
         rows = train_sweep(spec, resume=self.continuing.resume is not None)
+        if not rows:  # not process 0: it prints the table
+            return 0
         console = Console()
         console.print(sweep_table(rows))
         console.print(
@@ -148,22 +183,22 @@ class Sweep:
         return 0
 
 
-def _train_default(resume: str | None, env: str | None) -> Train:
-    """``train``'s defaults: the resumed run's config, or the env's preset."""
+def _train_default(resume: str | None, preset: Preset) -> Train:
+    """``train``'s defaults: the resumed run's config, or the preset."""
     from spikerl_jax.reporting.runs import load_run_config
 
     if resume is not None:
         cfg = dataclasses.replace(load_run_config(resume), out=resume)
         return Train(config=to_view(cfg, TrainOptions), continuing=Resuming(resume=resume))
-    return Train(config=to_view(preset_for(env or TrainConfig.env), TrainOptions))
+    return Train(config=to_view(preset.config(), TrainOptions))
 
 
-def _sweep_default(resume: str | None, env: str | None) -> Sweep:
-    """``sweep``'s defaults: the resumed sweep's spec, or the env's preset."""
+def _sweep_default(resume: str | None, preset: Preset) -> Sweep:
+    """``sweep``'s defaults: the resumed sweep's spec, or the preset."""
     from spikerl_jax.sweep_spec import load_spec
 
     if resume is None:
-        return Sweep(config=to_view(preset_for(env or TrainConfig.env), GridConfig))
+        return Sweep(config=to_view(preset.config(), GridConfig))
     spec = load_spec(resume)
     grid = to_view(dataclasses.replace(spec.base, out=resume), GridConfig)
     for name, values in spec.grid:

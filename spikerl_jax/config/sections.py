@@ -54,7 +54,7 @@ class PopSANConfig:
     mean input drive over the batch lies outside the range where they can change their spike
     count (they fire at every timestep or never, for every state). Its gradient reaches
     their weights directly, not through the surrogate, so stuck neurons come back. 0: off
-    (TD3 as in PopSAN). See docs/learning.md."""
+    (TD3 as in PopSAN). Locomotion presets: 1 (--paper: 0). See docs/learning.md."""
 
     def validate(self) -> None:
         for name in ("pop_in", "pop_out", "timesteps"):

@@ -10,7 +10,8 @@ import os
 import numpy as np
 from rich.table import Table
 
-from spikerl_jax.reporting.plots import plot_learning_curves, variant
+from spikerl_jax.reporting.grouping import variant
+from spikerl_jax.reporting.plots import plot_learning_curves
 from spikerl_jax.reporting.runs import RunRecord
 
 COLUMNS = ("rank", "setting", "seeds", "final_mean", "final_std", "best_mean", "best_std", "runs")

@@ -29,10 +29,10 @@ def check_run(configs: list[TrainConfig]) -> None:
     if cfg.energy:
         check_grid(cfg.energy_country, cfg.energy_region)
     processes = jax.process_count()
-    if processes > 1 and (len(configs) > 1 or cfg.num_envs % processes):
+    if processes > 1 and cfg.num_envs % processes:
         raise ConfigError(
-            f"multi-process runs ({processes} processes) train one member and need "
-            "--num-envs divisible by the process count"
+            f"multi-process runs ({processes} processes) need --num-envs divisible by the "
+            "process count: each process steps its share of every member's envs"
         )
     if len(configs) > 1:
         check_population(configs)

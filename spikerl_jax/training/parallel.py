@@ -100,7 +100,10 @@ def make_layout(members: int, mesh: Mesh) -> Layout:
     """The layout of ``members`` members on ``mesh`` (see ``Layout``)."""
     if mesh.size == 1:
         return Layout(None, members, "single")
-    if members > 1 and members % mesh.size == 0:
+    # Over several processes every process steps a share of every member's envs, so each
+    # member's data spreads over all devices (whole members per process would need each
+    # process's records gathered member by member).
+    if members > 1 and members % mesh.size == 0 and jax.process_count() == 1:
         return Layout(mesh, members, "members")
     return Layout(mesh, members, "data")
 

@@ -12,6 +12,8 @@ MJX) around the learner's round (``learner``: ingest, then the fused TD3 updates
 
 from __future__ import annotations
 
+import jax
+
 from spikerl_jax.config import TrainConfig
 from spikerl_jax.processes import Interrupted
 from spikerl_jax.reporting.runs import read_run
@@ -78,13 +80,16 @@ def train_sweep(spec: SweepSpec, resume: bool = False, console=None) -> list[dic
     spec.validate()  # nothing is written for a bad spec, not even a default root
     check_run(spec.placed().members())
     spec = spec.with_root()
-    if not resume:
+    primary = jax.process_index() == 0  # with several processes, process 0 writes the records
+    if not resume and primary:
         save_spec(spec)
     configs = spec.members()
     try:
         train_members(configs, spec.root, resume=resume, console=console)
     except Interrupted as e:  # a sweep continues from its root
         raise e.resumed_with(f"spikerl-jax sweep --resume {spec.root}") from None
+    if not primary:
+        return []
     seeds = len(spec.seeds)
     groups = {
         setting_label(setting): [

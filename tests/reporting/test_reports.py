@@ -13,7 +13,8 @@ from helpers import TINY, read_scalars
 from spikerl_jax.cli import main
 from spikerl_jax.reporting.compare import compare_runs
 from spikerl_jax.reporting.energy import EMISSIONS_COLUMNS, PhaseTotals
-from spikerl_jax.reporting.plots import _curve, group_runs
+from spikerl_jax.reporting.grouping import group_runs
+from spikerl_jax.reporting.plots import _curve
 from spikerl_jax.reporting.runs import RunRecord, read_run
 
 

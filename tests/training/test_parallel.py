@@ -276,12 +276,12 @@ TWO_PROCESS = [
 
 
 def two_processes(*args):
-    """Runs ``spikerl-jax ARGS`` as 2 processes x 4 CPU devices (gloo on 127.0.0.1)."""
+    """Runs ``spikerl-jax ARGS`` as 2 processes x 2 CPU devices (gloo on 127.0.0.1)."""
     address = f"127.0.0.1:{free_port()}"
     env = {
         **os.environ,
         "JAX_PLATFORMS": "cpu",
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
     }
     command = [
         sys.executable,
@@ -307,15 +307,18 @@ def two_processes(*args):
 
 @pytest.mark.slow
 def test_two_process_training_and_resume_from_the_cli(tmp_path):
-    """`spikerl-jax train` on 2 processes x 4 devices: each steps its env, process 0 writes
-    the records (one metrics.csv, summary with 8 devices); a run stopped at step 96 and
-    resumed (each process restoring its shards and its envs) equals the straight run."""
+    """`spikerl-jax train` on 2 processes x 2 devices: each steps its env, process 0 writes
+    the records (one metrics.csv, summary with 4 devices); a run stopped at step 96 and
+    resumed (each process restoring its shards and its envs) equals the straight run. A
+    2-member `spikerl-jax sweep` on the same processes, stopped at step 96 and resumed, has
+    each process step its share of both members' envs: its seed-0 member equals the single
+    run (to 1e-5: the population vmaps the members; evaluation returns exactly)."""
     from helpers import assert_trees_equal, comparable, latest_state, rows
 
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     two_processes("train", *TWO_PROCESS, "--total-steps", "192", "--out", str(straight))
     summary = json.loads((straight / "summary.json").read_text())
-    assert summary["devices"] == 8 and summary["total_steps"] == 192 and summary["updates"] > 0
+    assert summary["devices"] == 4 and summary["total_steps"] == 192 and summary["updates"] > 0
     assert [r["step"] for r in rows(straight)] == ["96", "192"]
 
     two_processes("train", *TWO_PROCESS, "--total-steps", "96", "--out", str(resumed))
@@ -327,3 +330,16 @@ def test_two_process_training_and_resume_from_the_cli(tmp_path):
     assert items["host"]["action_rng"].shape[:2] == (1, 2)  # each process's generators
     assert comparable(items, loop) == comparable(ref_items, ref_loop)
     assert json.loads((resumed / "summary.json").read_text())["resumed_from"] == 96
+
+    sweep = tmp_path / "sweep"
+    two_processes(
+        "sweep", *TWO_PROCESS, "--seeds", "0", "1", "--total-steps", "96", "--out", str(sweep)
+    )
+    two_processes("sweep", "--resume", str(sweep), "--total-steps", "192")
+    assert json.loads((sweep / "sweep.json").read_text())["settings"][0]["seeds"] == 2
+    member = rows(sweep / "base-s0")
+    assert [r["step"] for r in member] == ["96", "192"]
+    for mine, single in zip(member, rows(straight), strict=True):
+        assert mine["eval_return"] == single["eval_return"]
+        for column in ("critic_loss", "actor_loss", "q"):
+            assert float(mine[column]) == pytest.approx(float(single[column]), rel=1e-5, abs=1e-6)

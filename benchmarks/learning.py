@@ -53,6 +53,8 @@ PROXY_PAPER_SETTING = [
     "--critic-lr",
     "3e-4",
 ]
+# Each variant's changes to the published settings (``run`` passes ``--paper`` to all of them,
+# so that "popsan" is the paper's PopSAN, not the locomotion preset's drive penalty).
 VARIANTS = {
     "popsan": [],
     "mlp": ["--actor", "mlp"],
@@ -215,9 +217,15 @@ def report(args) -> None:
     os.makedirs(args.out, exist_ok=True)
     fig.savefig(os.path.join(args.out, args.figure), dpi=110)
     written = [os.path.join(args.out, args.figure)]
+    table = os.path.join(args.out, "learning.csv")
     if not (args.variants or args.envs):  # the CSV holds every run; a selection, its figure
-        written.append(os.path.join(args.out, "learning.csv"))
-        write_rows(written[-1], rows)
+        written.append(table)
+        write_rows(table, rows)
+    elif args.merge:  # the selection's rows replace theirs in the CSV; the others stay
+        kept = [r for r in read_rows(table) if (r["env"], r["variant"]) not in groups]
+        merged = sorted(kept + rows, key=lambda r: (r["env"], r["variant"], int(r["step"])))
+        written.append(table)
+        write_rows(table, merged)
     print_rows(rows)
     print(json.dumps({"written": written}))
 
@@ -243,6 +251,13 @@ def write_rows(path: str, rows: list[dict]) -> None:
         )
         writer.writeheader()
         writer.writerows(rows)
+
+
+def read_rows(path: str) -> list[dict]:
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return list(csv.DictReader(f))
 
 
 def print_rows(rows: list[dict]) -> None:
@@ -320,6 +335,11 @@ def main() -> None:
     )
     p_report.add_argument("--envs", nargs="+", help="only these (as --variants)")
     p_report.add_argument("--figure", default="learning_curves.png")
+    p_report.add_argument(
+        "--merge",
+        action="store_true",
+        help="with --envs or --variants: replace their rows in OUT/learning.csv, keep the rest",
+    )
     p_diag = sub.add_parser("diagnose", help="collapsed actors, saturated and silent neurons")
     p_diag.add_argument("--root", default="runs/learning")
     p_diag.add_argument("--steps", type=int, default=1000)

@@ -7,14 +7,14 @@ training intervals run inside ``lax.scan`` on the accelerator.
 ``MjxEnv`` simulates a Gymnasium MuJoCo task's XML (read from the installed gymnasium
 package) exactly as Gymnasium's ``MujocoEnv`` does: ``mj_resetData`` + ``set_state``
 (``mj_forward``) on reset; ``ctrl = action``, ``frame_skip`` physics steps and
-``mj_rnePostConstraint`` (for contact forces) on step. Subclasses define the observation,
-reward terms, termination and reset noise of each task (``spikerl_jax.envs.mjx_tasks``).
+``mj_rnePostConstraint`` (for contact forces) on step. The physics steps run as one loop of
+forward evaluations (``spikerl_jax.envs.mjx_physics``), in which an auto-resetting step also
+forwards its next episode's first state. Subclasses define the observation, reward terms,
+termination and reset noise of each task (``spikerl_jax.envs.mjx_tasks``).
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 from typing import Any
 
@@ -23,12 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from spikerl_jax.envs.mjx_physics import mjx, simulate
 from spikerl_jax.envs.mujoco_log import mujoco, route_mujoco_warnings
-
-# mujoco.mjx prints "Failed to import warp" at import when the optional Warp backend is not
-# installed; only its JAX implementation is used here.
-with contextlib.redirect_stdout(io.StringIO()):
-    from mujoco import mjx
 
 
 @flax.struct.dataclass
@@ -147,18 +143,31 @@ class MjxEnv:
     def physics_step(self, data: mjx.Data, action: jax.Array) -> mjx.Data:
         """``frame_skip`` physics steps with ``ctrl = action``, then the post-constraint RNE
         that Gymnasium runs for contact forces (``cfrc_ext``)."""
-        data = data.replace(ctrl=action)
+        return self._physics(data, action)[0]
 
-        def substep(d, _):
-            return mjx.step(self.mjx_model, d), None
-
-        data, _ = jax.lax.scan(substep, data, None, length=self.frame_skip)
-        return mjx.rne_postconstraint(self.mjx_model, data)
+    def _physics(self, data, action, fresh=None):
+        data, fresh = simulate(self.mjx_model, data.replace(ctrl=action), self.frame_skip, fresh)
+        return mjx.rne_postconstraint(self.mjx_model, data), fresh
 
     def reset(self, key: jax.Array) -> State:
         """A fresh episode's state; jit it (mixing eager arrays into the data recompiles)."""
         qpos, qvel = self.reset_noise(key)
-        data = self.physics_init(qpos, qvel)
+        return self._first_state(self.physics_init(qpos, qvel))
+
+    def step(self, state: State, action: jax.Array) -> State:
+        return self._next_state(state, self.physics_step(state.data, action), action)
+
+    def step_and_reset(self, state: State, action: jax.Array, key: jax.Array):
+        """``(step(state, action), reset(key))``, their physics in one loop: an auto-resetting
+        step traces the forward dynamics once, not twice."""
+        qpos, qvel = self.reset_noise(key)
+        blank = mjx.make_data(self.mjx_model).replace(qpos=qpos, qvel=qvel)
+        data, fresh = self._physics(state.data, action, blank)
+        # As physics_init: the reset's qpos kept (forward normalizes free-joint quaternions).
+        fresh = self._first_state(fresh.replace(qpos=qpos))
+        return self._next_state(state, data, action), fresh
+
+    def _first_state(self, data: mjx.Data) -> State:
         zero = jnp.zeros((), jnp.float32)
         return State(
             data=data,
@@ -169,8 +178,7 @@ class MjxEnv:
             info={},
         )
 
-    def step(self, state: State, action: jax.Array) -> State:
-        data = self.physics_step(state.data, action)
+    def _next_state(self, state: State, data: mjx.Data, action: jax.Array) -> State:
         reward, terms = self.reward(state.data, data, action)
         done = self.terminated(data).astype(jnp.float32)
         metrics = {k: jnp.asarray(v, jnp.float32) for k, v in terms.items()}
@@ -216,7 +224,9 @@ class EpisodeWrapper:
 
     def step(self, state: State, action: jax.Array) -> State:
         info = state.info
-        inner = self.env.step(state.replace(info={}, metrics={}), action)
+        key_reset, key_next = jax.random.split(info["rng"])
+        inner = state.replace(info={}, metrics={})
+        inner, fresh = self.env.step_and_reset(inner, action, key_reset)
         steps = info["steps"] + 1
         terminated = inner.done
         truncated = ((terminated == 0) & (steps >= self.episode_length)).astype(jnp.float32)
@@ -224,8 +234,6 @@ class EpisodeWrapper:
         episode_return = info["episode_return"] + inner.reward
         episode_length = info["episode_length"] + 1
 
-        key_reset, key_next = jax.random.split(info["rng"])
-        fresh = self.env.reset(key_reset)
         ended = done > 0
         data = jax.tree.map(lambda a, b: jnp.where(ended, a, b), fresh.data, inner.data)
         obs = jnp.where(ended, fresh.obs, inner.obs)

@@ -132,7 +132,9 @@ class DeviceBackend:
 
     def _make_segment(self):
         cfg, layout = self.cfg, self.learner.layout
-        rounds_of_members = self._make_round()
+        # jit-wrapped, so that its trace for eval_shape serves the loop body too (tracing MJX
+        # is seconds; XLA inlines the call).
+        rounds_of_members = jax.jit(self._make_round())
 
         def segment(state: RunState, keys, noise, step0, rounds, update):
             lstate, env_state = state.learner, state.env

@@ -84,6 +84,7 @@ def make_member_round(cfg: TrainConfig, spec: EnvSpec, layout: Layout, networks:
             key=key_update,
         )
 
+    @jax.jit  # traced once for both branches of learn_round's cond (eval_shape, the call)
     def update(state: LearnerState):
         key, key_update = jax.random.split(state.key)
         if data_parallel:  # own batches per device; the state's key stays replicated

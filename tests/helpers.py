@@ -74,7 +74,7 @@ def solve_inverted_pendulum(tmp_path, options: list[str], seeds: tuple[int, ...]
 
     64x64 networks solve this task within 20k steps for some seeds only, and which seeds
     depends on the CPU: XLA's kernels differ between CPU models, and with them each seed's
-    trajectory (BENCHMARKS.md, precision policies). The learning tests ask one of two seeds.
+    trajectory (BENCHMARKS.md, precision policies). The learning tests ask one of three seeds.
 
     Returns:
       The last run's directory and its ``summary.json``.

@@ -151,10 +151,17 @@ def main() -> None:
     parser.add_argument(
         "--only-train", action="store_true", help="only the on-device training measurement"
     )
+    parser.add_argument(
+        "--only-gymnasium",
+        action="store_true",
+        help="only Gymnasium's native MuJoCo (any Gymnasium MuJoCo env, e.g. Humanoid-v4)",
+    )
     args = parser.parse_args()
     info = machine()
-    if args.only_train:
+    if args.only_train or args.only_gymnasium:
         args.num_envs = []
+    if args.only_gymnasium:
+        args.train_envs = []
     for n in args.num_envs:
         print(json.dumps({**bench_mjx(args.env, n, args.steps, args.repeats), **info}), flush=True)
     for n in [] if args.only_train else [1, 16]:

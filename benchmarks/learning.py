@@ -11,9 +11,10 @@ report that puts the results beside the published anchors.
 ``ROOT/ENV-VARIANT/`` (sweep members, or runs copied there) and writes ``learning.csv`` and
 ``learning_curves.png`` into ``--out``, and prints the markdown table of docs/learning.md.
 ``diagnose`` runs every run's latest policy for 1,000 deterministic steps and prints how much
-its action varies over the states it visits (0: an actor collapsed onto a constant action) and,
-for PopSAN, per spiking layer, its firing rate and the fractions of saturated, silent and
-informative neurons.
+its action varies over the states it visits (0: an actor collapsed onto a constant action), how
+far the critic's target action (the target actor's, or the proxy's) is from the actor's there
+(``target_gap``), and, for PopSAN, per spiking layer, its firing rate and the fractions of
+saturated, silent and informative neurons.
 """
 
 from __future__ import annotations
@@ -74,6 +75,9 @@ VARIANTS = {
     # A penalty on output neurons stuck firing always or never, whose gradient bypasses the
     # surrogate (docs/learning.md: a penalty that brings stuck neurons back).
     "popsan-drive1": ["--drive-penalty", "1.0"],
+    # ... with its authors' lighter fit (one Adam step per critic step, at lr 3e-3: their
+    # README reports under 1% lost; docs/learning.md: what a proxy update costs).
+    "proxy-k1": ["--target-actor", "proxy", "--proxy-steps", "1", "--proxy-lr", "3e-3"],
     # The proxy target with the drive penalty (PopSAN's setting otherwise).
     "proxy-drive1": ["--target-actor", "proxy", "--drive-penalty", "1.0"],
     # The proxy-target paper's own setting (Xu et al. 2025, as its code runs it): Fujimoto's
@@ -274,18 +278,52 @@ def print_rows(rows: list[dict]) -> None:
         )
 
 
+def target_gap(policy, run_dir: str, states: np.ndarray) -> float:
+    """How far the critic's target action is from the actor's on ``states``: the RMS over the
+    states and action dims of (target actor or proxy - actor), in units of the action limit,
+    from the run's latest checkpoint. TD3's target smoothing noise (std 0.2, clip 0.5) is the
+    scale it compares with: a proxy that imitates the actor to well under it is a faithful
+    stand-in, and a Polyak-averaged target actor's gap is the lag that TD3 relies on."""
+    import jax
+
+    from spikerl_jax.reporting.population import population_of
+    from spikerl_jax.rl.networks import MLPActor
+    from spikerl_jax.rl.normalizer import normalize
+    from spikerl_jax.training.checkpoint import read_checkpoint
+    from spikerl_jax.training.members import member
+
+    items, _, _ = read_checkpoint(run_dir, ["learner"])
+    td3 = member(items["learner"], population_of(run_dir)[1])["td3"]
+    cfg, spec = policy.config, policy.spec
+    obs = normalize(policy.normalizer, states, cfg.input_clip)
+    actor = policy.actor
+    action = actor.apply(td3["actor_params"], obs, jax.random.key(0))
+    if cfg.td3.target_actor == "proxy":
+        proxy = MLPActor(spec.action_dim, spec.action_limit, cfg.td3.proxy_hidden_sizes)
+        target = proxy.apply(td3["proxy"]["params"], obs)
+    else:
+        target = actor.apply(td3["target_actor_params"], obs, jax.random.key(0))
+    gap = np.asarray(target - action) / spec.action_limit
+    return float(np.sqrt((gap**2).mean()))
+
+
 def diagnose(args) -> None:
     import spikerl_jax as sj
+    from spikerl_jax.config import ConfigError
     from spikerl_jax.envs.gymnasium_backend import quiet_make
 
     print(
-        "| run | return (1st episode) | action std over the states | layer: firing rate, "
-        "saturated / silent / varying |"
+        "| run | return (1st episode) | action std over the states | target gap | "
+        "layer: firing rate, saturated / silent / varying |"
     )
-    print("| --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- |")
     for (env, _), dirs in sorted(runs_of(args.root).items()):
         for run_dir in dirs:
-            policy = sj.load_policy(run_dir, "latest")
+            try:
+                policy = sj.load_policy(run_dir, "latest")
+            except ConfigError as error:  # e.g. a run before its first checkpoint
+                print(f"| {os.path.relpath(run_dir, args.root)} | ({error}) | | | |")
+                continue
             gym_env, observations, episode_return, first = quiet_make(env), [], 0.0, True
             obs, _ = gym_env.reset(seed=0)
             for _ in range(args.steps):  # the states the policy itself visits
@@ -308,7 +346,7 @@ def diagnose(args) -> None:
                 )
             print(
                 f"| {os.path.relpath(run_dir, args.root)} | {episode_return:.0f} | "
-                f"{spread:.3f} | {cells} |"
+                f"{spread:.3f} | {target_gap(policy, run_dir, states):.3f} | {cells} |"
             )
 
 

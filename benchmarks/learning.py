@@ -78,6 +78,18 @@ VARIANTS = {
     # ... with its authors' lighter fit (one Adam step per critic step, at lr 3e-3: their
     # README reports under 1% lost; docs/learning.md: what a proxy update costs).
     "proxy-k1": ["--target-actor", "proxy", "--proxy-steps", "1", "--proxy-lr", "3e-3"],
+    # ... and with the drive penalty (the locomotion default's PopSAN; docs/learning.md: the
+    # proxy cannot bring stuck output neurons back, the penalty can).
+    "proxy-k1-drive1": [
+        "--target-actor",
+        "proxy",
+        "--proxy-steps",
+        "1",
+        "--proxy-lr",
+        "3e-3",
+        "--drive-penalty",
+        "1.0",
+    ],
     # The proxy target with the drive penalty (PopSAN's setting otherwise).
     "proxy-drive1": ["--target-actor", "proxy", "--drive-penalty", "1.0"],
     # The proxy-target paper's own setting (Xu et al. 2025, as its code runs it): Fujimoto's

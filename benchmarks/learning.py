@@ -54,6 +54,7 @@ PROXY_PAPER_SETTING = [
     "--critic-lr",
     "3e-4",
 ]
+PROXY_K1 = ["--target-actor", "proxy", "--proxy-steps", "1", "--proxy-lr", "3e-3"]
 # Each variant's changes to the published settings (``run`` passes ``--paper`` to all of them,
 # so that "popsan" is the paper's PopSAN, not the locomotion preset's drive penalty).
 VARIANTS = {
@@ -77,19 +78,10 @@ VARIANTS = {
     "popsan-drive1": ["--drive-penalty", "1.0"],
     # ... with its authors' lighter fit (one Adam step per critic step, at lr 3e-3: their
     # README reports under 1% lost; docs/learning.md: what a proxy update costs).
-    "proxy-k1": ["--target-actor", "proxy", "--proxy-steps", "1", "--proxy-lr", "3e-3"],
+    "proxy-k1": PROXY_K1,
     # ... and with the drive penalty (the locomotion default's PopSAN; docs/learning.md: the
     # proxy cannot bring stuck output neurons back, the penalty can).
-    "proxy-k1-drive1": [
-        "--target-actor",
-        "proxy",
-        "--proxy-steps",
-        "1",
-        "--proxy-lr",
-        "3e-3",
-        "--drive-penalty",
-        "1.0",
-    ],
+    "proxy-k1-drive1": [*PROXY_K1, "--drive-penalty", "1.0"],
     # The proxy target with the drive penalty (PopSAN's setting otherwise).
     "proxy-drive1": ["--target-actor", "proxy", "--drive-penalty", "1.0"],
     # The proxy-target paper's own setting (Xu et al. 2025, as its code runs it): Fujimoto's
@@ -290,32 +282,31 @@ def print_rows(rows: list[dict]) -> None:
         )
 
 
-def target_gap(policy, run_dir: str, states: np.ndarray) -> float:
-    """How far the critic's target action is from the actor's on ``states``: the RMS over the
-    states and action dims of (target actor or proxy - actor), in units of the action limit,
-    from the run's latest checkpoint. TD3's target smoothing noise (std 0.2, clip 0.5) is the
-    scale it compares with: a proxy that imitates the actor to well under it is a faithful
-    stand-in, and a Polyak-averaged target actor's gap is the lag that TD3 relies on."""
+def target_gap(policy, run_dir: str, states: np.ndarray, actions: np.ndarray) -> float:
+    """How far the critic's target action is from the actor's ``actions`` on ``states``: the
+    RMS over the states and action dims of (target actor or proxy - actor), in units of the
+    action limit, from the run's latest checkpoint. TD3's target smoothing noise (std 0.2,
+    clip 0.5) is the scale it compares with: a proxy that imitates the actor to well under it
+    is a faithful stand-in, and a Polyak-averaged target actor's gap is the lag that TD3
+    relies on."""
     import jax
 
     from spikerl_jax.reporting.population import population_of
-    from spikerl_jax.rl.networks import MLPActor
     from spikerl_jax.rl.normalizer import normalize
+    from spikerl_jax.rl.proxy import ProxyTarget, make_proxy
     from spikerl_jax.training.checkpoint import read_checkpoint
     from spikerl_jax.training.members import member
 
     items, _, _ = read_checkpoint(run_dir, ["learner"])
     td3 = member(items["learner"], population_of(run_dir)[1])["td3"]
-    cfg, spec = policy.config, policy.spec
+    cfg = policy.config
     obs = normalize(policy.normalizer, states, cfg.input_clip)
-    actor = policy.actor
-    action = actor.apply(td3["actor_params"], obs, jax.random.key(0))
     if cfg.td3.target_actor == "proxy":
-        proxy = MLPActor(spec.action_dim, spec.action_limit, cfg.td3.proxy_hidden_sizes)
-        target = proxy.apply(td3["proxy"]["params"], obs)
+        proxy = ProxyTarget(params=td3["proxy"]["params"], opt_state=None)
+        target = make_proxy(policy.actor, cfg.td3).act(proxy, obs)
     else:
-        target = actor.apply(td3["target_actor_params"], obs, jax.random.key(0))
-    gap = np.asarray(target - action) / spec.action_limit
+        target = policy.actor.apply(td3["target_actor_params"], obs, jax.random.key(0))
+    gap = (np.asarray(target) - actions) / policy.spec.action_limit
     return float(np.sqrt((gap**2).mean()))
 
 
@@ -346,7 +337,8 @@ def diagnose(args) -> None:
                     obs, first = gym_env.reset()[0], False
             states = np.array(observations, np.float32)
             # A constant action (std 0) is a collapsed actor: pinned at the action bounds.
-            spread = float(np.asarray(policy(states)).std(0).mean())
+            actions = np.asarray(policy(states))
+            spread = float(actions.std(0).mean())
             cells = "(no spiking layers)"
             if policy.config.actor_kind == "popsan":
                 _, trains = policy.spike_trains(states)
@@ -358,7 +350,7 @@ def diagnose(args) -> None:
                 )
             print(
                 f"| {os.path.relpath(run_dir, args.root)} | {episode_return:.0f} | "
-                f"{spread:.3f} | {target_gap(policy, run_dir, states):.3f} | {cells} |"
+                f"{spread:.3f} | {target_gap(policy, run_dir, states, actions):.3f} | {cells} |"
             )
 
 

@@ -209,6 +209,8 @@ def test_locomotion_defaults_to_the_drive_penalty_and_paper_restores_the_publish
         return cfg.actor.drive_penalty
 
     assert penalty("--env", "Hopper-v4") == 1.0
+    # The proxy target's fix on Hopper: without the penalty its actor collapses (learning.md).
+    assert penalty("--env", "Hopper-v4", "--target-actor", "proxy") == 1.0
     assert penalty("--env", "Walker2d", "--paper") == 0.0
     assert penalty("--env", "Ant-v4", "--actor", "mlp") == 0.0
     assert penalty("--env", "InvertedPendulum-v4") == 0.0

@@ -39,6 +39,23 @@ def _where(pred, on_true, on_false):
     return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
 
 
+# MuJoCo's integration state (``mjSTATE_INTEGRATION``: time, the physics state, controls,
+# mocap poses, user data): every field an integrator stage writes is one of them.
+INPUTS = (
+    "time", "qpos", "qvel", "act", "history", "qacc_warmstart", "plugin_state",
+    "ctrl", "qfrc_applied", "xfrc_applied", "eq_active", "mocap_pos", "mocap_quat", "userdata",
+)  # fmt: skip
+
+
+def inputs(data: mjx.Data) -> dict[str, jax.Array]:
+    """``data``'s integration state (``INPUTS``)."""
+    return {name: getattr(data, name) for name in INPUTS}
+
+
+def with_inputs(data: mjx.Data, values: dict[str, jax.Array]) -> mjx.Data:
+    return data.replace(**values)
+
+
 def quat_integrate(quat: jax.Array, omega: jax.Array, dt) -> jax.Array:
     """``quat`` (4,) rotated by the angular velocity ``omega`` (3,, local frame) for ``dt``:
     ``quat * (cos(|omega| dt / 2), sin(|omega| dt / 2) omega / |omega|)``, renormalized."""
@@ -127,8 +144,11 @@ def simulate(m: mjx.Model, data: mjx.Data, frame_skip: int, fresh: mjx.Data | No
             raise ValueError("RK4 with activation states (na > 0) is not supported")
         stages = 4
         stage = _rk4_stage(m, make_integrate_positions(np.asarray(m.jnt_type)))
-        zeros = (jnp.zeros_like(data.qvel), jnp.zeros_like(data.qvel), jnp.zeros_like(data.act))
-        extra = ((data.qpos, data.qvel, data.act, data.time), zeros)
+        # The step's start and derivative sums, which stage 0 overwrites: any values of their
+        # shapes. Taken from ``data`` (not zeros) so that under ``vmap`` every loop carry is
+        # batched from the start: ``lax.scan``'s batching rule then batches the loop body
+        # once, not once more per carry that turns batched (seconds of tracing MJX).
+        extra = ((data.qpos, data.qvel, data.act, data.time), (data.qvel, data.qacc, data.act_dot))
     else:
         stages, extra = 1, ()
         integrator = ONE_STAGE[m.opt.integrator]
@@ -139,14 +159,22 @@ def simulate(m: mjx.Model, data: mjx.Data, frame_skip: int, fresh: mjx.Data | No
     iterations = stages * frame_skip
 
     def body(carry, k):
-        data, fresh, extra = carry
-        resetting = k == iterations
-        f = mjx.forward(m, data if fresh is None else _where(resetting, fresh, data))
-        stepped, *extra = stage(f, k % stages, *extra)
+        data, _, extra = carry
         if fresh is None:
+            stepped, *extra = stage(mjx.forward(m, data), k % stages, *extra)
             return (stepped, None, tuple(extra)), None
-        return (_where(resetting, data, stepped), _where(resetting, f, fresh), tuple(extra)), None
+        resetting = k == iterations
+        f = mjx.forward(m, _where(resetting, fresh, data))
+        stepped, *extra = stage(f, k % stages, *extra)
+        # The reset iteration keeps its forward as it is (the next episode's first data), and
+        # the data it started from moves to the other slot: selects of the few fields a stage
+        # writes, not of every field of both slots (each select of a field is a kernel that
+        # XLA compiles).
+        stepped = with_inputs(f, _where(resetting, inputs(f), inputs(stepped)))
+        return (stepped, data, tuple(extra)), None
 
+    # The other slot starts as any value of its shape (``data``: batched under vmap, as above).
+    previous = None if fresh is None else data
     length = iterations + (fresh is not None)
-    (data, fresh, _), _ = jax.lax.scan(body, (data, fresh, extra), jnp.arange(length))
-    return data, fresh
+    (data, previous, _), _ = jax.lax.scan(body, (data, previous, extra), jnp.arange(length))
+    return (data, None) if fresh is None else (previous, data)

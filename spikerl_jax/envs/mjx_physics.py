@@ -41,19 +41,15 @@ def _where(pred, on_true, on_false):
 
 # MuJoCo's integration state (``mjSTATE_INTEGRATION``: time, the physics state, controls,
 # mocap poses, user data): every field an integrator stage writes is one of them.
-INPUTS = (
+INTEGRATION_STATE = (
     "time", "qpos", "qvel", "act", "history", "qacc_warmstart", "plugin_state",
     "ctrl", "qfrc_applied", "xfrc_applied", "eq_active", "mocap_pos", "mocap_quat", "userdata",
 )  # fmt: skip
 
 
-def inputs(data: mjx.Data) -> dict[str, jax.Array]:
-    """``data``'s integration state (``INPUTS``)."""
-    return {name: getattr(data, name) for name in INPUTS}
-
-
-def with_inputs(data: mjx.Data, values: dict[str, jax.Array]) -> mjx.Data:
-    return data.replace(**values)
+def integration_state(data: mjx.Data) -> dict[str, jax.Array]:
+    """``data``'s integration state (``INTEGRATION_STATE``)."""
+    return {name: getattr(data, name) for name in INTEGRATION_STATE}
 
 
 def quat_integrate(quat: jax.Array, omega: jax.Array, dt) -> jax.Array:
@@ -170,7 +166,7 @@ def simulate(m: mjx.Model, data: mjx.Data, frame_skip: int, fresh: mjx.Data | No
         # the data it started from moves to the other slot: selects of the few fields a stage
         # writes, not of every field of both slots (each select of a field is a kernel that
         # XLA compiles).
-        stepped = with_inputs(f, _where(resetting, inputs(f), inputs(stepped)))
+        stepped = f.replace(**_where(resetting, integration_state(f), integration_state(stepped)))
         return (stepped, data, tuple(extra)), None
 
     # The other slot starts as any value of its shape (``data``: batched under vmap, as above).

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from spikerl_jax.envs.mjx_env import EpisodeWrapper
-from spikerl_jax.envs.mjx_physics import INPUTS, make_integrate_positions, mjx, simulate
+from spikerl_jax.envs.mjx_physics import INTEGRATION_STATE, make_integrate_positions, mjx, simulate
 from spikerl_jax.envs.mjx_tasks import make
 
 # A free body, a ball-jointed link and a link with a hinge and a slide; no contacts, so that
@@ -95,7 +95,7 @@ def test_physics_loop_matches_mjx_step(integrator):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)  # every field
     if integrator == "Euler":  # MJX's integrator writes only the fields the loop selects
         stepped, forwarded = jax.jit(lambda d: (simulate(m, d, 1)[0], mjx.forward(m, d)))(start)
-        for name in set(mjx.Data.__dataclass_fields__) - set(INPUTS) - {"_impl"}:
+        for name in set(mjx.Data.__dataclass_fields__) - set(INTEGRATION_STATE) - {"_impl"}:
             a, b = np.asarray(getattr(stepped, name)), np.asarray(getattr(forwarded, name))
             np.testing.assert_array_equal(a, b, err_msg=name)
 

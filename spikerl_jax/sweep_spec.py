@@ -82,6 +82,16 @@ class SweepSpec:
             for values in itertools.product(*(v for _, v in self.grid))
         ]
 
+    @property
+    def size(self) -> int:
+        """How many members the sweep trains (known before its root is chosen)."""
+        return len(self.settings()) * len(self.seeds)
+
+    def describe(self) -> str:
+        """The seeds and grid as flags, e.g. ``--seeds 0 1 --gamma 0.9 0.8``."""
+        values = [("seeds", self.seeds), *self.grid]
+        return " ".join(f"{flag(n)} {' '.join(f'{v:g}' for v in vs)}" for n, vs in values)
+
     def members(self) -> list[TrainConfig]:
         """Each member's full config: settings x seeds, in that order."""
         configs = []
@@ -171,6 +181,8 @@ def load_spec(root: str) -> SweepSpec:
       ConfigError: no sweep there, or a spec that does not validate (one entry per problem).
     """
     path = os.path.join(root, SPEC_FILE)
+    if not os.path.exists(root):
+        raise ConfigError(f"{root} does not exist; --resume takes the root of a sweep")
     if not os.path.isfile(path):
         raise ConfigError(f"{root} is not a sweep directory (no {SPEC_FILE})")
     try:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import signal
 import sys
 import threading
 import traceback
@@ -76,6 +77,27 @@ def parse(args: list[str]):
 
 def main(argv: list[str] | None = None) -> int:
     """Runs a command; every failure the user can fix is one ``error:`` line and exit 2."""
+    # SIGTERM outside training (imports, the first compile, the summaries) ends the command
+    # with its one line and status; training installs its own handler, which saves first.
+    previous = _on_sigterm(_terminated)
+    try:
+        return _run(sys.argv[1:] if argv is None else list(argv))
+    except KeyboardInterrupt:  # before training began (or after it ended): nothing to save
+        print("spikerl-jax: interrupted", file=sys.stderr)
+        return 130
+    except _Terminated:
+        print("spikerl-jax: terminated outside training: nothing to save", file=sys.stderr)
+        return 128 + signal.SIGTERM
+    except BrokenPipeError:  # e.g. `spikerl-jax sweep --help | head`: the reader has gone
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error at exit
+        return 128 + signal.SIGPIPE
+    finally:
+        if previous is not None:
+            _on_sigterm(previous)
+
+
+def _run(args: list[str]) -> int:
+    """``main``'s command: parsed, run, and its failures as one line each."""
     import absl.logging
 
     from spikerl_jax.processes import Interrupted
@@ -88,7 +110,6 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("asyncio").setLevel(logging.CRITICAL)
     threading.excepthook = _quiet_checkpoint_threads
     warnings.formatwarning = _one_line  # a warning is one line on the terminal
-    args = sys.argv[1:] if argv is None else list(argv)
     if args == ["--version"]:
         print(f"spikerl-jax {__version__}")
         return 0
@@ -104,9 +125,22 @@ def main(argv: list[str] | None = None) -> int:
         return e.exit_code
     except (ConfigError, TrainingError, SaveError, CommandError) as e:
         return _fail(str(e))
-    except KeyboardInterrupt:  # before training began (or after it ended): nothing to save
-        print("spikerl-jax: interrupted", file=sys.stderr)
-        return 130
+
+
+class _Terminated(Exception):
+    """SIGTERM arrived while no training loop was there to save a checkpoint."""
+
+
+def _terminated(signum, frame):
+    raise _Terminated
+
+
+def _on_sigterm(handler):
+    """Installs ``handler`` for SIGTERM where Python allows (the main thread); returns the
+    previous one."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, handler)
 
 
 def _use_compile_cache() -> None:

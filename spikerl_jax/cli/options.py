@@ -39,12 +39,20 @@ NEAR_MISSES = {
 }
 
 
+# ``train``'s options that a sweep replaces with its own (a sweep's view omits them).
+SWEEP_REPLACES = {"seed": "--seeds (the seeds of every setting, e.g. --seeds 0 1 2)"}
+
+
 def near_miss(args: list[str]) -> str | None:
-    """The line refusing the first of ``NEAR_MISSES`` in ``args``, or None."""
+    """The line refusing the first of ``NEAR_MISSES`` in ``args`` (for ``sweep``, also of
+    ``SWEEP_REPLACES``), or None."""
+    replaced = {f"--{k}": v for k, v in SWEEP_REPLACES.items()} if args[:1] == ["sweep"] else {}
     for arg in args:
         name = arg.split("=")[0]
         if name in NEAR_MISSES:
             return f"{name} is not a spikerl-jax option; use {NEAR_MISSES[name]}"
+        if name in replaced:
+            return f"a sweep does not take {name}; use {replaced[name]}"
     return None
 
 
@@ -66,6 +74,8 @@ def options_view(cls, several: bool):
     values, ``tuple[float, ...]`` (one setting each)."""
     hints, docs, fields = typing.get_type_hints(cls, include_extras=True), field_docs(cls), []
     for f in dataclasses.fields(cls):
+        if several and f.name in SWEEP_REPLACES:
+            continue
         kind, default = hints[f.name], f.default
         if dataclasses.is_dataclass(kind):
             kind = options_view(kind, several)
@@ -94,6 +104,7 @@ def convert(value, cls, leaf):
             if dataclasses.is_dataclass(getattr(value, f.name))
             else leaf(f.name, getattr(value, f.name))
             for f in dataclasses.fields(cls)
+            if hasattr(value, f.name)  # a sweep's view omits ``SWEEP_REPLACES``: defaults
         }
     )
 

@@ -8,18 +8,17 @@ Orbax, which ``--help`` and a refused option should not wait for.
 from __future__ import annotations
 
 import dataclasses
-import typing
 from typing import Annotated, Literal
 
 import tyro
 
 from spikerl_jax.cli.options import GridConfig, TrainOptions, from_grid, from_options, to_view
 from spikerl_jax.config import ConfigError, TrainConfig, flag, preset_for
-from spikerl_jax.precision import POLICIES
 from spikerl_jax.sweep_spec import SWEEPABLE, SweepSpec
 
+# ``precision.POLICIES`` (a test keeps them equal): importing it would start JAX before the
+# command runs, and the CLI handles signals from its first line on.
 Precision = Literal["fp32", "bf16", "bf16-pure"]
-assert set(typing.get_args(Precision)) == set(POLICIES)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,9 +151,15 @@ class Sweep:
         saved = load_spec(resume)
         if base.out != resume:
             raise ConfigError("--resume ROOT continues that sweep in place: drop --out")
-        _resumable(base, saved.base, resume)
+        given = SweepSpec(base=base, seeds=self.seeds, grid=grid)
         if grid != saved.grid or self.seeds != saved.seeds:
-            raise ConfigError(f"cannot resume {resume} with other seeds or grid values")
+            raise ConfigError(
+                f"cannot resume {resume} with other seeds or grid values: the sweep has "
+                f"{saved.describe()}, this command gives {given.describe()}"
+            )
+        # The members' seeds are --seeds: a sweep saved with another base seed keeps it.
+        base = dataclasses.replace(base, seed=saved.base.seed)
+        _resumable(base, saved.base, resume)
         return dataclasses.replace(saved, base=base)
 
     def run(self) -> int:
@@ -170,7 +175,7 @@ class Sweep:
             if spec.root is None:  # each process would name its own default root
                 raise ConfigError("a sweep over several processes needs --out ROOT")
         elif spec.base.devices is None:  # before JAX starts: whole members on the CPU's cores
-            split_cpu_for_members(len(spec.members()))
+            split_cpu_for_members(spec.size)
         spec = spec.with_root()
         rows = train_sweep(spec, resume=self.continuing.resume is not None)
         if not rows:  # not process 0: it prints the table

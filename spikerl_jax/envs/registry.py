@@ -125,16 +125,21 @@ def env_spec(env_id: str) -> EnvSpec:
     env = gymnasium.make(env_id)
     try:
         obs, act = env.observation_space, env.action_space
-        box = gymnasium.spaces.Box
-        if not (
-            isinstance(obs, box)
-            and len(obs.shape) == 1
-            and isinstance(act, box)
-            and len(act.shape) == 1
-        ):
+        unsuitable = [
+            f"{name} {space}"
+            for name, space in (("observations", obs), ("actions", act))
+            if not (isinstance(space, gymnasium.spaces.Box) and len(space.shape) == 1)
+        ]
+        if unsuitable:
+            kinds = " and ".join(name.split()[0] for name in unsuitable)
             raise ValueError(
-                f"{env_id} has observations {obs} and actions {act}; the actor needs a 1-D "
-                "Box of each (continuous control)"
+                f"{env_id} has {' and '.join(unsuitable)}; the actor needs a 1-D Box of "
+                f"{kinds} (continuous control)"
+            )
+        if not np.all(np.isfinite(act.low) & np.isfinite(act.high)):
+            raise ValueError(
+                f"{env_id}'s actions {act} are unbounded; the actor's tanh output is scaled "
+                "to the action bounds: give the env's action space finite bounds"
             )
         limit = float(act.high[0]) if symmetric(act.low, act.high) else 1.0
         steps = env.spec.max_episode_steps if env.spec else None

@@ -11,6 +11,7 @@ import os
 from spikerl_jax.config import ConfigError, TrainConfig
 from spikerl_jax.reporting.population import population_of
 from spikerl_jax.reporting.runlog import row_problem
+from spikerl_jax.sweep_spec import SPEC_FILE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,6 +24,24 @@ class RunRecord:
     metrics: list[dict]  # metrics.csv rows, numbers as floats (None where empty)
 
 
+def not_a_run(run_dir: str) -> ConfigError:
+    """The error for a directory without a config.json: for a sweep's root, it names the
+    member directories that the run commands take."""
+    if os.path.isfile(os.path.join(run_dir, SPEC_FILE)):
+        members = sorted(
+            name
+            for name in os.listdir(run_dir)
+            if os.path.isfile(os.path.join(run_dir, name, "config.json"))
+        )
+        listed = ", ".join(os.path.join(run_dir, m) for m in members[:3])
+        more = f" and {len(members) - 3} more" if len(members) > 3 else ""
+        which = f": {listed}{more}" if members else " (none has started yet)"
+        return ConfigError(f"{run_dir} is a sweep's root; give one of its members{which}")
+    if not os.path.exists(run_dir):
+        return ConfigError(f"{run_dir} does not exist")
+    return ConfigError(f"{run_dir} is not a run directory (no config.json)")
+
+
 def read_run(run_dir: str) -> RunRecord:
     """Reads ``run_dir``'s config.json, summary.json and metrics.csv.
 
@@ -33,7 +52,7 @@ def read_run(run_dir: str) -> RunRecord:
         name: os.path.join(run_dir, name) for name in ("config.json", "summary.json", "metrics.csv")
     }
     if not os.path.isfile(paths["config.json"]):
-        raise ConfigError(f"{run_dir} is not a run directory (no config.json)")
+        raise not_a_run(run_dir)
     if not os.path.isfile(paths["summary.json"]):
         root, _ = population_of(run_dir)
         how = f"sweep --resume {root}" if root != run_dir else f"train --resume {run_dir}"
@@ -83,7 +102,7 @@ def load_run_config(run_dir: str) -> TrainConfig:
     """
     path = os.path.join(run_dir, "config.json")
     if not os.path.isfile(path):
-        raise ConfigError(f"{run_dir} is not a run directory (no config.json)")
+        raise not_a_run(run_dir)
     try:
         with open(path) as f:
             data = json.load(f)

@@ -54,8 +54,10 @@ def orbax_path(path: str) -> str:
     links = os.path.join(tempfile.gettempdir(), f"spikerl_jax-{os.getuid()}")
     os.makedirs(links, exist_ok=True)
     link = os.path.join(links, hashlib.sha1(path.encode()).hexdigest())
+    # Made first: a link left from a directory since deleted dangles, and realpath resolves
+    # a dangling link to its target all the same.
+    os.makedirs(path, exist_ok=True)
     if os.path.realpath(link) != os.path.realpath(path):
-        os.makedirs(path, exist_ok=True)
         tmp = f"{link}.{os.getpid()}"
         os.symlink(path, tmp)
         os.replace(tmp, link)

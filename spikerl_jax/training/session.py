@@ -14,10 +14,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import shlex
 import warnings
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from spikerl_jax.config import ConfigError, TrainConfig
 from spikerl_jax.precision import full_precision_matmuls
@@ -110,9 +112,11 @@ class Session:
         self.meter = EnergyMeter(*grid, log, self.loop.energy, enabled=cfg.energy and primary)
         stack.callback(self.meter.close)
         self.progress = TrainProgress(cfg.total_steps, cfg.progress and primary, console)
-        self.stop = StopRequest(f"--resume {self.root}")
+        self.stop = StopRequest(self.resume_command())
         self.throughput = Throughput(self.loop.step, self.loop.counters.updates)
-        self.logged = self.backend.episode_totals().copy()  # at the last train.csv row
+        # The episode totals at the last train.csv row (a resumed run's, from its checkpoint).
+        logged = np.array(self.loop.logged, np.float64)
+        self.logged = logged if logged.size else self.backend.episode_totals().copy()
 
     def _recorder(self, member: int, records_from: int | None) -> RunRecorder:
         """Member ``member``'s records, keeping its rows up to ``records_from`` (None: a new
@@ -262,11 +266,16 @@ class Session:
             energy=self.meter.totals(),
             wall_s=loop.wall_s + seconds,
             segments=(*loop.segments, (start, loop.step, seconds)),
+            logged=tuple(tuple(float(x) for x in row) for row in self.logged),
         )
+
+    def resume_command(self) -> str:
+        """The command that continues this run (a sweep's caller names its own)."""
+        return f"spikerl-jax train --resume {shlex.quote(self.root)}"
 
     def interrupted(self, step: int) -> Interrupted:
         stopped = f"interrupted by {self.stop.name} at step {step}"
-        return Interrupted(stopped, f"--resume {self.root}", self.stop.signum or 2)
+        return Interrupted(stopped, self.resume_command(), self.stop.signum or 2)
 
     def finish(self, state: RunState, loop: LoopState) -> list[dict]:
         """Ends the measurement and writes every member's ``summary.json``."""

@@ -104,6 +104,9 @@ class LoopState:
       wall_s: wall seconds of training (updates, env steps, evaluation, checkpoints) of all
         processes so far.
       segments: ``[start_step, end_step, wall_s]`` of each process that ran this run.
+      logged: per member, the training episodes ended by the last train.csv row, their
+        returns and lengths summed (``(M, 3)``; empty in checkpoints that predate it), so a
+        resumed run's next row counts from that row, as the uninterrupted run's does.
     """
 
     counters: Counters = dataclasses.field(default_factory=Counters)
@@ -111,6 +114,7 @@ class LoopState:
     energy: dict = dataclasses.field(default_factory=dict)
     wall_s: float = 0.0
     segments: tuple[tuple[int, int, float], ...] = ()
+    logged: tuple[tuple[float, ...], ...] = ()
 
     @property
     def step(self) -> int:

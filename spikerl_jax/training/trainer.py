@@ -12,6 +12,8 @@ MJX) around the learner's round (``learner``: ingest, then the fused TD3 updates
 
 from __future__ import annotations
 
+import shlex
+
 import jax
 
 from spikerl_jax.config import TrainConfig
@@ -87,7 +89,7 @@ def train_sweep(spec: SweepSpec, resume: bool = False, console=None) -> list[dic
     try:
         train_members(configs, spec.root, resume=resume, console=console)
     except Interrupted as e:  # a sweep continues from its root
-        raise e.resumed_with(f"spikerl-jax sweep --resume {spec.root}") from None
+        raise e.resumed_with(f"spikerl-jax sweep --resume {shlex.quote(spec.root)}") from None
     if not primary:
         return []
     seeds = len(spec.seeds)

@@ -11,33 +11,47 @@ import sys
 import jax
 import numpy as np
 import pytest
-from helpers import TINY, assert_trees_equal, latest_state, rows, wait_for_checkpoint
+from helpers import (
+    TINY,
+    USER_TINY,
+    assert_trees_equal,
+    latest_state,
+    rows,
+    user_cli,
+    user_cli_background,
+    user_env,
+    wait_for_checkpoint,
+)
 
 from spikerl_jax.cli import main
 from spikerl_jax.config import CriticConfig, PopSANConfig, preset_for
 from spikerl_jax.training import session
 
-SHORT = [*TINY[: TINY.index("--total-steps")], *TINY[TINY.index("--total-steps") + 2 :]]
+
+def without_length(args: list[str]) -> list[str]:
+    i = args.index("--total-steps")
+    return [*args[:i], *args[i + 2 :]]
+
+
+SHORT = without_length(TINY)  # in-process runs: on one of conftest's 8 devices
+USER_SHORT = without_length(USER_TINY)  # the user's: no --devices, no forced device count
 
 
 def train(out, *args):
     return main(["train", *SHORT, "--out", str(out), *args])
 
 
-def cli(*args, **popen):
-    return subprocess.Popen(
-        [sys.executable, "-m", "spikerl_jax.cli", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        **popen,
-    )
+def cli(*args):
+    return user_cli_background(*args)
 
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
+    """A user's finished run (the reference of ``test_same_seed_...``; the in-process tests
+    only read it, or resume copies that are refused before training)."""
     out = tmp_path_factory.mktemp("finished") / "run"
-    assert train(out, "--total-steps", "600") == 0
+    code, _, err = user_cli("train", *USER_SHORT, "--total-steps", "600", "--out", str(out))
+    assert code == 0, err[-3000:]
     return out
 
 
@@ -68,7 +82,7 @@ def test_time_and_energy_accumulate_across_resumes(tmp_path):
 def test_one_process_per_run_directory_and_stale_locks_do_not_block(tmp_path):
     out = tmp_path / "run"
     first = cli(
-        "train", *SHORT, "--total-steps", "200000", "--eval-every", "300", "--out", str(out)
+        "train", *USER_SHORT, "--total-steps", "200000", "--eval-every", "300", "--out", str(out)
     )
     try:
         wait_for_checkpoint(out)
@@ -82,14 +96,20 @@ def test_one_process_per_run_directory_and_stale_locks_do_not_block(tmp_path):
         first.wait(timeout=60)
     # The killed process's lock died with it: the run resumes.
     saved = max(int(p.name) for p in (out / "checkpoints").iterdir() if p.name.isdigit())
-    assert main(["train", "--resume", str(out), "--total-steps", str(saved + 300)]) == 0
+    code, _, err = user_cli("train", "--resume", str(out), "--total-steps", str(saved + 300))
+    assert code == 0, err[-3000:]
+    # Time adds up over both processes, the killed one's up to its last checkpoint.
+    summary = json.loads((out / "summary.json").read_text())
+    (start_a, end_a, wall_a), (start_b, end_b, wall_b) = summary["segments"]
+    assert (start_a, end_a, start_b, end_b) == (0, saved, saved, saved + 300)
+    assert summary["wall_s"] == pytest.approx(wall_a + wall_b) and wall_a > 0
 
 
 def test_sigterm_saves_a_checkpoint_and_exits_143(tmp_path):
     out = tmp_path / "run"
     proc = cli(
         "train",
-        *SHORT,
+        *USER_SHORT,
         "--total-steps",
         "200000",
         "--eval-every",
@@ -104,13 +124,15 @@ def test_sigterm_saves_a_checkpoint_and_exits_143(tmp_path):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 143  # 128 + SIGTERM
     assert "interrupted by SIGTERM at step" in err and "Traceback" not in err
+    assert err.strip().endswith(f"continue with spikerl-jax train --resume {out}")  # whole
     step = int(err.split("at step ")[1].split(";")[0])
     assert latest_state(out)[2] == step  # the state at the signal was saved
 
 
 def test_same_seed_is_bit_identical_on_one_thread_and_under_load(finished, tmp_path):
     """The same run on one CPU (so one XLA thread) while another process keeps the CPUs
-    busy gives the same metrics.csv and parameters as the unloaded run."""
+    busy gives the same metrics.csv and parameters as the unloaded run (both as a user
+    starts them)."""
     out = tmp_path / "run"
     burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
@@ -124,7 +146,7 @@ def test_same_seed_is_bit_identical_on_one_thread_and_under_load(finished, tmp_p
                 "-c",
                 pinned,
                 "train",
-                *SHORT,
+                *USER_SHORT,
                 "--total-steps",
                 "600",
                 "--out",
@@ -133,6 +155,7 @@ def test_same_seed_is_bit_identical_on_one_thread_and_under_load(finished, tmp_p
             capture_output=True,
             text=True,
             timeout=600,
+            env=user_env(),
         )
     finally:
         burner.kill()

@@ -19,6 +19,7 @@ import dataclasses
 
 # Re-exports (``import x as x`` marks them as such for linters).
 from spikerl_jax.api_names import PUBLIC_NAMES
+from spikerl_jax.arguments import expect
 from spikerl_jax.config import CriticConfig as CriticConfig
 from spikerl_jax.config import PopSANConfig as PopSANConfig
 from spikerl_jax.config import TD3Config as TD3Config
@@ -79,6 +80,7 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
       ConfigError: a bad configuration (nothing is written), or a bad checkpoint to resume.
       TrainingError: non-finite losses.
     """
+    expect("train(config)", config, TrainConfig, 'a TrainConfig, e.g. sj.preset_for("Hopper-v4")')
     summaries, state = train_members([config], resume=resume)
     summary = summaries[0]
     return TrainResult(summary, read_run(summary["run_dir"]).metrics, summary["run_dir"], state)

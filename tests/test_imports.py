@@ -19,6 +19,7 @@ BASE = {
     "spikerl_jax.api_names",
     "spikerl_jax.version",
     "spikerl_jax.batching",
+    "spikerl_jax.arguments",
 }
 LAYERS = [
     BASE,

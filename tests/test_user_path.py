@@ -187,3 +187,25 @@ def test_discrete_actions_are_named_alone():
         "CartPole-v1 has actions Discrete(2); the actor needs a 1-D Box of actions "
         "(continuous control)"
     )
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda sj: sj.train({"env": "Hopper-v4"}), r"train\(config\) takes a TrainConfig, e\.g\."),
+        (lambda sj: sj.preset_for(123), r"preset_for\(env\) takes a Gymnasium id"),
+        (lambda sj: sj.load_policy(123), r"load_policy\(run_dir\) takes a path .*got int 123"),
+        (lambda sj: sj.read_run(None), r"read_run\(run_dir\) takes a path .*got NoneType"),
+        (lambda sj: sj.evaluate("x", episodes="3"), r"evaluate\(episodes\) takes a number"),
+        (lambda sj: sj.export_nir("run", 5), r"export_nir\(path\) takes a path"),
+        (lambda sj: sj.plot_runs("runs/a", "plots"), r"plot_runs\(runs\) takes a list of Run"),
+    ],
+)
+def test_wrong_types_through_the_python_api_name_the_argument(call, message, tmp_path, monkeypatch):
+    """From a notebook: one TypeError naming the argument, before anything is written."""
+    import spikerl_jax as sj
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(TypeError, match=message):
+        call(sj)
+    assert os.listdir(tmp_path) == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from spikerl_jax.arguments import expect
 from spikerl_jax.config.sections import PopSANConfig, TD3Config
 from spikerl_jax.config.train import TrainConfig
 
@@ -42,6 +43,7 @@ def preset_for(env: str, actor_kind: str = "popsan", paper: bool = False) -> Tra
       paper: the published settings of PopSAN and SpikeRL (no drive penalty), for comparisons
         like for like.
     """
+    expect("preset_for(env)", env, str, 'a Gymnasium id, e.g. "Hopper-v4"')
     base = TrainConfig(env=env, actor_kind=actor_kind)  # resolves an unversioned id
     family = base.env.rpartition(":")[2].split("-v")[0]
     if family not in LOCOMOTION:

@@ -13,6 +13,7 @@ import dataclasses
 import difflib
 import functools
 import importlib
+import traceback
 
 import numpy as np
 
@@ -94,13 +95,23 @@ def check_known(env_id: str) -> None:
     if env_id in SPECS:
         return
     module, _, name = env_id.rpartition(":")
+    before = set(_registry())
     if module:
         try:
             importlib.import_module(module)
         except ImportError as e:
             raise UnknownEnv(f"cannot import {module!r} for the env {env_id!r}: {e}") from None
+        except Exception as e:  # the user's module itself fails: say where, in one line
+            where = traceback.extract_tb(e.__traceback__)[-1]
+            raise UnknownEnv(
+                f"importing {module!r} for the env {env_id!r} failed: {type(e).__name__}: {e} "
+                f"({where.filename}, line {where.lineno})"
+            ) from None
     if name not in _registry():
-        close = difflib.get_close_matches(name, list(_registry()), n=3)
+        # A module's own ids first: those it registered on import.
+        added = [k for k in _registry() if k not in before]
+        close = difflib.get_close_matches(name, added or list(_registry()), n=3)
+        close = [f"{module}:{c}" if c in added else c for c in close]
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise UnknownEnv(
             f"unknown env {env_id!r}{hint}: give a Gymnasium id (gymnasium.pprint_registry() "

@@ -94,6 +94,7 @@ import os
 
 import numpy as np
 
+from spikerl_jax.arguments import expect_path
 from spikerl_jax.config import ConfigError
 from spikerl_jax.export.nir_format import COMPANION_SUFFIX, companion_arrays, metadata
 from spikerl_jax.export.policy import load_policy
@@ -227,6 +228,8 @@ def export_nir(run_dir: str, path: str, checkpoint: str = "best", dt: float = DT
       ConfigError: no run there, an unknown checkpoint, the MLP actor, the Poisson encoder, or
         ``nir`` not installed.
     """
+    expect_path("export_nir(run_dir)", run_dir)
+    expect_path("export_nir(path)", path)
     nir = _import_nir()  # fail before loading the checkpoint
     policy = load_policy(run_dir, checkpoint)
     side = companion_path(path)

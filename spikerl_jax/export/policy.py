@@ -16,6 +16,7 @@ import dataclasses
 import jax
 import numpy as np
 
+from spikerl_jax.arguments import expect, expect_path
 from spikerl_jax.config import ConfigError, TrainConfig
 from spikerl_jax.envs.registry import EnvSpec, env_spec
 from spikerl_jax.export.video import record_video
@@ -139,6 +140,7 @@ def load_policy(run_dir: str, checkpoint: str = "best") -> Policy:
       ConfigError: no run there, an unknown ``checkpoint``, or a checkpoint that cannot be
         read.
     """
+    expect_path("load_policy(run_dir)", run_dir)
     if checkpoint not in CHECKPOINTS:
         raise ConfigError(f"checkpoint must be 'best' or 'latest', got {checkpoint!r}")
     cfg = load_run_config(run_dir)
@@ -174,6 +176,8 @@ def evaluate_run(
     """Deterministic episodes of a run's policy with the actor's spike statistics (see
     ``spikerl_jax.reporting.activity``); optionally records the first episode as a video
     (``render``, an .mp4) and the spikes of its first steps as a raster (``raster``, a PNG)."""
+    expect_path("evaluate(run_dir)", run_dir)
+    expect("evaluate(episodes)", episodes, int, "a number of episodes (int)")
     from spikerl_jax.envs.gymnasium_backend import evaluate_episodes, make_eval_envs
 
     if not isinstance(episodes, int) or episodes <= 0:

@@ -16,6 +16,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from spikerl_jax.arguments import expect, expect_path
 from spikerl_jax.reporting.compare import short_names
 from spikerl_jax.reporting.grouping import group_runs, variant
 from spikerl_jax.reporting.runs import RunRecord
@@ -153,6 +154,10 @@ def plot_firing_rates(groups: dict[str, list[RunRecord]], path: str) -> str | No
 
 def plot_runs(runs: list[RunRecord], out_dir: str) -> list[str]:
     """Writes every plot the runs have data for into ``out_dir``; returns the PNG paths."""
+    expect("plot_runs(runs)", runs, list | tuple, "a list of RunRecords (sj.read_run(run_dir))")
+    for run in runs:
+        expect("plot_runs(runs)", run, RunRecord, "RunRecords (sj.read_run(run_dir)) only")
+    expect_path("plot_runs(out_dir)", out_dir)
     os.makedirs(out_dir, exist_ok=True)
     groups = group_runs(runs)
     paths = [

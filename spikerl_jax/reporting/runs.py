@@ -7,7 +7,9 @@ import csv
 import dataclasses
 import json
 import os
+import warnings
 
+from spikerl_jax.arguments import expect_path
 from spikerl_jax.config import ConfigError, TrainConfig
 from spikerl_jax.reporting.population import population_of
 from spikerl_jax.reporting.runlog import row_problem
@@ -48,6 +50,7 @@ def read_run(run_dir: str) -> RunRecord:
     Raises:
       ConfigError: the directory is not a run, or the run has not finished (no summary.json).
     """
+    expect_path("read_run(run_dir)", run_dir)
     paths = {
         name: os.path.join(run_dir, name) for name in ("config.json", "summary.json", "metrics.csv")
     }
@@ -69,13 +72,21 @@ def read_run(run_dir: str) -> RunRecord:
             rows = list(csv.DictReader(f))
     except (OSError, ValueError) as e:
         raise ConfigError(f"cannot read the run {run_dir}: {e}") from None
-    problem = summary_problem(summary) or next(
-        (f"metrics.csv row {i + 2}: {p}" for i, r in enumerate(rows) if (p := row_problem(r))),
-        None,
-    )
+    problem = summary_problem(summary)
     if problem:
         raise ConfigError(f"cannot read the run {run_dir}: {problem}; rerun or resume it")
-    metrics = [{k: float(v) if v != "" else None for k, v in r.items()} for r in rows]
+    damaged = [i + 2 for i, r in enumerate(rows) if row_problem(r)]
+    if damaged:  # a torn or edited row: the others still hold the curve
+        warnings.warn(
+            f"{paths['metrics.csv']}: dropped {len(damaged)} row(s) that do not parse "
+            f"(line {', '.join(map(str, damaged))})",
+            stacklevel=2,
+        )
+    metrics = [
+        {k: float(v) if v != "" else None for k, v in r.items()}
+        for i, r in enumerate(rows)
+        if i + 2 not in damaged
+    ]
     return RunRecord(run_dir, config, summary, metrics)
 
 

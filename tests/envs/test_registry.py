@@ -70,3 +70,25 @@ def test_mujoco_warnings_go_to_logging_not_the_terminal_or_a_file(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "settotalmass" not in proc.stdout + proc.stderr
     assert not (tmp_path / "MUJOCO_LOG.TXT").exists()
+
+
+def test_a_module_env_that_fails_on_import_or_misses_an_id_is_one_line(tmp_path, monkeypatch):
+    """``--env MODULE:ID``: the module's own error with its place, and the ids the module
+    registered as the hints (not the closest of Gymnasium's)."""
+    from spikerl_jax.envs.registry import check_known
+
+    (tmp_path / "raising_mod.py").write_text('raise RuntimeError("boom")\n')
+    (tmp_path / "registering_mod.py").write_text(
+        "import gymnasium\n"
+        'gymnasium.register("MyPendulum-v0", entry_point="gymnasium.envs.classic_control:'
+        'PendulumEnv")\n'
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(UnknownEnv) as e:
+        check_known("raising_mod:X-v0")
+    assert str(e.value) == (
+        "importing 'raising_mod' for the env 'raising_mod:X-v0' failed: RuntimeError: boom "
+        f"({tmp_path / 'raising_mod.py'}, line 1)"
+    )
+    with pytest.raises(UnknownEnv, match=r"did you mean registering_mod:MyPendulum-v0\?"):
+        check_known("registering_mod:MyPendulm-v0")

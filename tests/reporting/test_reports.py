@@ -245,3 +245,17 @@ def test_compare_and_plot_commands(offline_run, tmp_path, capsys):
     (tmp_path / "unfinished" / "config.json").write_text("{}")
     assert main(["compare", str(a), str(tmp_path / "unfinished")]) == 2
     assert "has no summary.json" in capsys.readouterr().err
+
+
+def test_a_torn_metrics_row_is_dropped_with_one_warning(offline_run, tmp_path):
+    """compare and plot read a run whose last metrics.csv line was cut mid-write (a kill, a
+    full disk): the whole rows stay, the torn one is dropped and named."""
+    import shutil
+
+    run, source = tmp_path / "torn", offline_run[0]
+    shutil.copytree(source, run)
+    text = (run / "metrics.csv").read_text()
+    (run / "metrics.csv").write_text(text[: len(text) - len(text.splitlines()[-1]) // 2 - 1])
+    whole = read_run(str(source)).metrics
+    with pytest.warns(UserWarning, match=r"dropped 1 row\(s\) that do not parse \(line \d+\)"):
+        assert read_run(str(run)).metrics == whole[:-1]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 
 import jax
@@ -61,15 +62,40 @@ def split_cpu_for_members(members: int) -> int:
     return count
 
 
+_DISTRIBUTED = False  # whether this process started (or began to start) jax.distributed
+
+
+def distributed() -> bool:
+    """Whether this process started, or began to start, ``jax.distributed``: its exit must
+    then not wait for the other processes (``exit_at_once``)."""
+    return _DISTRIBUTED
+
+
+def exit_at_once(status: int) -> None:
+    """Ends the process now with ``status``, its output flushed: after a failure, JAX's exit
+    would wait at the other processes' shutdown barrier (a dead peer never comes), then
+    abort with a C++ stack dump."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
 def init_distributed(
     coordinator: str | None = None,
     num_processes: int | None = None,
     process_id: int | None = None,
+    timeout_s: int = 300,
 ) -> bool:
     """Starts ``jax.distributed`` from arguments or ``JAX_COORDINATOR_ADDRESS``,
     ``JAX_NUM_PROCESSES``, ``JAX_PROCESS_ID``; returns whether it did (one process: no).
 
-    CPU processes exchange collectives over gloo.
+    CPU processes exchange collectives over gloo. The wait for the other processes says so in
+    one line and runs in a worker thread: JAX's own wait blocks signals and, past its timeout,
+    aborts the process; this one stays interruptible and ends in one line after
+    ``timeout_s`` (JAX's is set later, so it never fires first).
+
+    Raises:
+      ConfigError: no process id, or the processes did not all start within ``timeout_s``.
     """
     coordinator = coordinator or os.environ.get("JAX_COORDINATOR_ADDRESS")
     num = num_processes or int(os.environ.get("JAX_NUM_PROCESSES", "1"))
@@ -80,10 +106,40 @@ def init_distributed(
         raise ConfigError(
             "multi-process training needs a process id (--process-id or JAX_PROCESS_ID)"
         )
+    global _DISTRIBUTED
+    _DISTRIBUTED = True
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(
-        coordinator_address=coordinator, num_processes=num, process_id=int(pid)
+    print(
+        f"spikerl-jax: process {pid} of {num}: waiting up to {timeout_s} s for the others at "
+        f"{coordinator}",
+        file=sys.stderr,
+        flush=True,
     )
+    failures: list[Exception] = []
+
+    def start() -> None:
+        try:
+            jax.distributed.initialize(
+                coordinator_address=coordinator,
+                num_processes=num,
+                process_id=int(pid),
+                initialization_timeout=timeout_s + 60,
+            )
+        except Exception as e:  # reported by the main thread
+            failures.append(e)
+
+    worker = threading.Thread(target=start, name="jax-distributed-start", daemon=True)
+    worker.start()
+    worker.join(timeout_s)  # the main thread's signal handlers run meanwhile
+    if worker.is_alive():
+        raise ConfigError(
+            f"not all {num} processes reached {coordinator} within {timeout_s} s: start every "
+            f"process (--process-id 0 to {num - 1}) with the same --coordinator-address and "
+            "--num-processes, or wait longer with --init-timeout"
+        )
+    if failures:
+        first = str(failures[0]).strip().splitlines()[0]
+        raise ConfigError(f"jax.distributed could not start at {coordinator}: {first}")
     return True
 
 

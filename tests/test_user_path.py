@@ -209,3 +209,57 @@ def test_wrong_types_through_the_python_api_name_the_argument(call, message, tmp
     with pytest.raises(TypeError, match=message):
         call(sj)
     assert os.listdir(tmp_path) == []
+
+
+def test_processes_that_never_all_start_end_in_one_line(tmp_path):
+    """Process 0 of 2 alone: a line saying it waits, then one error line at --init-timeout
+    (JAX's own wait blocks signals, then aborts with a C++ dump); nothing written."""
+    proc = cli(
+        "sweep",
+        *USER,
+        "--coordinator-address",
+        "127.0.0.1:47319",
+        "--num-processes",
+        "2",
+        "--process-id",
+        "0",
+        "--init-timeout",
+        "2",
+        "--out",
+        str(tmp_path / "mp"),
+    )
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2
+    assert err.strip().splitlines() == [
+        "spikerl-jax: process 0 of 2: waiting up to 2 s for the others at 127.0.0.1:47319",
+        "spikerl-jax: error: not all 2 processes reached 127.0.0.1:47319 within 2 s: start "
+        "every process (--process-id 0 to 1) with the same --coordinator-address and "
+        "--num-processes, or wait longer with --init-timeout",
+    ]
+    assert not (tmp_path / "mp").exists()
+
+
+def test_a_dead_peer_process_is_one_line_and_no_wait_at_exit(monkeypatch, capsys):
+    """A collective that fails because another process died: one line with the way on, and
+    the exit skips JAX's shutdown barrier, which would wait for the dead peer and abort."""
+    import jax
+    from jax.errors import JaxRuntimeError
+
+    from spikerl_jax import processes
+    from spikerl_jax.cli import training
+
+    def peer_died(self):
+        raise JaxRuntimeError("UNKNOWN: Gloo all-reduce failed: Connection reset by peer\nmore")
+
+    exits = []
+    monkeypatch.setattr(training.Sweep, "run", peer_died)
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    monkeypatch.setattr(processes, "_DISTRIBUTED", True)
+    monkeypatch.setattr(processes, "exit_at_once", exits.append)
+    assert main(["sweep", *USER, "--out", "unused"]) == 2 and exits == [2]
+    assert capsys.readouterr().err.strip() == (
+        "spikerl-jax: error: another process of this run failed (UNKNOWN: Gloo all-reduce "
+        "failed: Connection reset by peer); its last checkpoint is kept: start every process "
+        "again with --resume ROOT (the same --coordinator-address, --num-processes and "
+        "--process-id)"
+    )

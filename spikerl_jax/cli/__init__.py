@@ -81,24 +81,30 @@ def main(argv: list[str] | None = None) -> int:
     # with its one line and status; training installs its own handler, which saves first.
     previous = _on_sigterm(_terminated)
     try:
-        return _run(sys.argv[1:] if argv is None else list(argv))
+        status = _run(sys.argv[1:] if argv is None else list(argv))
     except KeyboardInterrupt:  # before training began (or after it ended): nothing to save
         print("spikerl-jax: interrupted", file=sys.stderr)
-        return 130
+        status = 130
     except _Terminated:
         print("spikerl-jax: terminated outside training: nothing to save", file=sys.stderr)
-        return 128 + signal.SIGTERM
+        status = 128 + signal.SIGTERM
     except BrokenPipeError:  # e.g. `spikerl-jax sweep --help | head`: the reader has gone
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error at exit
-        return 128 + signal.SIGPIPE
+        status = 128 + signal.SIGPIPE
     finally:
         if previous is not None:
             _on_sigterm(previous)
+    processes = sys.modules.get("spikerl_jax.processes")  # imported once a command runs
+    if status != 0 and processes is not None and processes.distributed():
+        processes.exit_at_once(status)
+    return status
 
 
 def _run(args: list[str]) -> int:
     """``main``'s command: parsed, run, and its failures as one line each."""
     import absl.logging
+    import jax
+    from jax.errors import JaxRuntimeError
 
     from spikerl_jax.processes import Interrupted
     from spikerl_jax.training.checkpoint import SaveError
@@ -125,6 +131,15 @@ def _run(args: list[str]) -> int:
         return e.exit_code
     except (ConfigError, TrainingError, SaveError, CommandError) as e:
         return _fail(str(e))
+    except JaxRuntimeError as e:
+        if jax.process_count() == 1:
+            raise
+        first = str(e).strip().splitlines()[0]
+        return _fail(
+            f"another process of this run failed ({first}); its last checkpoint is kept: start "
+            "every process again with --resume ROOT (the same --coordinator-address, "
+            "--num-processes and --process-id)"
+        )
 
 
 class _Terminated(Exception):

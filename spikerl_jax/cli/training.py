@@ -32,6 +32,8 @@ class Processes:
     """How many processes train the run."""
     process_id: int | None = None
     """This process's index, 0 to --num-processes - 1."""
+    init_timeout: int = 300
+    """Seconds to wait for every process to start before giving up (one line)."""
 
     def start(self) -> bool:
         """Starts ``jax.distributed`` when several processes train; returns whether it did."""
@@ -41,7 +43,11 @@ class Processes:
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ConfigError(f"{flag(name)} must be a non-negative integer, got {value}")
-        return init_distributed(self.coordinator_address, self.num_processes, self.process_id)
+        if self.init_timeout <= 0:
+            raise ConfigError(f"--init-timeout must be positive seconds, got {self.init_timeout}")
+        return init_distributed(
+            self.coordinator_address, self.num_processes, self.process_id, self.init_timeout
+        )
 
 
 @dataclasses.dataclass(frozen=True)

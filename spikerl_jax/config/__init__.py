@@ -9,6 +9,9 @@ from spikerl_jax.config.base import (
     FLAG_NAMES as FLAG_NAMES,
 )
 from spikerl_jax.config.base import (
+    MAX_INT as MAX_INT,
+)
+from spikerl_jax.config.base import (
     MAX_STEPS as MAX_STEPS,
 )
 from spikerl_jax.config.base import (
@@ -21,6 +24,8 @@ from spikerl_jax.config.base import ConfigError as ConfigError
 from spikerl_jax.config.base import differing_fields as differing_fields
 from spikerl_jax.config.base import flag as flag
 from spikerl_jax.config.base import leaf_items as leaf_items
+from spikerl_jax.config.memory import check_fits as check_fits
+from spikerl_jax.config.memory import run_needs as run_needs
 from spikerl_jax.config.presets import PAPER_STEPS as PAPER_STEPS
 from spikerl_jax.config.presets import PRESETS as PRESETS
 from spikerl_jax.config.presets import preset_for as preset_for

@@ -12,8 +12,13 @@ import time
 # 45 nm CMOS figures of M. Horowitz, "Computing's energy problem", ISSCC 2014.
 PJ_PER_SYNOP = 0.9  # 32-bit float add: one synaptic operation
 PJ_PER_MAC = 4.6  # 32-bit float multiply (3.7) + add (0.9): one multiply-accumulate
-# Device-side step counters are int32 (jax's default integer): runs are kept below 2**31 steps.
-MAX_STEPS = 2**31 - 1
+# Device-side counters, sizes and scan lengths are int32 (jax's default integer): every count
+# of a config stays at most 2**31 - 1, and so does a run's steps.
+MAX_INT = 2**31 - 1
+MAX_STEPS = MAX_INT
+# The gradient updates of one run at most (critic steps, and proxy steps apart): 2**31 - 1 at
+# a millisecond each are 25 days of updates alone.
+MAX_UPDATES = MAX_INT
 
 
 class ConfigError(ValueError):

@@ -32,9 +32,9 @@ class PopSANConfig:
     encoder_std: float = math.sqrt(0.15)
     """Initial receptive-field standard deviation."""
     current_decay: float = 0.5
-    """LIF synaptic current decay per timestep."""
+    """LIF synaptic current decay per timestep: the fraction of the current kept, in [0, 1]."""
     voltage_decay: float = 0.75
-    """LIF membrane voltage decay per timestep."""
+    """LIF membrane voltage decay per timestep: the fraction of the voltage kept, in [0, 1]."""
     threshold: float = 0.5
     """LIF firing threshold."""
     surrogate: Literal["rectangular", "fast_sigmoid", "arctan"] = "rectangular"
@@ -70,7 +70,12 @@ class PopSANConfig:
                 f"LOW < HIGH, got {low} {high}"
             )
         for name in ("current_decay", "voltage_decay"):
-            _finite(name, getattr(self, name), 0.0)
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:  # NaN fails too
+                raise ConfigError(
+                    f"{flag(name)} must lie in [0, 1] (the fraction of the LIF state kept "
+                    f"per timestep; above 1 it grows without bound), got {value}"
+                )
         _finite("threshold", self.threshold, 0.0, low_open=True)
         if self.surrogate_param is not None:
             _finite("surrogate_param", self.surrogate_param, 0.0, low_open=True)

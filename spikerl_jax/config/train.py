@@ -9,18 +9,24 @@ from typing import Annotated, Literal
 import tyro
 
 from spikerl_jax.config.base import (
-    MAX_STEPS,
+    MAX_INT,
+    MAX_UPDATES,
     PJ_PER_MAC,
     PJ_PER_SYNOP,
     ConfigError,
     _finite,
     differing_fields,
     flag,
+    leaf_items,
     new_run_dir,
 )
 from spikerl_jax.config.sections import CriticConfig, PopSANConfig, TD3Config
 from spikerl_jax.envs.registry import MJX_ENVS, UnknownEnv, check_known, resolve
 from spikerl_jax.schema import SchemaError, from_jsonable, type_problems
+
+# Solver iterations per MJX physics step at most: the solver may run them all at every step
+# (2**31 - 1 of them kept a 2,000-step run from finishing its first round in 17 minutes).
+MAX_SOLVER_ITERATIONS = 1_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,9 +64,9 @@ class TrainConfig:
     envs), else the accelerator. Without an accelerator both are the CPU."""
     mjx_iterations: int | None = None
     """--backend mjx: constraint solver iterations (None: the task XML's); fewer are faster
-    and drift from native MuJoCo's dynamics."""
+    and drift from native MuJoCo's dynamics; at most 1000."""
     mjx_ls_iterations: int | None = None
-    """--backend mjx: solver line-search iterations (None: the task XML's)."""
+    """--backend mjx: solver line-search iterations (None: the task XML's); at most 1000."""
     start_steps: int = 10_000
     """Uniform random actions for this many steps before the actor acts."""
     update_after: int = 1_000
@@ -134,10 +140,10 @@ class TrainConfig:
         if problems:  # e.g. total_steps=3000.0 or backend="torch" from Python
             raise ConfigError("; ".join(_with_flags(p) for p in problems))
         self._check_values()
-        self._check_schedule()
         self.actor.validate()
         self.critic.validate()
-        self.td3.validate()
+        self.td3.validate()  # before the schedule, which divides by --policy-delay
+        self._check_schedule()
         if self.td3.batch_size > self.replay_size:
             raise ConfigError("--batch-size cannot exceed --replay-size")
         if self.actor.drive_penalty and self.actor_kind != "popsan":
@@ -172,8 +178,22 @@ class TrainConfig:
         for name in ("start_steps", "update_after", "updates_per_round"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{flag(name)} must be >= 0, got {getattr(self, name)}")
-        if self.total_steps > MAX_STEPS:
-            raise ConfigError(f"--total-steps must be at most 2**31 - 1 ({MAX_STEPS})")
+        for name, value in leaf_items(self):
+            counts = value if isinstance(value, tuple) else (value,)
+            big = [v for v in counts if type(v) is int and v > MAX_INT]
+            if big and name != "seed":  # a seed has its own range
+                raise ConfigError(
+                    f"{flag(name)} {big[0]} is above 2**31 - 1 ({MAX_INT}), the int32 limit "
+                    f"of sizes and counts on the device; lower {flag(name)}"
+                )
+        for name in ("mjx_iterations", "mjx_ls_iterations"):
+            value = getattr(self, name)
+            if value is not None and value > MAX_SOLVER_ITERATIONS:
+                raise ConfigError(
+                    f"{flag(name)} {value} is above {MAX_SOLVER_ITERATIONS} (MuJoCo's "
+                    "defaults: 100 iterations, 50 line-search ones): every physics step may "
+                    f"run that many; lower {flag(name)}"
+                )
         if not 0 <= self.seed < 2**32:
             raise ConfigError(f"--seed must lie in [0, 2**32), got {self.seed}")
         if self.out is not None and not self.out.strip():
@@ -199,6 +219,21 @@ class TrainConfig:
             raise ConfigError(
                 f"--updates-per-round ({self.updates_per_round}) must be a multiple of "
                 f"--policy-delay ({self.td3.policy_delay})"
+            )
+        rounds = self.total_steps // self.update_every
+        updates = self.updates_per_round * rounds
+        if updates > MAX_UPDATES:
+            raise ConfigError(
+                f"--updates-per-round {self.updates_per_round} over {rounds} rounds "
+                f"(--total-steps / --update-every) makes {updates:.2e} gradient updates, more "
+                "than a run can make (2**31 - 1, 25 days at a millisecond each); lower "
+                "--updates-per-round"
+            )
+        if self.td3.target_actor == "proxy" and updates * self.td3.proxy_steps > MAX_UPDATES:
+            raise ConfigError(
+                f"--proxy-steps {self.td3.proxy_steps} per critic step over {updates} gradient "
+                f"updates makes {updates * self.td3.proxy_steps:.2e} proxy steps, more than a "
+                "run can make (2**31 - 1, 25 days at a millisecond each); lower --proxy-steps"
             )
         if self.backend == "mjx" and self.env not in MJX_ENVS:
             raise ConfigError(

@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 import jax
 
-from spikerl_jax.config import ConfigError, TrainConfig
+from spikerl_jax.config import ConfigError, TrainConfig, check_fits
 from spikerl_jax.envs.registry import EnvSpec, env_spec
 from spikerl_jax.processes import available_host_memory
 from spikerl_jax.reporting.energy import check_grid
@@ -44,37 +44,18 @@ def check_run(configs: list[TrainConfig]) -> None:
     check_memory(cfg, spec, len(configs))
 
 
-# Host memory per Gymnasium evaluation env (MuJoCo's data and the env around it; Ant's
-# MjData alone pickles to 0.7 MB), a bound for refusing absurd --eval-episodes up front.
-EVAL_ENV_BYTES = 2 * 2**20
-
-
 def check_memory(cfg: TrainConfig, spec: EnvSpec, members: int) -> None:
-    """Raises ``ConfigError`` when the replay buffers (or the Gymnasium evaluation envs)
-    cannot fit in the memory they live in, before anything is allocated or written."""
-    floats = spec.obs_dim * 2 + spec.action_dim + 2  # obs, next_obs, action, reward, done
+    """Raises ``ConfigError`` when what the run holds (``config.memory``: networks, replay
+    buffers, activations, envs) cannot fit in the memory it lives in, before anything is
+    allocated or written."""
     device = jax.devices()[0]
     stats = device.memory_stats() if device.platform != "cpu" else None
     if stats and "bytes_limit" in stats:
-        have, where = stats["bytes_limit"] - stats.get("bytes_in_use", 0), device.device_kind
-    else:
-        have, where = available_host_memory(), "host RAM"
-    each = f" x {members} members" if members > 1 else ""
-
-    def refuse_above(free, need: int, place: str, option: str, what: str) -> None:
-        if free is not None and need > 0.9 * free:
-            raise ConfigError(
-                f"{what} need {need / 2**30:.1f} GiB but {place} has "
-                f"{free / 2**30:.1f} GiB free; lower {option}"
-            )
-
-    buffers = f"the replay buffers ({cfg.replay_size} transitions x {floats} floats{each})"
-    refuse_above(have, cfg.replay_size * floats * 4 * members, where, "--replay-size", buffers)
-    if cfg.backend == "gymnasium":
-        envs, need = f"{cfg.eval_episodes} evaluation envs{each}", cfg.eval_episodes * members
-        refuse_above(
-            available_host_memory(), need * EVAL_ENV_BYTES, "host RAM", "--eval-episodes", envs
-        )
+        free = stats["bytes_limit"] - stats.get("bytes_in_use", 0)
+        check_fits(cfg, spec, members, free, device.device_kind, host=False)
+        check_fits(cfg, spec, members, available_host_memory(), "host RAM", host=True)
+    else:  # the device is the host (or says nothing of its memory)
+        check_fits(cfg, spec, members, available_host_memory(), "host RAM")
 
 
 class Population(NamedTuple):

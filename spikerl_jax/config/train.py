@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 import tyro
 
+from spikerl_jax.config.algorithms import ALGOS
 from spikerl_jax.config.base import (
     MAX_STEPS,
     PJ_PER_MAC,
@@ -25,7 +26,7 @@ from spikerl_jax.schema import SchemaError, from_jsonable, type_problems
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """A training run: environment, schedule, and the networks' and TD3's settings."""
+    """A training run: environment, schedule, and the networks' and the algorithm's settings."""
 
     env: str = "InvertedPendulum-v4"
     """A Gymnasium task with Box observations and actions: a registered id (Hopper-v4,
@@ -114,6 +115,8 @@ class TrainConfig:
     actor_kind: Annotated[Literal["popsan", "mlp"], tyro.conf.arg(name="actor")] = "popsan"
     """The actor: 'popsan' (the spiking PopSAN) or 'mlp' (a deterministic ReLU MLP of the same
     hidden sizes with a tanh output: the ANN baseline, trained by the same TD3)."""
+    algo: Literal["td3"] = "td3"
+    """The learning algorithm: 'td3' (TD3 as PopSAN trains its actor)."""
     actor: PopSANConfig = PopSANConfig()
     critic: CriticConfig = CriticConfig()
     td3: TD3Config = TD3Config()
@@ -195,10 +198,11 @@ class TrainConfig:
                     f"{what} ({value}) must be a multiple of {other} ({unit}): "
                     "a run is whole rounds of whole vector steps"
                 )
-        if self.updates_per_round % self.td3.policy_delay:
+        delay = ALGOS[self.algo].policy_delay(self)
+        if self.updates_per_round % delay:
             raise ConfigError(
                 f"--updates-per-round ({self.updates_per_round}) must be a multiple of "
-                f"--policy-delay ({self.td3.policy_delay})"
+                f"--policy-delay ({delay})"
             )
         if self.backend == "mjx" and self.env not in MJX_ENVS:
             raise ConfigError(
@@ -234,6 +238,11 @@ class TrainConfig:
         return self.obs_clip if self.obs_normalization else float("inf")
 
     @property
+    def batch_size(self) -> int:
+        """Transitions per gradient step, of whichever algorithm."""
+        return self.td3.batch_size
+
+    @property
     def checkpoint_interval(self) -> int:
         return self.eval_every if self.checkpoint_every is None else self.checkpoint_every
 
@@ -246,6 +255,8 @@ class TrainConfig:
           ConfigError: one line per unknown, missing or wrongly typed field (a missing one
             is not filled in: its default may not be what the run trained with).
         """
+        if isinstance(data, dict) and "algo" not in data:
+            data = {**data, "algo": "td3"}  # written before --algo (f02ead7): TD3, the only one
         try:
             return from_jsonable(cls, data, complete=True)
         except SchemaError as e:

@@ -20,6 +20,7 @@ import pytest
 
 from spikerl_jax import load_policy
 from spikerl_jax.cli import main
+from spikerl_jax.reporting.runs import load_run_config
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
@@ -37,8 +38,9 @@ def steps(run_dir: Path) -> list[int]:
         return [int(row["step"]) for row in csv.DictReader(f)]
 
 
-def test_an_old_run_loads_evaluates_and_exports(legacy, capsys):
+def test_an_old_run_loads_as_td3_evaluates_and_exports(legacy):
     run = legacy / "run_f02ead7"
+    assert load_run_config(str(run)).algo == "td3"
     best, latest = load_policy(str(run)), load_policy(str(run), "latest")
     assert latest.step == 600
     obs = np.zeros((3, best.spec.obs_dim), np.float32)
@@ -61,5 +63,6 @@ def test_an_old_sweep_resumes_and_its_members_load(legacy):
     assert main(["sweep", "--resume", str(root), "--total-steps", "900"]) == 0
     for seed in (0, 1):
         member = root / f"base-s{seed}"
+        assert load_run_config(str(member)).algo == "td3"
         assert steps(member) == [300, 600, 900]
         assert load_policy(str(member), "latest").step == 900

@@ -1,12 +1,15 @@
 """What the configuration knows of each learning algorithm (``--algo``): the settings it
-takes as traced values and its critic steps per actor step. The algorithms themselves (their
-state, update and acting policy) live in ``spikerl_jax.rl`` (``rl.algorithms``); this layer
-imports no JAX, so that ``--help`` and a sweep's checks need none."""
+takes as traced values, its critic steps per actor step and the settings it refuses. The
+algorithms themselves (their state, update and acting policy) live in ``spikerl_jax.rl``
+(``rl.algorithms``); this layer imports no JAX, so that ``--help`` and a sweep's checks need
+none."""
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+
+from spikerl_jax.config.base import ConfigError
 
 # The actor's sweepable settings, every algorithm's: its initial receptive-field width.
 ACTOR_SWEEPABLE: dict[str, str | None] = {"encoder_std": "actor"}
@@ -25,10 +28,21 @@ class AlgoTraits:
         lives in (None: ``TrainConfig``'s top level).
       policy_delay: ``cfg -> critic steps per actor step`` (``--updates-per-round`` is a
         multiple of it).
+      check: ``cfg -> None``, raising ``ConfigError`` for a setting the algorithm cannot
+        train with.
     """
 
     sweepable: dict[str, str | None]
     policy_delay: Callable
+    check: Callable = lambda cfg: None
+
+
+def _check_ddpg(cfg) -> None:
+    if cfg.td3.target_actor != "snn":
+        raise ConfigError(
+            "--target-actor proxy is TD3's (its smoothed targets); --algo ddpg bootstraps "
+            "on its target actor"
+        )
 
 
 ALGOS: dict[str, AlgoTraits] = {
@@ -42,6 +56,16 @@ ALGOS: dict[str, AlgoTraits] = {
             **ACTOR_SWEEPABLE,
         },
         policy_delay=lambda cfg: cfg.td3.policy_delay,
+    ),
+    # PopSAN's DDPG: one critic, no target smoothing, an actor step after every critic step.
+    "ddpg": AlgoTraits(
+        sweepable={
+            **dict.fromkeys(SHARED_RULE, "td3"),
+            "exploration_noise": None,
+            **ACTOR_SWEEPABLE,
+        },
+        policy_delay=lambda cfg: 1,
+        check=_check_ddpg,
     ),
 }
 

@@ -115,8 +115,10 @@ class TrainConfig:
     actor_kind: Annotated[Literal["popsan", "mlp"], tyro.conf.arg(name="actor")] = "popsan"
     """The actor: 'popsan' (the spiking PopSAN) or 'mlp' (a deterministic ReLU MLP of the same
     hidden sizes with a tanh output: the ANN baseline, trained by the same TD3)."""
-    algo: Literal["td3"] = "td3"
-    """The learning algorithm: 'td3' (TD3 as PopSAN trains its actor)."""
+    algo: Literal["td3", "ddpg"] = "td3"
+    """The learning algorithm: 'td3' (TD3 as PopSAN trains its actor) or 'ddpg' (PopSAN's
+    DDPG: one critic, no target smoothing or policy delay; the same learning rates, batch
+    and noise)."""
     actor: PopSANConfig = PopSANConfig()
     critic: CriticConfig = CriticConfig()
     td3: TD3Config = TD3Config()
@@ -141,6 +143,7 @@ class TrainConfig:
         self.actor.validate()
         self.critic.validate()
         self.td3.validate()
+        ALGOS[self.algo].check(self)
         if self.td3.batch_size > self.replay_size:
             raise ConfigError("--batch-size cannot exceed --replay-size")
         if self.actor.drive_penalty and self.actor_kind != "popsan":

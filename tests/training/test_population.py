@@ -101,6 +101,15 @@ def test_member_equals_the_single_run_with_its_seed_and_learning_rate(
         assert_member_equals_single(population, single, member)
 
 
+def test_a_ddpg_member_equals_the_single_run_with_its_seed_and_learning_rate():
+    """The algorithm seam's promise for a second algorithm: its traced settings differ per
+    member in one program."""
+    configs = [dataclasses.replace(c, algo="ddpg") for c in MEMBERS[:2]]
+    population = run_backend(configs, 4)
+    for member in (0, 1):
+        assert_member_equals_single(population, run_backend([configs[member]], 4), member)
+
+
 def test_members_split_across_devices_equal_members_on_one():
     """8 members on 8 devices (whole members per device) equal the same members on one
     device; 4 members on 8 devices split each member's data across them (the DDP update:

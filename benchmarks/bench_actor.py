@@ -62,7 +62,7 @@ def explore_latency(repeats: int, act_device: str = "auto", envs: int = 1) -> fl
     actor, normalizer, noise, key = acting_view(
         layout,
         acting_device(cfg, layout),
-        (state.td3.actor_params, state.normalizer, members.noise, members.keys["explore"]),
+        (state.agent.actor_params, state.normalizer, members.noise, members.keys["explore"]),
     )
     explore = acting(learner.policies.explore, "explore", 1, (0, 0, 0, 0, None, 0))
     obs = np.zeros((1, envs, OBS_DIM), np.float32)  # one member

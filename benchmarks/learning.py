@@ -298,7 +298,7 @@ def target_gap(policy, run_dir: str, states: np.ndarray, actions: np.ndarray) ->
     from spikerl_jax.training.members import member
 
     items, _, _ = read_checkpoint(run_dir, ["learner"])
-    td3 = member(items["learner"], population_of(run_dir)[1])["td3"]
+    td3 = member(items["learner"], population_of(run_dir)[1])["agent"]
     cfg = policy.config
     obs = normalize(policy.normalizer, states, cfg.input_clip)
     if cfg.td3.target_actor == "proxy":

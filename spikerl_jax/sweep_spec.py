@@ -1,8 +1,9 @@
 """Sweeps: a grid of settings x seeds trained as one population (``spikerl-jax sweep``).
 
 Members may differ in their seed and in the settings that keep every array's shape
-(``SWEEPABLE``): those enter the programs as values, not constants, so all members share
-one set of compiled programs, vmapped over the member axis. Settings
+(``config.algorithms``: each algorithm names its own): those enter the programs as values,
+not constants, so all members share one set of compiled programs, vmapped over the member
+axis. Settings
 that change shapes (hidden sizes, populations, T, batch size, ...) need separate sweeps.
 
 Each member writes its own run directory, as a single run (``ROOT/LABEL-sSEED``: records,
@@ -20,23 +21,13 @@ import json
 import os
 
 from spikerl_jax.config import ConfigError, TrainConfig, differing_fields, flag
+from spikerl_jax.config.algorithms import sweepable
 from spikerl_jax.config.base import new_run_dir
 from spikerl_jax.schema import SchemaError, from_jsonable, write_json
 
-# Sweepable settings and the config section they live in (None: at its top). TD3's become
-# traced values of its state (``HParams``), the exploration noise a value the collectors
-# take per member, the encoder's width a value of the actor's initialisation.
-SWEEPABLE: dict[str, str | None] = {
-    "actor_lr": "td3",
-    "critic_lr": "td3",
-    "gamma": "td3",
-    "polyak": "td3",
-    "target_noise": "td3",
-    "target_noise_clip": "td3",
-    "proxy_lr": "td3",
-    "exploration_noise": None,
-    "encoder_std": "actor",
-}
+# Every algorithm's sweepable settings (the command line's grid options) and the config
+# section each lives in (None: at its top); a sweep may vary those of its ``--algo``.
+SWEEPABLE = sweepable()
 SPEC_FILE = "sweep_spec.json"
 # What members of one population may differ in besides the sweepable settings.
 PER_MEMBER = {"seed", "out"}
@@ -128,12 +119,13 @@ class SweepSpec:
             raise ConfigError("--seeds needs at least one seed")
         if len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(f"--seeds has repeated seeds: {list(self.seeds)}")
-        names = [name for name, _ in self.grid]
+        names, algo = [name for name, _ in self.grid], self.base.algo
         for name, values in self.grid:
-            if name not in SWEEPABLE:
+            if name not in sweepable(algo):
                 raise ConfigError(
-                    f"{flag(name)} cannot vary within one sweep (it changes the compiled "
-                    f"program); sweepable: {', '.join(flag(n) for n in SWEEPABLE)}"
+                    f"{flag(name)} cannot vary within one --algo {algo} sweep (it changes the "
+                    f"compiled program, or {algo} has no such setting); sweepable: "
+                    f"{', '.join(flag(n) for n in sweepable(algo))}"
                 )
             if len(set(values)) != len(values):
                 raise ConfigError(f"{flag(name)} has repeated values: {list(values)}")
@@ -145,9 +137,10 @@ class SweepSpec:
 
 def check_population(configs: list[TrainConfig]) -> None:
     """Raises ``ConfigError`` unless the members differ only in what a population may vary:
-    seeds, outputs and the ``SWEEPABLE`` settings."""
+    seeds, outputs and their algorithm's sweepable settings."""
+    mutable = PER_MEMBER | set(sweepable(configs[0].algo))
     for cfg in configs[1:]:
-        for name, first, value in differing_fields(configs[0], cfg, PER_MEMBER | set(SWEEPABLE)):
+        for name, first, value in differing_fields(configs[0], cfg, mutable):
             raise ConfigError(
                 f"members of one population must share {flag(name)} ({first!r} vs {value!r}): "
                 "it changes the compiled program; train them separately"

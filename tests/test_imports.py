@@ -4,6 +4,7 @@ included)."""
 
 import ast
 import importlib.util
+import re
 from pathlib import Path
 
 import spikerl_jax
@@ -140,3 +141,69 @@ def test_td3_knows_no_actor_and_the_cli_no_argparse():
             n.module for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.ImportFrom)
         }
         assert "argparse" not in names, path
+
+
+# The layers that must work for every algorithm name none: they see one through
+# ``rl.algorithm.Algorithm`` (and ``rl.algorithms``, which picks it by ``--algo``).
+ALGORITHM_FREE = ("training", "reporting", "export")
+ALGORITHM_NAME = re.compile(r"td3|ddpg|(?<![a-z])sac(?![a-z])", re.IGNORECASE)
+
+
+def names_in_code(path: Path) -> set[str]:
+    """The identifiers, imported modules and string constants of ``path`` (docstrings and
+    comments left out: prose may name an algorithm)."""
+    tree = ast.parse(path.read_text())
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            found.add(node.id)
+        elif isinstance(node, ast.Attribute):
+            found.add(node.attr)
+        elif isinstance(node, ast.arg | ast.keyword) and node.arg:
+            found.add(node.arg)
+        elif isinstance(node, ast.FunctionDef | ast.ClassDef | ast.AsyncFunctionDef):
+            found.add(node.name)
+        elif isinstance(node, ast.alias):
+            found |= {node.name, node.asname or ""}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+        elif isinstance(node, ast.Constant) and id(node) not in docstrings:
+            found.add(str(node.value))
+    return found
+
+
+def algorithm_names(path: Path) -> set[str]:
+    return {name for name in names_in_code(path) if ALGORITHM_NAME.search(name)}
+
+
+def test_the_shared_layers_name_no_algorithm():
+    paths = [p for package in ALGORITHM_FREE for p in sorted((ROOT / package).rglob("*.py"))]
+    paths.append(ROOT / "sweep_spec.py")
+    assert len(paths) > 20
+    named = {str(p.relative_to(ROOT)): sorted(algorithm_names(p)) for p in paths}
+    assert {p: n for p, n in named.items() if n} == {}
+
+
+def test_the_algorithm_check_can_fail(tmp_path):
+    source = tmp_path / "bad.py"
+    source.write_text(
+        '"""TD3 in prose is fine."""\n'
+        "from spikerl_jax.rl.td3 import make_td3\n"
+        "def f(state, sac_alpha):\n"
+        "    return state.ddpg, {'td3': 1}, 'sacrifice'\n"
+    )
+    assert algorithm_names(source) == {
+        "spikerl_jax.rl.td3",
+        "make_td3",
+        "sac_alpha",
+        "ddpg",
+        "td3",
+    }

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 import tyro
 
+from spikerl_jax.config.algorithms import ALGOS
 from spikerl_jax.config.base import (
     MAX_INT,
     MAX_UPDATES,
@@ -31,7 +32,7 @@ MAX_SOLVER_ITERATIONS = 1_000
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """A training run: environment, schedule, and the networks' and TD3's settings."""
+    """A training run: environment, schedule, and the networks' and the algorithm's settings."""
 
     env: str = "InvertedPendulum-v4"
     """A Gymnasium task with Box observations and actions: a registered id (Hopper-v4,
@@ -120,6 +121,10 @@ class TrainConfig:
     actor_kind: Annotated[Literal["popsan", "mlp"], tyro.conf.arg(name="actor")] = "popsan"
     """The actor: 'popsan' (the spiking PopSAN) or 'mlp' (a deterministic ReLU MLP of the same
     hidden sizes with a tanh output: the ANN baseline, trained by the same TD3)."""
+    algo: Literal["td3", "ddpg"] = "td3"
+    """The learning algorithm: 'td3' (TD3 as PopSAN trains its actor) or 'ddpg' (PopSAN's
+    DDPG: one critic, no target smoothing or policy delay; the same learning rates, batch
+    and noise)."""
     actor: PopSANConfig = PopSANConfig()
     critic: CriticConfig = CriticConfig()
     td3: TD3Config = TD3Config()
@@ -143,6 +148,7 @@ class TrainConfig:
         self.actor.validate()
         self.critic.validate()
         self.td3.validate()  # before the schedule, which divides by --policy-delay
+        ALGOS[self.algo].check(self)
         self._check_schedule()
         if self.td3.batch_size > self.replay_size:
             raise ConfigError("--batch-size cannot exceed --replay-size")
@@ -215,10 +221,11 @@ class TrainConfig:
                     f"{what} ({value}) must be a multiple of {other} ({unit}): "
                     "a run is whole rounds of whole vector steps"
                 )
-        if self.updates_per_round % self.td3.policy_delay:
+        delay = ALGOS[self.algo].policy_delay(self)
+        if self.updates_per_round % delay:
             raise ConfigError(
                 f"--updates-per-round ({self.updates_per_round}) must be a multiple of "
-                f"--policy-delay ({self.td3.policy_delay})"
+                f"--policy-delay ({delay})"
             )
         rounds = self.total_steps // self.update_every
         updates = self.updates_per_round * rounds
@@ -269,6 +276,11 @@ class TrainConfig:
         return self.obs_clip if self.obs_normalization else float("inf")
 
     @property
+    def batch_size(self) -> int:
+        """Transitions per gradient step, of whichever algorithm."""
+        return self.td3.batch_size
+
+    @property
     def checkpoint_interval(self) -> int:
         return self.eval_every if self.checkpoint_every is None else self.checkpoint_every
 
@@ -281,6 +293,8 @@ class TrainConfig:
           ConfigError: one line per unknown, missing or wrongly typed field (a missing one
             is not filled in: its default may not be what the run trained with).
         """
+        if isinstance(data, dict) and "algo" not in data:
+            data = {**data, "algo": "td3"}  # written before --algo (f02ead7): TD3, the only one
         try:
             return from_jsonable(cls, data, complete=True)
         except SchemaError as e:

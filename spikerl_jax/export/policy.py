@@ -147,7 +147,7 @@ def load_policy(run_dir: str, checkpoint: str = "best") -> Policy:
     item = "best" if checkpoint == "best" else "learner"  # the latest policy: the learner's
     items, _, step = read_checkpoint(run_dir, [item])
     saved = member(items[item], population_of(run_dir)[1])
-    params = saved["actor_params"] if checkpoint == "best" else saved["td3"]["actor_params"]
+    params = saved["actor_params"] if checkpoint == "best" else saved["agent"]["actor_params"]
     normalizer = Normalizer(**saved["normalizer"])
     spec = env_spec(cfg.env)
     networks = make_networks(

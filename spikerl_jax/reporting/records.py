@@ -9,8 +9,6 @@ from typing import NamedTuple
 from spikerl_jax.config import TrainConfig
 from spikerl_jax.reporting.activity import spike_report
 
-LOSS_COLUMNS = ("critic_loss", "actor_loss", "q", "critic_grad_norm", "actor_grad_norm")
-
 
 class EvalResult(NamedTuple):
     """One member's deterministic episodes: returns, and the actor's spikes over all steps."""
@@ -73,14 +71,11 @@ class Throughput:
         }
 
 
-def loss_columns(cfg: TrainConfig) -> tuple[str, ...]:
-    return LOSS_COLUMNS + (("proxy_loss",) if cfg.td3.target_actor == "proxy" else ())
-
-
-def log_row(cfg: TrainConfig, step: int, episodes, speeds: dict, metrics: dict) -> dict:
+def log_row(step: int, episodes, speeds: dict, metrics: dict) -> dict:
     """One train.csv row: the training episodes ended since the last row (``episodes``:
-    count, return and length sums), the latest update round's losses, the wall time and the
-    throughput since the last row (``speeds``)."""
+    count, return and length sums), the latest update round's metrics (none before the
+    first: the columns stay empty), the wall time and the throughput since the last row
+    (``speeds``)."""
     count, returns, lengths = (float(x) for x in episodes)
     return {
         "step": step,
@@ -88,7 +83,7 @@ def log_row(cfg: TrainConfig, step: int, episodes, speeds: dict, metrics: dict) 
         "episodes": int(count),
         "train_return": returns / count if count else "",
         "train_length": lengths / count if count else "",
-        **{k: float(metrics[k]) if k in metrics else "" for k in loss_columns(cfg)},
+        **{k: float(v) for k, v in metrics.items()},
         "env_steps_per_s": speeds["env_steps_per_s"],
         "updates_per_s": speeds["updates_per_s"],
     }
@@ -111,7 +106,6 @@ def spikes_of(result, cfg: TrainConfig, obs_dim: int, action_dim: int) -> dict |
 
 
 def metric_row(
-    cfg: TrainConfig,
     step: int,
     result: EvalResult,
     train_return,
@@ -120,8 +114,7 @@ def metric_row(
     spikes: dict | None,
 ) -> dict:
     """One metrics.csv row: the evaluation, the training episodes, the wall time and
-    throughput (``speeds``) and the latest update round's losses (empty before the first)."""
-    columns = loss_columns(cfg)
+    throughput (``speeds``) and the latest update round's metrics (empty before the first)."""
     return {
         "step": step,
         "eval_return": result.mean,
@@ -131,7 +124,7 @@ def metric_row(
         "wall_s": speeds["wall_s"],
         "env_steps_per_s": speeds["env_steps_per_s"],
         "updates_per_s": speeds["updates_per_s"],
-        **{k: float(metrics[k]) if k in metrics else "" for k in columns},
+        **{k: float(v) for k, v in metrics.items()},
         "synops_per_inference": spikes["synops_per_inference"] if spikes else "",
     }
 
@@ -173,7 +166,7 @@ def summary(cfg: TrainConfig, record, run: dict) -> dict:
         **{k: run[k] for k in ("updates_per_s", "resumed_from", "target_reached_at")},
         "run_dir": cfg.out,
         "devices": run["devices"],
-        "global_batch_size": cfg.td3.batch_size * run["batch_devices"],
+        "global_batch_size": cfg.batch_size * run["batch_devices"],
         "members": run["members"],
         "energy": run["energy"],
         "spikes": record.spikes,

@@ -18,6 +18,9 @@ from spikerl_jax.config import ConfigError, TrainConfig
 from spikerl_jax.reporting.energy import EMISSIONS_COLUMNS
 from spikerl_jax.schema import write_json
 
+# metrics.csv's and train.csv's columns around the update's metrics (``UPDATE``: the names
+# the algorithm's update returns, ``rl.algorithm.Algorithm.metrics``).
+UPDATE = "update metrics"
 METRICS_COLUMNS = (
     "step",
     "eval_return",
@@ -27,11 +30,7 @@ METRICS_COLUMNS = (
     "wall_s",
     "env_steps_per_s",
     "updates_per_s",
-    "critic_loss",
-    "actor_loss",
-    "q",
-    "critic_grad_norm",
-    "actor_grad_norm",
+    UPDATE,
     "synops_per_inference",
 )
 LOG_COLUMNS = (
@@ -40,11 +39,7 @@ LOG_COLUMNS = (
     "episodes",
     "train_return",
     "train_length",
-    "critic_loss",
-    "actor_loss",
-    "q",
-    "critic_grad_norm",
-    "actor_grad_norm",
+    UPDATE,
     "env_steps_per_s",
     "updates_per_s",
 )
@@ -62,19 +57,21 @@ LOG_TAGS = {
     "episodes": "train/episodes",
     "env_steps_per_s": "speed/env_steps_per_s",
     "updates_per_s": "speed/updates_per_s",
-    "critic_loss": "loss/critic",
-    "actor_loss": "loss/actor",
-    "q": "loss/q",
-    "critic_grad_norm": "grad_norm/critic",
-    "actor_grad_norm": "grad_norm/actor",
-    "proxy_loss": "loss/proxy",
 }
 
 
-def metrics_columns(cfg: TrainConfig, columns=METRICS_COLUMNS) -> tuple[str, ...]:
-    """metrics.csv's (or train.csv's) columns for ``cfg``: ``proxy_loss`` (the proxy's
-    imitation loss) is added for the proxy target."""
-    return columns + (("proxy_loss",) if cfg.td3.target_actor == "proxy" else ())
+def with_metrics(columns: Sequence[str], metrics: Sequence[str]) -> tuple[str, ...]:
+    """``columns`` with the update's ``metrics`` in the place of ``UPDATE``."""
+    return tuple(c for column in columns for c in (metrics if column == UPDATE else (column,)))
+
+
+def metric_tag(name: str) -> str:
+    """The TensorBoard tag of an update metric: ``critic_loss`` -> ``loss/critic``,
+    ``actor_grad_norm`` -> ``grad_norm/actor``, any other (``q``) -> ``loss/q``."""
+    for suffix, group in (("_grad_norm", "grad_norm"), ("_loss", "loss")):
+        if name.endswith(suffix):
+            return f"{group}/{name.removesuffix(suffix)}"
+    return f"loss/{name}"
 
 
 class CsvLog:
@@ -193,13 +190,22 @@ class RunRecorder:
     Args:
       run_dir: the run directory (created).
       cfg: written to ``config.json``.
+      metrics: the names of the update's metrics (columns, and TensorBoard scalars).
       resume_step: the checkpoint step a resumed run continues from; None for a new run (then
         a directory already holding a run is refused).
       tensorboard: also write TensorBoard event files to ``run_dir/tensorboard``.
     """
 
-    def __init__(self, run_dir: str, cfg: TrainConfig, resume_step: int | None, tensorboard: bool):
+    def __init__(
+        self,
+        run_dir: str,
+        cfg: TrainConfig,
+        metrics: Sequence[str],
+        resume_step: int | None,
+        tensorboard: bool,
+    ):
         self.run_dir = run_dir
+        self.log_tags = {**LOG_TAGS, **{name: metric_tag(name) for name in metrics}}
         if resume_step is None and has_records(run_dir):
             raise ConfigError(
                 f"{run_dir} already holds a run; choose another --out, or continue it with "
@@ -209,13 +215,15 @@ class RunRecorder:
             os.makedirs(run_dir, exist_ok=True)
             write_json(os.path.join(run_dir, "config.json"), dataclasses.asdict(cfg))
             self.metrics = CsvLog(
-                os.path.join(run_dir, "metrics.csv"), metrics_columns(cfg), resume_step
+                os.path.join(run_dir, "metrics.csv"),
+                with_metrics(METRICS_COLUMNS, metrics),
+                resume_step,
             )
             self.emissions = CsvLog(
                 os.path.join(run_dir, "emissions.csv"), EMISSIONS_COLUMNS, resume_step
             )
             self.train = CsvLog(
-                os.path.join(run_dir, "train.csv"), metrics_columns(cfg, LOG_COLUMNS), resume_step
+                os.path.join(run_dir, "train.csv"), with_metrics(LOG_COLUMNS, metrics), resume_step
             )
         except OSError as e:
             raise ConfigError(
@@ -244,7 +252,7 @@ class RunRecorder:
         """One train.csv row, and its numbers as TensorBoard scalars."""
         self.train.write(row)
         if self._tensorboard is not None:
-            self._scalars(row, LOG_TAGS)
+            self._scalars(row, self.log_tags)
             self._tensorboard.flush()
 
     def _scalars(self, row: dict, tags: dict) -> None:

@@ -10,7 +10,6 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 
 from spikerl_jax.rl.normalizer import Normalizer, normalize
 from spikerl_jax.snn.popsan import PopSAN
@@ -23,20 +22,21 @@ class Policies(NamedTuple):
       act: the deterministic action ``(B, A)``.
       act_with_spikes: ``(action, {layer: spikes per observation (B,)})``; the dict is empty
         for a non-spiking actor.
-      explore: ``act`` plus Gaussian noise of std ``noise_std``, clipped to the action
-        limit; its keys are ``key`` folded with the env ``step`` (so a resumed run draws the
-        same noise).
+      explore: the algorithm's acting policy (``Algorithm.explore``) on raw observations,
+        ``(explorer, normalizer, obs_BD, key, step, noise_std)``; its keys are ``key`` folded
+        with the env ``step`` (so a resumed run draws the same noise). None where no
+        algorithm was given (acting outside training).
     """
 
     act: Callable
     act_with_spikes: Callable
-    explore: Callable
+    explore: Callable | None
 
 
-def make_policies(actor, obs_clip: float) -> Policies:
+def make_policies(actor, obs_clip: float, explore: Callable | None = None) -> Policies:
     """The policies of ``actor`` (PopSAN or the MLP baseline) on raw observations, normalized
-    with the run's statistics and clipped to ``+-obs_clip``."""
-    limit = actor.action_limit
+    with the run's statistics and clipped to ``+-obs_clip``; ``explore`` is the algorithm's
+    acting policy on normalized ones (``Algorithm.explore``)."""
     spiking = isinstance(actor, PopSAN)
 
     def act(actor_params, norm: Normalizer, obs_BD: jax.Array, key: jax.Array):
@@ -49,10 +49,8 @@ def make_policies(actor, obs_clip: float) -> Policies:
         action, counts = actor.apply(actor_params, obs_BD, key, return_spike_counts=True)
         return action, {layer: c.sum(-1) for layer, c in counts.items()}
 
-    def explore(actor_params, norm: Normalizer, obs_BD: jax.Array, key: jax.Array, step, noise_std):
-        key_noise, key_encoder = jax.random.split(jax.random.fold_in(key, step))
-        action = act(actor_params, norm, obs_BD, key_encoder)
-        noise = noise_std * jax.random.normal(key_noise, action.shape)
-        return jnp.clip(action + noise, -limit, limit)
+    def explore_raw(explorer, norm: Normalizer, obs_BD: jax.Array, key: jax.Array, step, noise_std):
+        obs_BD = normalize(norm, obs_BD, obs_clip)
+        return explore(explorer, obs_BD, jax.random.fold_in(key, step), noise_std)
 
-    return Policies(act=act, act_with_spikes=act_with_spikes, explore=explore)
+    return Policies(act, act_with_spikes, explore_raw if explore else None)

@@ -23,7 +23,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from spikerl_jax.config import TD3Config
+from spikerl_jax.config import TD3Config, TrainConfig
+from spikerl_jax.rl.algorithm import Algorithm, actor_params_of, gaussian_exploration
 from spikerl_jax.rl.networks import Networks, first_q
 from spikerl_jax.rl.optim import ADAM, adam_step
 from spikerl_jax.rl.proxy import Proxy, ProxyTarget, make_proxy
@@ -31,6 +32,8 @@ from spikerl_jax.rl.replay import Transition
 
 Params = dict
 Metrics = dict[str, jax.Array]
+# update's metrics in the records' column order (and "proxy_loss" with the proxy target).
+METRICS = ("critic_loss", "actor_loss", "q", "critic_grad_norm", "actor_grad_norm")
 
 
 @flax.struct.dataclass
@@ -44,6 +47,11 @@ class HParams:
     target_noise: jax.Array
     target_noise_clip: jax.Array
     proxy_lr: jax.Array
+
+
+def hparams_of(cfg: TrainConfig) -> HParams:
+    """A run's ``HParams`` (``Algorithm.init``'s ``hparams``)."""
+    return hparams_from_config(cfg.td3)
 
 
 def hparams_from_config(cfg: TD3Config) -> HParams:
@@ -250,3 +258,21 @@ def make_td3(networks: Networks, cfg: TD3Config, axis_name: str | None = None) -
 
     critic_loss, actor_loss = losses
     return TD3(init=init, critic_loss=critic_loss, actor_loss=actor_loss, update=update)
+
+
+def make_algorithm(networks: Networks, cfg: TrainConfig, axis_name: str | None = None) -> Algorithm:
+    """TD3 behind the algorithm seam (``rl.algorithm.Algorithm``): ``make_td3``'s init and
+    update, a round being ``--updates-per-round`` critic steps in blocks of the policy
+    delay, and Gaussian exploration."""
+    td3 = make_td3(networks, cfg.td3, axis_name)
+    proxy = ("proxy_loss",) if cfg.td3.target_actor == "proxy" else ()
+    return Algorithm(
+        init=td3.init,
+        update=functools.partial(
+            td3.update, num_blocks=cfg.updates_per_round // cfg.td3.policy_delay
+        ),
+        explorer=actor_params_of,
+        explore=gaussian_exploration(networks.actor),
+        metrics=METRICS + proxy,
+        batch_size=cfg.td3.batch_size,
+    )

@@ -25,14 +25,18 @@ import orbax.checkpoint as ocp
 
 from spikerl_jax.config import ConfigError
 from spikerl_jax.reporting.population import population_of
+from spikerl_jax.rl.algorithms import FORMAT_2_STATE_KEY
 from spikerl_jax.schema import SchemaError, from_jsonable, to_jsonable
 from spikerl_jax.training.state import LoopState, RunState
 from spikerl_jax.version import __version__
 
 # The layout of a checkpoint's items, saved with it as the ``format`` item. Bump it when the
 # items change in a way older code cannot read. Format 1 (checkpoints/latest and best,
-# one per member) was written before version 0.2.
-FORMAT = 2
+# one per member) was written before version 0.2; format 2 (up to f02ead7) holds the
+# learner's algorithm state under the one algorithm's name.
+FORMAT = 3
+# The formats this code reads, and the learner item's key of the algorithm state in each.
+AGENT_KEYS = {2: FORMAT_2_STATE_KEY, FORMAT: "agent"}
 
 
 class CheckpointError(ConfigError):
@@ -76,11 +80,16 @@ def _manager(root: str, keep: int | None = None, create: bool = True) -> ocp.Che
     return ocp.CheckpointManager(orbax_path(os.path.join(root, "checkpoints")), options=options)
 
 
-def device_items(state: RunState, with_buffer: bool) -> dict:
-    """The device arrays a checkpoint holds (see the module's docstring)."""
+def device_items(state: RunState, with_buffer: bool, layout: int | None = None) -> dict:
+    """The device arrays a checkpoint of format ``layout`` (None: ``FORMAT``) holds (see the
+    module's docstring)."""
     learner = state.learner
     items = {
-        "learner": {"td3": learner.td3, "normalizer": learner.normalizer, "key": learner.key},
+        "learner": {
+            AGENT_KEYS[FORMAT if layout is None else layout]: learner.agent,
+            "normalizer": learner.normalizer,
+            "key": learner.key,
+        },
         "best": state.best,
     }
     if with_buffer:
@@ -178,9 +187,9 @@ def legacy_checkpoints(root: str) -> bool:
     return os.path.isdir(os.path.join(root, "checkpoints", "latest"))
 
 
-def _newest(root: str, members: int | None = None) -> tuple[str, int]:
-    """The newest step directory under ``root`` and its step, its format checked (and its
-    member count, if given)."""
+def _newest(root: str, members: int | None = None) -> tuple[str, int, int]:
+    """The newest step directory under ``root``, its step and its format (one this code
+    reads), its member count checked if given."""
     step, where = latest_step(root), os.path.join(root, "checkpoints")
     if step is None and legacy_checkpoints(root):
         raise _other_format(f"{where}/latest and best", 1, "0.1")
@@ -188,13 +197,13 @@ def _newest(root: str, members: int | None = None) -> tuple[str, int]:
         raise CheckpointError(f"no complete checkpoint in {where}")
     path = os.path.join(os.path.abspath(where), str(step))
     saved = _json(path, "format")
-    if saved.get("format") != FORMAT:
+    if saved.get("format") not in AGENT_KEYS:
         raise _other_format(path, saved.get("format", 1), saved.get("spikerl_jax", "?"))
     if members is not None and saved.get("members") != members:
         raise CheckpointError(
             f"checkpoint {path} holds {saved.get('members')} member(s), this run has {members}"
         )
-    return path, step
+    return path, step, saved["format"]
 
 
 def _other_format(where: str, layout: int, version: str) -> CheckpointError:
@@ -260,7 +269,7 @@ def restore_population(root: str, fresh: RunState) -> tuple[RunState, dict, Loop
     Raises:
       CheckpointError: no checkpoint, or one that cannot be read with this configuration.
     """
-    path, step = _newest(root, jax.tree.leaves(fresh.learner.key)[0].shape[0])
+    path, step, layout = _newest(root, jax.tree.leaves(fresh.learner.key)[0].shape[0])
     like = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), fresh
     )
@@ -271,10 +280,12 @@ def restore_population(root: str, fresh: RunState) -> tuple[RunState, dict, Loop
     if missing:
         raise _damaged(path, f"lacks {', '.join(sorted(missing))}")
     items = {
-        k: _restore_item(path, k, v) for k, v in device_items(like, True).items() if k in saved
+        k: _restore_item(path, k, v)
+        for k, v in device_items(like, True, layout).items()
+        if k in saved
     }
     learner = fresh.learner.replace(
-        **items["learner"], buffer=items.get("buffer", fresh.learner.buffer)
+        **_current(items["learner"], layout), buffer=items.get("buffer", fresh.learner.buffer)
     )
     env = env_from_leaves(fresh.env, items["env"]) if "env" in items else fresh.env
     loop = _json(path, "loop", LoopState)
@@ -287,11 +298,21 @@ def restore_population(root: str, fresh: RunState) -> tuple[RunState, dict, Loop
 def read_checkpoint(run_dir: str, items=None) -> tuple[dict, LoopState, int]:
     """The newest checkpoint of ``run_dir``'s population, every item (or those named) as
     saved: arrays on the default device (numpy ones as numpy), nested dicts, a member axis
-    first. No training code is built. Returns ``(items, loop, step)``."""
-    path, step = _newest(population_of(run_dir)[0])
+    first; the learner's algorithm state under ``agent`` whichever format holds it. No
+    training code is built. Returns ``(items, loop, step)``."""
+    path, step, layout = _newest(population_of(run_dir)[0])
     names = items or [
         k
         for k in sorted(os.listdir(path))
         if k not in ("loop", "format") and os.path.isdir(os.path.join(path, k))
     ]
-    return {k: _restore_item(path, k) for k in names}, _json(path, "loop", LoopState), step
+    items = {k: _restore_item(path, k) for k in names}
+    if "learner" in items:
+        items["learner"] = _current(items["learner"], layout)
+    return items, _json(path, "loop", LoopState), step
+
+
+def _current(learner: dict, layout: int) -> dict:
+    """A learner item of format ``layout`` with its algorithm state under ``agent``."""
+    rest = {k: v for k, v in learner.items() if k != AGENT_KEYS[layout]}
+    return {"agent": learner[AGENT_KEYS[layout]], **rest}

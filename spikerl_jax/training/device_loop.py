@@ -1,4 +1,4 @@
-"""The MJX backend (``--backend mjx``): MJX envs, replay and TD3 in compiled programs.
+"""The MJX backend (``--backend mjx``): MJX envs, replay and updates in compiled programs.
 
 A program runs a *segment* of rounds as a ``fori_loop`` (its length an argument: one compile
 per run). A round is ``update_every / N`` vector steps (a ``lax.scan``) of the N MJX envs
@@ -92,13 +92,14 @@ class DeviceBackend:
 
         def member_round(lstate: LearnerState, env_state, key_explore, noise, step, update):
             key_random, key_policy = jax.random.split(key_explore)
-            actor, explore = (lstate.td3.actor_params, lstate.normalizer), learner.policies.explore
+            acting = (learner.explorer(lstate.agent), lstate.normalizer)
+            explore = learner.policies.explore
 
             def vector_step(carry, _):
                 env_state, step = carry
                 key = device_key(jax.random.fold_in(key_random, step))
                 uniform = jax.random.uniform(key, (n, spec.action_dim), jnp.float32, -limit, limit)
-                policy = explore(*actor, env_state.obs, device_key(key_policy), step, noise)
+                policy = explore(*acting, env_state.obs, device_key(key_policy), step, noise)
                 action = jnp.where(acts_at_random(cfg, step), uniform, policy)
                 next_state = env.step(env_state, action)
                 transition = Transition(

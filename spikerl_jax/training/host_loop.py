@@ -133,10 +133,9 @@ class HostBackend:
         state and the rounds' ``RoundStats``."""
         stats = RoundStats()
         while counters.step < target and not (stop is not None and stop.requested):
-            policy, members = state.policy, self.members
-            acting = self.view(
-                (policy.actor_params, policy.normalizer, members.keys["explore"], members.noise)
-            )
+            keys, noise = self.members.keys["explore"], self.members.noise
+            explorer = self.learner.explorer(state.learner.agent)
+            acting = self.view((explorer, state.learner.normalizer, keys, noise))
             chunk = self.collect(acting, counters.step)
             update = updates_after(self.cfg, counters)
             t0 = time.perf_counter()
@@ -157,7 +156,7 @@ class HostBackend:
     def collect(self, acting, step: int) -> Transition:
         """One round's vector steps from ``step``; its transitions ``(M, rows, ...)``."""
         cfg, spec = self.cfg, self.spec
-        actor, normalizer, keys, noise = acting
+        explorer, normalizer, keys, noise = acting
         for _ in range(0, cfg.update_every // self.processes, self.n):
             if acts_at_random(cfg, step):
                 limit = spec.action_limit
@@ -165,7 +164,7 @@ class HostBackend:
                     [rng.uniform(-limit, limit, (self.n, spec.action_dim)) for rng in self.rngs]
                 )
             else:
-                action = self.explore(actor, normalizer, self.collector.obs, keys, step, noise)
+                action = self.explore(explorer, normalizer, self.collector.obs, keys, step, noise)
             self.collector.step(action)
             step += cfg.num_envs
         chunk = {k: jnp.asarray(v) for k, v in self.collector.take().items()}

@@ -1,7 +1,7 @@
 """``make_learner``: the compiled pieces of a population, over its leading member axis.
 
 A member's computation is written once, for one member (``init_member``, ``learn_round``:
-ingest a round's transitions, then its TD3 updates), and batched over the members by
+ingest a round's transitions, then its algorithm's updates), and batched over the members by
 ``over_members``. The layout (``spikerl_jax.training.parallel.Layout``) places the batch on
 the devices with ``shard_map``: whole members per device, or each member's data split across
 devices with gradients averaged. Both backends learn through ``learn_round``: the Gymnasium
@@ -21,6 +21,8 @@ from jax.sharding import PartitionSpec as P
 from spikerl_jax.batching import counted, over_members
 from spikerl_jax.config import TrainConfig
 from spikerl_jax.envs.registry import EnvSpec
+from spikerl_jax.rl.algorithm import Algorithm
+from spikerl_jax.rl.algorithms import make_algorithm
 from spikerl_jax.rl.networks import Networks, make_networks
 from spikerl_jax.rl.normalizer import normalizer_init, normalizer_update
 from spikerl_jax.rl.policy import Policies, make_policies
@@ -32,7 +34,6 @@ from spikerl_jax.rl.replay import (
     replay_init,
     sample_normalized,
 )
-from spikerl_jax.rl.td3 import HParams, make_td3
 from spikerl_jax.training.parallel import AXIS, Layout, learner_specs
 from spikerl_jax.training.state import LearnerState
 
@@ -43,6 +44,8 @@ class Learner(NamedTuple):
     Attributes:
       layout: where the members and their data live.
       policies: one member's policies (``spikerl_jax.rl.policy``), unbatched.
+      explorer: ``agent state -> params`` of ``policies.explore`` (``Algorithm.explorer``).
+      metrics: the names of the updates' metrics, in the records' column order.
       init: ``(keys (M,), hparams (M,), encoder_std (M,)) -> LearnerState``.
       learn: ``(state, chunk) -> (state, metrics (M,))``: ``learn_round`` with updates.
       ingest: ``(state, chunk) -> state``: ``learn_round`` without (before ``update_after``).
@@ -53,32 +56,37 @@ class Learner(NamedTuple):
 
     layout: Layout
     policies: Policies
+    explorer: Callable
+    metrics: tuple[str, ...]
     init: Callable
     learn: Callable
     ingest: Callable
     learn_round: Callable
 
 
-def make_member_round(cfg: TrainConfig, spec: EnvSpec, layout: Layout, networks: Networks):
-    """One member's learner, written once: ``(init_member, learn_round)``.
+def make_member_round(
+    cfg: TrainConfig, spec: EnvSpec, layout: Layout, algorithm: Algorithm, networks: Networks
+):
+    """One member's learner, written once: ``(init_member, learn_round)``, for ``algorithm``
+    (``rl.algorithm.Algorithm``) of ``networks``.
 
     ``init_member(key, hparams, encoder_std) -> LearnerState``; ``learn_round(state, chunk,
     update) -> (state, metrics)`` ingests a round's transitions (replay insert, normalizer
-    update) and then, if ``update``, runs the round's TD3 updates, with the data-parallel
+    update) and then, if ``update``, runs the round's updates, with the data-parallel
     collectives on this device's buffer shard. ``update`` is a Python bool (a program each)
     or a traced one (``lax.cond``: one program for every round of an MJX segment).
     """
     data_parallel = layout.mode == "data"
-    td3 = make_td3(networks, cfg.td3, axis_name=layout.axis_name)
-    num_blocks = cfg.updates_per_round // cfg.td3.policy_delay
 
-    def init_member(key: jax.Array, hparams: HParams, encoder_std: jax.Array) -> LearnerState:
-        key_td3, key_update = jax.random.split(key)
-        # The actor from the first half of TD3's key (td3.init takes the second).
-        actor_params = networks.init_actor(jax.random.split(key_td3)[0], spec.obs_dim, encoder_std)
+    def init_member(key: jax.Array, hparams, encoder_std: jax.Array) -> LearnerState:
+        key_agent, key_update = jax.random.split(key)
+        # The actor from the first half of the algorithm's key (its init takes the second).
+        actor_params = networks.init_actor(
+            jax.random.split(key_agent)[0], spec.obs_dim, encoder_std
+        )
         shards = layout.devices if data_parallel else 0
         return LearnerState(
-            td3=td3.init(key_td3, actor_params, spec.obs_dim, hparams),
+            agent=algorithm.init(key_agent, actor_params, spec.obs_dim, hparams),
             buffer=replay_init(cfg.replay_size, spec.obs_dim, spec.action_dim, shards),
             normalizer=normalizer_init(spec.obs_dim),
             key=key_update,
@@ -92,11 +100,11 @@ def make_member_round(cfg: TrainConfig, spec: EnvSpec, layout: Layout, networks:
 
         def sample(k):
             return sample_normalized(
-                state.buffer, state.normalizer, k, cfg.td3.batch_size, cfg.input_clip
+                state.buffer, state.normalizer, k, algorithm.batch_size, cfg.input_clip
             )
 
-        td3_state, metrics = td3.update(state.td3, sample, key_update, num_blocks)
-        return (td3_state, key), metrics
+        agent, metrics = algorithm.update(state.agent, sample, key_update)
+        return (agent, key), metrics
 
     def learn_round(state: LearnerState, chunk: Transition, do_update):
         # The normalizer is replicated: every device folds in every device's observations.
@@ -107,27 +115,28 @@ def make_member_round(cfg: TrainConfig, spec: EnvSpec, layout: Layout, networks:
         if do_update is False:
             return state, None
         if do_update is True:
-            (td3_state, key), metrics = update(state)
+            (agent, key), metrics = update(state)
         else:  # the replay buffer is an operand of both branches only, never copied
 
             def skip(state):
                 _, metrics = jax.eval_shape(update, state)
-                return (state.td3, state.key), jax.tree.map(jnp.zeros_like, metrics)
+                return (state.agent, state.key), jax.tree.map(jnp.zeros_like, metrics)
 
-            (td3_state, key), metrics = jax.lax.cond(do_update, update, skip, state)
-        return state.replace(td3=td3_state, key=key), metrics
+            (agent, key), metrics = jax.lax.cond(do_update, update, skip, state)
+        return state.replace(agent=agent, key=key), metrics
 
     return init_member, learn_round
 
 
 def make_learner(cfg: TrainConfig, spec: EnvSpec, layout: Layout) -> Learner:
     """Builds the population's compiled pieces for ``cfg``'s networks and schedule on
-    ``layout``; what members may differ in comes in through ``init`` (keys, ``HParams``,
-    the encoder's initial width)."""
+    ``layout``; what members may differ in comes in through ``init`` (keys, the
+    algorithm's traced settings, the encoder's initial width)."""
     networks = make_networks(
         spec.action_dim, spec.action_limit, cfg.actor, cfg.critic, cfg.actor_kind
     )
-    init_member, learn_round = make_member_round(cfg, spec, layout, networks)
+    algorithm = make_algorithm(networks, cfg, axis_name=layout.axis_name)
+    init_member, learn_round = make_member_round(cfg, spec, layout, algorithm, networks)
     specs = learner_specs(layout, LearnerState)
 
     def on_devices(update: bool, out_specs):
@@ -146,7 +155,7 @@ def make_learner(cfg: TrainConfig, spec: EnvSpec, layout: Layout) -> Learner:
         if layout.mesh is None:
             return body
         # check_vma=False: gradients of the replicated parameters stay per device (the
-        # all-reduce is TD3's explicit pmean), rather than being summed implicitly.
+        # all-reduce is the algorithm's explicit pmean), rather than being summed implicitly.
         return jax.shard_map(
             body,
             mesh=layout.mesh,
@@ -161,7 +170,9 @@ def make_learner(cfg: TrainConfig, spec: EnvSpec, layout: Layout) -> Learner:
     init = over_members(init_member, layout.members, loop=True)
     return Learner(
         layout=layout,
-        policies=make_policies(networks.actor, cfg.input_clip),
+        policies=make_policies(networks.actor, cfg.input_clip, algorithm.explore),
+        explorer=algorithm.explorer,
+        metrics=algorithm.metrics,
         init=jax.jit(counted("init", init), out_shardings=init_out),
         learn=jax.jit(
             counted("learn", on_devices(True, (specs, layout.spec(None)))), donate_argnums=0

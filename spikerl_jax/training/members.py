@@ -4,25 +4,26 @@ one member batched over the axis: ``spikerl_jax.batching.over_members``)."""
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from spikerl_jax.config import TrainConfig
-from spikerl_jax.rl.td3 import HParams, hparams_from_config
+from spikerl_jax.rl.algorithms import hparams_of
 
 
 class Members(NamedTuple):
     """What each member brings to the shared programs, on a leading member axis: its seed,
     PRNG keys by purpose (``init``: networks and update sampling; ``explore``: exploration
-    noise and MJX's random actions; ``eval``), TD3's ``HParams``, the encoder's initial width
-    and the exploration noise (float32)."""
+    noise and MJX's random actions; ``eval``), the algorithm's traced settings
+    (``rl.algorithms.hparams_of``), the encoder's initial width and the exploration noise
+    (float32)."""
 
     seeds: list[int]
     keys: dict[str, jax.Array]
-    hparams: HParams
+    hparams: Any
     encoder_std: np.ndarray
     noise: jax.Array
 
@@ -34,9 +35,7 @@ def members_of(configs: list[TrainConfig]) -> Members:
     return Members(
         seeds=seeds,
         keys={"init": keys[:, 0], "explore": keys[:, 1], "eval": keys[:, 2]},
-        hparams=jax.tree.map(
-            lambda *v: np.stack(v), *(hparams_from_config(c.td3) for c in configs)
-        ),
+        hparams=jax.tree.map(lambda *v: np.stack(v), *(hparams_of(c) for c in configs)),
         encoder_std=np.array([c.actor.encoder_std for c in configs], np.float32),
         noise=jnp.array([c.exploration_noise for c in configs], jnp.float32),
     )

@@ -80,7 +80,7 @@ class Layout:
 
     @property
     def axis_name(self) -> str | None:
-        """The axis TD3 averages gradients over (data mode only)."""
+        """The axis the algorithm averages gradients over (data mode only)."""
         return AXIS if self.mode == "data" else None
 
     def spec(self, per_member_axis: int | None) -> P:
@@ -131,4 +131,4 @@ def learner_specs(layout: Layout, state_cls):
     split on the member axis."""
     split, whole = layout.spec(0), layout.spec(None)
     buffer = ReplayBuffer(data=split, insert_pos=split, size=split)
-    return state_cls(td3=whole, buffer=buffer, normalizer=whole, key=whole)
+    return state_cls(agent=whole, buffer=buffer, normalizer=whole, key=whole)

@@ -122,7 +122,7 @@ class Session:
         """Member ``member``'s records, keeping its rows up to ``records_from`` (None: a new
         run, whose directory may hold none yet)."""
         run_dir, cfg = self.run_dirs[member], self.configs[member]
-        recorder = RunRecorder(run_dir, cfg, records_from, cfg.tensorboard)
+        recorder = RunRecorder(run_dir, cfg, self.learner.metrics, records_from, cfg.tensorboard)
         self._stack.callback(recorder.close)
         if run_dir != self.root:
             write_population_file(run_dir, self.root, member)
@@ -206,7 +206,7 @@ class Session:
         returns, records, improved = self.backend.take_train_returns(), [], []
         for m, (result, record) in enumerate(zip(results, loop.members, strict=True)):
             spikes = spikes_of(result, self.cfg, self.spec.obs_dim, self.spec.action_dim)
-            row = metric_row(self.cfg, loop.step, result, returns[m], speeds, metrics[m], spikes)
+            row = metric_row(loop.step, result, returns[m], speeds, metrics[m], spikes)
             if self.primary:
                 rates = {k: v["firing_rate"] for k, v in spikes["layers"].items()} if spikes else {}
                 self.recorders[m].evaluation(row, rates)
@@ -225,7 +225,7 @@ class Session:
         episodes, self.logged = totals - self.logged, totals
         speeds, metrics = self._window("log", loop)
         for m, recorder in enumerate(self.recorders):
-            recorder.log(log_row(self.cfg, loop.step, episodes[m], speeds, metrics[m]))
+            recorder.log(log_row(loop.step, episodes[m], speeds, metrics[m]))
 
     def _window(self, name: str, loop: LoopState) -> tuple[dict, list[dict]]:
         """The throughput since the last ``name`` row and each member's latest metrics."""

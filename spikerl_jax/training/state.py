@@ -16,7 +16,6 @@ import jax.numpy as jnp
 
 from spikerl_jax.rl.normalizer import Normalizer
 from spikerl_jax.rl.replay import ReplayBuffer
-from spikerl_jax.rl.td3 import TD3State
 from spikerl_jax.training.schedule import Counters
 
 
@@ -24,7 +23,7 @@ from spikerl_jax.training.schedule import Counters
 class LearnerState:
     """A member's learner (under a population: every leaf with a leading ``(M,)``)."""
 
-    td3: TD3State
+    agent: Any  # the algorithm's state (``rl.algorithm.Algorithm``): networks, optimizers
     buffer: ReplayBuffer
     normalizer: Normalizer
     key: jax.Array  # for update rounds: batch sampling, smoothing noise, encoder spikes
@@ -55,7 +54,7 @@ class RunState:
     @property
     def policy(self) -> PolicyState:
         """The members' current policies."""
-        return PolicyState(self.learner.td3.actor_params, self.learner.normalizer)
+        return PolicyState(self.learner.agent.actor_params, self.learner.normalizer)
 
 
 def keep_best(state: RunState, improved: jax.Array) -> RunState:

@@ -93,8 +93,8 @@ def test_resume_without_buffer_refills_before_updating(straight_run, tmp_path):
     assert [r["step"] for r in rows(out)] == ["300", "600", "900"]
     learner, _, _ = latest_learner(out)
     ref = latest_learner(straight_run)[0]
-    kernel = learner["td3"]["actor_params"]["params"]["snn"]["kernel_0"]
-    assert not np.array_equal(kernel, ref["td3"]["actor_params"]["params"]["snn"]["kernel_0"])
+    kernel = learner["agent"]["actor_params"]["params"]["snn"]["kernel_0"]
+    assert not np.array_equal(kernel, ref["agent"]["actor_params"]["params"]["snn"]["kernel_0"])
 
 
 def test_resume_rejects_changed_architecture_and_env(straight_run, capsys):
@@ -151,11 +151,12 @@ def test_a_checkpoint_of_another_format_is_refused_in_one_line(tmp_path, capsys,
     version that wrote it, and so is the per-member layout of format 1."""
     run = tmp_path / "run"
     assert train(run, "--total-steps", "300") == 0
-    monkeypatch.setattr(checkpoint, "FORMAT", 3)  # as a later version would read it
+    monkeypatch.setattr(checkpoint, "FORMAT", 4)  # as a later version would read it
+    monkeypatch.setattr(checkpoint, "AGENT_KEYS", {4: "agent"})
     assert main(["train", "--resume", str(run), "--total-steps", "600"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "has format 2 (written by spikerl_jax" in err[0], err
-    assert "reads format 3" in err[0] and str(run) in err[0]
+    assert len(err) == 1 and "has format 3 (written by spikerl_jax" in err[0], err
+    assert "reads format 4" in err[0] and str(run) in err[0]
     legacy = tmp_path / "legacy"  # format 1: checkpoints/latest/STEP and best/STEP
     shutil.copytree(run, legacy)
     (legacy / "checkpoints" / "300").rename(legacy / "checkpoints" / "latest")
@@ -174,7 +175,7 @@ def test_exported_policy_reproduces_training_actor(straight_run):
     actor = make_networks(spec.action_dim, spec.action_limit, cfg.actor).actor
     act = jax.jit(make_policies(actor, cfg.obs_clip).act)  # what evaluation runs
     obs = np.random.default_rng(0).normal(size=(32, 4)).astype(np.float32)
-    expected = act(learner["td3"]["actor_params"], learner["normalizer"], obs, None)
+    expected = act(learner["agent"]["actor_params"], learner["normalizer"], obs, None)
     np.testing.assert_array_equal(policy(obs), np.asarray(expected))
     np.testing.assert_array_equal(policy(obs[0]), np.asarray(expected)[0])
     best = load_policy(str(straight_run), "best")

@@ -110,7 +110,7 @@ def test_segments_equal_an_explicit_loop_and_compile_once():
         rows = []
         for _ in range(CFG.update_every // CFG.num_envs):
             params, norm = jax.tree.map(
-                lambda x: x[0], (lstate.td3.actor_params, lstate.normalizer)
+                lambda x: x[0], (lstate.agent.actor_params, lstate.normalizer)
             )
             noise = jnp.float32(CFG.exploration_noise)
             if step < CFG.start_steps:  # the first two rounds: uniform random actions
@@ -140,7 +140,9 @@ def test_segments_equal_an_explicit_loop_and_compile_once():
         jax.tree.leaves(state.learner.buffer), jax.tree.leaves(lstate.buffer), strict=True
     ):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-    for a, b in zip(jax.tree.leaves(state.learner.td3), jax.tree.leaves(lstate.td3), strict=True):
+    for a, b in zip(
+        jax.tree.leaves(state.learner.agent), jax.tree.leaves(lstate.agent), strict=True
+    ):
         if jnp.issubdtype(a.dtype, jnp.floating):
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(state.env.obs[0], ref_env.obs, rtol=1e-5, atol=1e-6)

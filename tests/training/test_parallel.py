@@ -81,7 +81,7 @@ def test_replicas_stay_bit_identical_and_buffers_are_sharded():
     learner = learner_on(8)
     assert learner.layout.mode == "data"
     state, metrics = run_rounds(learner)
-    for leaf in jax.tree.leaves(state.td3):
+    for leaf in jax.tree.leaves(state.agent):
         shards = [np.asarray(s.data) for s in leaf.addressable_shards]
         assert len(shards) == 8 and all(np.array_equal(shards[0], x) for x in shards)
     # Each device's shard holds its 2 rows of each 16-row chunk (5 rounds: 10 each).
@@ -154,7 +154,7 @@ for chunk in t.CHUNKS:
     local = jax.tree.map(lambda x: np.asarray(x)[None, half], chunk)
     chunk = jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), local)
     state, metrics = learner.learn(state, chunk)
-params = [np.asarray(x.addressable_data(0)).tolist() for x in jax.tree.leaves(state.td3)]
+params = [np.asarray(x.addressable_data(0)).tolist() for x in jax.tree.leaves(state.agent)]
 if jax.process_index() == 0:
     json.dump(params, open(sys.argv[2], "w"))
 """
@@ -194,7 +194,7 @@ def test_two_processes_agree_with_one(tmp_path):
         assert proc.returncode == 0, output[-3000:]
     two_process = json.loads(out.read_text())
     state, _ = run_rounds(learner_on(8))
-    for mine, theirs in zip(leaves(state.td3), two_process, strict=True):
+    for mine, theirs in zip(leaves(state.agent), two_process, strict=True):
         np.testing.assert_allclose(mine, np.asarray(theirs), rtol=1e-5, atol=1e-6)
 
 

@@ -94,11 +94,20 @@ def test_member_equals_the_single_run_with_its_seed_and_learning_rate(
         configs = [dataclasses.replace(c, env="InvertedPendulum-v5", num_envs=2) for c in configs]
     rounds = 5  # 2 random rounds, 3 exploring ones; updates from the first
     population = run_backend(configs, rounds, devices, evaluate=backend == "gymnasium")
-    params = [np.asarray(x) for x in jax.tree.leaves(population[0].learner.td3.actor_params)]
+    params = [np.asarray(x) for x in jax.tree.leaves(population[0].learner.agent.actor_params)]
     assert not np.allclose(params[-1][0], params[-1][1])  # the members did differ
     for member in (0, 3):
         single = run_backend([configs[member]], rounds, evaluate=backend == "gymnasium")
         assert_member_equals_single(population, single, member)
+
+
+def test_a_ddpg_member_equals_the_single_run_with_its_seed_and_learning_rate():
+    """The algorithm seam's promise for a second algorithm: its traced settings differ per
+    member in one program."""
+    configs = [dataclasses.replace(c, algo="ddpg") for c in MEMBERS[:2]]
+    population = run_backend(configs, 4)
+    for member in (0, 1):
+        assert_member_equals_single(population, run_backend([configs[member]], 4), member)
 
 
 def test_members_split_across_devices_equal_members_on_one():
@@ -116,7 +125,7 @@ def test_members_split_across_devices_equal_members_on_one():
         chunks = jax.tree.map(lambda x: np.stack([np.asarray(x)] * count), chunk)
         for _ in range(3):
             state, metrics = learner.learn(state, chunks)
-        return layout, state.td3, np.asarray(metrics["critic_loss"])
+        return layout, state.agent, np.asarray(metrics["critic_loss"])
 
     layout, split, loss = rounds(8, 8)
     assert layout.mode == "members" and layout.local_members == 1

@@ -128,11 +128,11 @@ def test_the_best_policy_is_always_that_of_the_best_recorded_evaluation(tmp_path
         upto = [float(r["eval_return"]) for r in metrics if int(r["step"]) <= step]
         assert record["best_return"] == max(upto)
         best = read_checkpoint_at(run, step)["best"]["actor_params"]
-        then = read_checkpoint_at(run, record["best_step"])["learner"]["td3"]["actor_params"]
+        then = read_checkpoint_at(run, record["best_step"])["learner"]["agent"]["actor_params"]
         assert_trees_equal(best, then)
     policy = sj.load_policy(str(run))
     best_step = json.loads((run / "summary.json").read_text())["best_step"]
-    then = read_checkpoint_at(run, best_step)["learner"]["td3"]["actor_params"]
+    then = read_checkpoint_at(run, best_step)["learner"]["agent"]["actor_params"]
     assert_trees_equal(policy.actor_params, [x[0] for x in jax.tree.leaves(then)])
 
 

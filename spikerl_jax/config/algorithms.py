@@ -1,0 +1,77 @@
+"""What the configuration knows of each learning algorithm (``--algo``): the settings it
+takes as traced values, its critic steps per actor step and the settings it refuses. The
+algorithms themselves (their state, update and acting policy) live in ``spikerl_jax.rl``
+(``rl.algorithms``); this layer imports no JAX, so that ``--help`` and a sweep's checks need
+none."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+from spikerl_jax.config.base import ConfigError
+
+# The actor's sweepable settings, every algorithm's: its initial receptive-field width.
+ACTOR_SWEEPABLE: dict[str, str | None] = {"encoder_std": "actor"}
+# The learning rule's section (``td3``: the first algorithm's, a name config.json keeps) holds
+# the discount, Polyak and learning rates, which every algorithm here shares.
+SHARED_RULE = ("actor_lr", "critic_lr", "gamma", "polyak")
+
+
+@dataclasses.dataclass(frozen=True)
+class AlgoTraits:
+    """An algorithm as the configuration sees it.
+
+    Attributes:
+      sweepable: the settings that keep every array's shape and enter its programs as traced
+        values (one program for every value and member), each with the config section it
+        lives in (None: ``TrainConfig``'s top level).
+      policy_delay: ``cfg -> critic steps per actor step`` (``--updates-per-round`` is a
+        multiple of it).
+      check: ``cfg -> None``, raising ``ConfigError`` for a setting the algorithm cannot
+        train with.
+    """
+
+    sweepable: dict[str, str | None]
+    policy_delay: Callable
+    check: Callable = lambda cfg: None
+
+
+def _check_ddpg(cfg) -> None:
+    if cfg.td3.target_actor != "snn":
+        raise ConfigError(
+            "--target-actor proxy is TD3's (its smoothed targets); --algo ddpg bootstraps "
+            "on its target actor"
+        )
+
+
+ALGOS: dict[str, AlgoTraits] = {
+    "td3": AlgoTraits(
+        sweepable={
+            **dict.fromkeys(SHARED_RULE, "td3"),
+            "target_noise": "td3",
+            "target_noise_clip": "td3",
+            "proxy_lr": "td3",
+            "exploration_noise": None,
+            **ACTOR_SWEEPABLE,
+        },
+        policy_delay=lambda cfg: cfg.td3.policy_delay,
+    ),
+    # PopSAN's DDPG: one critic, no target smoothing, an actor step after every critic step.
+    "ddpg": AlgoTraits(
+        sweepable={
+            **dict.fromkeys(SHARED_RULE, "td3"),
+            "exploration_noise": None,
+            **ACTOR_SWEEPABLE,
+        },
+        policy_delay=lambda cfg: 1,
+        check=_check_ddpg,
+    ),
+}
+
+
+def sweepable(algo: str | None = None) -> dict[str, str | None]:
+    """The sweepable settings of ``algo`` (None: of any algorithm, in a stable order)."""
+    if algo is not None:
+        return ALGOS[algo].sweepable
+    return {name: s for traits in ALGOS.values() for name, s in traits.sweepable.items()}

@@ -14,6 +14,7 @@ PUBLIC_NAMES = (
     "TrainResult",
     "TwinQ",
     "compare_runs",
+    "deploy",
     "episode_spike_trains",
     "evaluate",
     "export_nir",

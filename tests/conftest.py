@@ -43,6 +43,7 @@ HEAVY_FIRST = (
     "training/test_device_loop.py",
     "training/test_trainer.py",
     "test_notebook.py",
+    "test_readme.py",
     "training/test_checkpoint.py",
     "training/test_session.py",
 )

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import struct
+import subprocess
+import sys
+from pathlib import Path
 
 import jax
 import mujoco
@@ -35,10 +39,65 @@ TINY = [
     "--devices",
     "1",
 ]
+# TINY as a user would type it: no --devices (the CLI chooses: all local devices, and a sweep
+# splits the CPU's cores). For the tests of the user's path (``user_cli``); in-process tests
+# keep TINY, whose --devices 1 runs them on one of conftest's 8 forced devices.
+assert TINY[-2:] == ["--devices", "1"]
+USER_TINY = TINY[:-2]
 # The learning tests' networks: 64x64 actor and critics solve InvertedPendulum within the
 # preset's 20k steps (seed 0: 1000 at 20k in fp32 and bf16) at a fifth of 256x256's time.
 LEARNING_NETS = ["--hidden-sizes", "64", "64", "--critic-hidden-sizes", "64", "64"]
 TIMING = {"wall_s", "env_steps_per_s", "updates_per_s"}
+
+
+def user_env(**extra: str) -> dict[str, str]:
+    """The environment of a user's shell: the test process's (``JAX_PLATFORMS=cpu``, the shared
+    compile cache) without the host device count conftest forces, with ``extra`` added."""
+    env = {**os.environ, **extra}
+    flags = [
+        f
+        for f in env.get("XLA_FLAGS", "").split()
+        if not f.startswith("--xla_force_host_platform_device_count")
+    ]
+    if flags:
+        env["XLA_FLAGS"] = " ".join(flags)
+    else:
+        env.pop("XLA_FLAGS", None)
+    return env
+
+
+def spikerl_jax_command() -> list[str]:
+    """The installed ``spikerl-jax`` script beside this interpreter (as a user runs it), or
+    ``python -m spikerl_jax.cli`` where the package is not installed with its scripts."""
+    script = Path(sys.executable).with_name("spikerl-jax")
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "spikerl_jax.cli"]
+
+
+def user_cli_background(*args: str, cwd=None, env: dict[str, str] | None = None):
+    """``spikerl-jax ARGS`` started as a user starts it (``user_env``, no forced devices), in
+    ``cwd``; a ``Popen`` with text stdout and stderr pipes."""
+    return subprocess.Popen(
+        [*spikerl_jax_command(), *args],
+        cwd=cwd,
+        env=user_env(**(env or {})),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def user_cli(*args: str, cwd=None, env: dict[str, str] | None = None, timeout: float = 600):
+    """``spikerl-jax ARGS`` run to its end as a user runs it (``user_cli_background``);
+    returns ``(returncode, stdout, stderr)``."""
+    proc = user_cli_background(*args, cwd=cwd, env=env)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        message = f"spikerl-jax {' '.join(args)} ran past {timeout} s:\n{err[-3000:]}"
+        raise AssertionError(message) from None
+    return proc.returncode, out, err
 
 
 def loop_physics(make):

@@ -2,23 +2,16 @@
 
 import csv
 import json
-import subprocess
-import sys
 
 import pytest
-from helpers import TINY
+from helpers import TINY, user_cli
 
 from spikerl_jax.cli import main
 
 
 def run_cli(*args):
-    proc = subprocess.run(
-        [sys.executable, "-m", "spikerl_jax.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    return proc.returncode, proc.stdout, proc.stderr
+    """``spikerl-jax ARGS`` as a user runs it (no forced devices)."""
+    return user_cli(*args, timeout=300)
 
 
 def test_short_run_writes_config_metrics_and_summary(tmp_path):
@@ -184,9 +177,7 @@ def test_energy_country_in_any_case():
 def test_unwritable_out_dir(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    code, _, err = run_cli(
-        "train", "--out", str(blocker / "run"), "--total-steps", "100", "--devices", "1"
-    )
+    code, _, err = run_cli("train", "--out", str(blocker / "run"), "--total-steps", "100")
     assert code == 2 and "cannot write the run directory" in err and "Traceback" not in err
 
 

@@ -5,13 +5,11 @@ import csv
 import importlib.util
 import json
 import os
-import subprocess
-import sys
 import warnings
 
 import numpy as np
 import pytest
-from helpers import TINY, read_scalars
+from helpers import TINY, USER_TINY, read_scalars, user_cli
 
 import spikerl_jax.export.video as video_module
 from spikerl_jax.cli import main, parse
@@ -50,14 +48,9 @@ TESTS = os.path.dirname(os.path.abspath(__file__))
 
 
 def run_cli(*args, env=None):
-    proc = subprocess.run(
-        [sys.executable, "-m", "spikerl_jax.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "COLUMNS": "200", "PYTHONPATH": TESTS, **(env or {})},
-    )
-    return proc.returncode, proc.stdout, proc.stderr
+    """``spikerl-jax ARGS`` as a user runs it (no forced devices), in a 200-column terminal
+    with tests/ importable (its ``user_envs`` module registers a task)."""
+    return user_cli(*args, env={"COLUMNS": "200", "PYTHONPATH": TESTS, **(env or {})}, timeout=300)
 
 
 @pytest.mark.parametrize(
@@ -97,7 +90,7 @@ def test_spaces_are_read_off_the_env_and_unversioned_ids_resolve():
 def test_a_schedule_that_never_acts_or_learns_is_announced(tmp_path):
     code, _, err = run_cli(
         "train",
-        *TINY,
+        *USER_TINY,
         "--total-steps",
         "300",
         "--start-steps",

@@ -26,7 +26,7 @@ from typing import Annotated, Union
 import tyro
 
 from spikerl_jax.cli.options import ALIASES, near_miss
-from spikerl_jax.cli.runs import CommandError, Compare, Eval, ExportNir, Plot
+from spikerl_jax.cli.runs import CommandError, Compare, Deploy, Eval, ExportNir, Plot
 from spikerl_jax.cli.training import Preset, Sweep, Train, _sweep_default, _train_default
 from spikerl_jax.config import ConfigError
 from spikerl_jax.version import __version__
@@ -64,6 +64,7 @@ def parse(args: list[str]):
         Annotated[Compare, tyro.conf.subcommand("compare")],
         Annotated[Plot, tyro.conf.subcommand("plot")],
         Annotated[ExportNir, tyro.conf.subcommand("export-nir")],
+        Annotated[Deploy, tyro.conf.subcommand("deploy")],
     ]
     return tyro.cli(
         commands,

@@ -1,5 +1,6 @@
-"""The commands on finished runs: ``eval``, ``compare``, ``plot`` and ``export-nir`` (each
-imports what it needs in ``run``: JAX, Gymnasium and matplotlib only when used)."""
+"""The commands on finished runs: ``eval``, ``compare``, ``plot``, ``export-nir`` and
+``deploy`` (each imports what it needs in ``run``: JAX, Gymnasium and matplotlib only when
+used)."""
 
 from __future__ import annotations
 
@@ -192,4 +193,56 @@ class ExportNir:
                 error = f"{row['action_error']:.2g}" if row["loads"] else row["error"]
                 table.add_row(row["toolchain"], str(row["loads"]), equal, error)
             Console().print(table)
+        return 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Deploy:
+    """Run a trained PopSAN policy on a simulated neuromorphic chip (Loihi's fixed point,
+    spikerl_jax/export/loihi.py) closed loop beside the float actor, over the same episode
+    seeds, and write deploy.json: both returns, spike and action agreement, and the energy
+    of a decision on the chip against the MLP actor on a CPU and a GPU (docs/neuromorphic.md)."""
+
+    run_dir: tyro.conf.Positional[str]
+    """The run directory (a PopSAN run with a checkpoint)."""
+    chip: Literal["loihi"] = "loihi"
+    """The chip simulated."""
+    episodes: int = 10
+    """Episodes on the float actor and on the chip each (the same seeds)."""
+    checkpoint: Literal["best", "latest"] = "best"
+    """Which policy: the best evaluation's or the latest."""
+    seed: int = 0
+    """Seeds the episodes' resets (seed, seed+1, ...)."""
+    weight_exp: tuple[int, ...] = (0,)
+    """Loihi's weight exponent (-8..7): one for every layer, or one per layer."""
+    out: str | None = None
+    """The JSON file written (default: RUN_DIR/deploy.json)."""
+
+    def run(self) -> int:
+        from spikerl_jax.export.deploy import deploy_run
+
+        args = (self.run_dir, self.chip, self.episodes, self.checkpoint, self.seed)
+        result = _writing(
+            f"--out {self.out or 'RUN_DIR/deploy.json'}",
+            deploy_run,
+            *args,
+            self.weight_exp,
+            self.out,
+        )
+        fl, ch, agree = result["float"], result["on_chip"], result["agreement"]
+        energy = result["energy"]
+        print(
+            f"{result['episodes']} episodes: float {fl['return_mean']:.1f} ± "
+            f"{fl['return_std']:.1f}, {self.chip} {ch['return_mean']:.1f} ± {ch['return_std']:.1f}"
+        )
+        print(
+            f"output spike bins identical {agree['output_spike_agreement']:.2%}, action error "
+            f"{agree['action_error_mean']:.3g} mean, {agree['action_error_max']:.3g} max"
+        )
+        print(
+            f"per decision: {self.chip} {energy['loihi']['nj']:,.0f} nJ; MLP actor CPU "
+            f"{energy['mlp']['cpu_nj']:,.0f} nJ ({energy['mlp_cpu_over_loihi']:.0f}x), GPU "
+            f"{energy['mlp']['gpu_nj']:,.0f} nJ ({energy['mlp_gpu_over_loihi']:.1f}x)"
+        )
+        print(f"written: {result['path']}")
         return 0

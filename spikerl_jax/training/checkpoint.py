@@ -11,13 +11,20 @@ are committed together, and a process killed at any moment leaves the previous s
 
 from __future__ import annotations
 
+import gc
 import glob
 import hashlib
 import json
 import logging
 import os
+import re
 import shutil
+import sys
 import tempfile
+import threading
+import time
+import traceback
+import warnings
 
 import jax
 import numpy as np
@@ -70,10 +77,14 @@ def orbax_path(path: str) -> str:
 
 def _manager(root: str, keep: int | None = None, create: bool = True) -> ocp.CheckpointManager:
     # Synchronous saves: a save has finished (or failed, with its error raised here) before
-    # training goes on, and the live state may be donated right after.
+    # training goes on, and the live state may be donated right after. Half-written steps
+    # have one cleaner, ``Checkpointer.remove_temporary`` (run by the process that holds the
+    # run's lock): Orbax's own runs in a thread of every manager, readers' included, and two
+    # cleaners race on the same directory.
+    _quiet_closed_loops()
     options = ocp.CheckpointManagerOptions(
         max_to_keep=keep,
-        cleanup_tmp_directories=True,
+        cleanup_tmp_directories=False,
         enable_async_checkpointing=False,
         create=create,
     )
@@ -121,6 +132,8 @@ class Checkpointer:
         self.root = os.path.join(root, "checkpoints")
         self.manager = _manager(root, keep)
         self.save_buffer = save_buffer
+        if jax.process_index() == 0:  # what a killed or failed save left
+            self.remove_temporary()
 
     def save(self, step: int, state: RunState, host: dict, loop: LoopState) -> None:
         """Checkpoints the population at ``step``.
@@ -138,17 +151,18 @@ class Checkpointer:
         args["format"] = ocp.args.JsonSave(
             {"format": FORMAT, "spikerl_jax": __version__, "members": members}
         )
+        running = set(threading.enumerate())
         try:
             self.manager.save(step, args=ocp.args.Composite(**args))
         except Exception as e:  # orbax wraps OS errors in several types: report the cause
+            # Orbax raises the first failing write while its other writers still run: wait
+            # for them, so that nothing writes into the temporary directory once it is gone.
+            _wait_for_writers(running)
             self.remove_temporary()
             raise SaveError(self._explain(step, e)) from None
 
     def _explain(self, step: int, error: Exception) -> str:
-        cause = error
-        while cause is not None and not isinstance(cause, OSError):
-            cause = cause.__cause__ or cause.__context__
-        reason = (cause.strerror or str(cause)) if cause is not None else str(error)[:200]
+        reason = _reason(error)
         try:
             free = f"{shutil.disk_usage(self.root).free / 2**20:.0f} MB free"
         except OSError:
@@ -159,16 +173,111 @@ class Checkpointer:
         return f"cannot save checkpoint {step} to {self.root}: {reason} ({free}); {kept}"
 
     def remove_temporary(self) -> None:
-        """Deletes half-written checkpoint directories (Orbax's ``*.orbax-checkpoint-tmp*``)."""
-        if os.path.isdir(self.root):
-            for name in os.listdir(self.root):
-                if "tmp" in name:
-                    shutil.rmtree(os.path.join(self.root, name), ignore_errors=True)
+        """Deletes half-written checkpoint directories (Orbax's ``*.orbax-checkpoint-tmp*``),
+        until none is left (a write that was under way may make one again)."""
+        for _ in range(50):
+            left = _temporary(self.root)
+            if not left:
+                return
+            for path in left:
+                shutil.rmtree(path, ignore_errors=True)
+            time.sleep(0.02)
 
     def close(self) -> None:
-        self.manager.wait_until_finished()
-        self.manager.close()
+        try:  # after a failed save Orbax's writers may raise again: it was reported once
+            self.manager.wait_until_finished()
+            self.manager.close()
+        except Exception as e:
+            logging.getLogger("spikerl_jax").debug("checkpoint manager close: %r", e)
         self.remove_temporary()
+
+
+def _temporary(root: str) -> list[str]:
+    try:
+        return [os.path.join(root, n) for n in os.listdir(root) if "tmp" in n]
+    except OSError:
+        return []
+
+
+# Orbax's writers: threads a failed save leaves running (not the idle pools of asyncio).
+_POOL_THREADS = ("asyncio_", "ThreadPoolExecutor")
+
+
+def _wait_for_writers(running: set, timeout: float = 60.0) -> None:
+    """Waits (up to ``timeout`` seconds) for the threads started since ``running`` was taken,
+    and lets go of the coroutines a failed save left unawaited, without their warnings."""
+    deadline = time.monotonic() + timeout
+    for thread in set(threading.enumerate()) - running:
+        if not thread.name.startswith(_POOL_THREADS):
+            try:  # Orbax's threads raise their error again from join: it is reported once
+                thread.join(max(0.0, deadline - time.monotonic()))
+            except Exception as e:
+                logging.getLogger("spikerl_jax").debug("checkpoint writer: %r", e)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # "coroutine ... was never awaited"
+        gc.collect()
+
+
+# The OS errors TensorStore reports in its status text, e.g. ``RESOURCE_EXHAUSTED: Error
+# writing local file "PATH": Failed writing: "PATH/d/X": ...: No space left on device
+# [os_error_code='28']``.
+_OS_CODE = re.compile(r"\[os_error_code='?(\d+)'?\]")
+_STATUS = re.compile(r"^[A-Z][A-Z_]+: ")
+_QUOTED_PATH = re.compile(r'"(/[^"]*)"')
+
+
+def _reason(error: BaseException) -> str:
+    """Why ``error`` happened, in one line with its paths whole: an OS error's message and
+    file; TensorStore's status text (its OS error and the file it was writing, or the whole
+    status without the TensorStore spec it appends); otherwise ``Type: message``."""
+    chain, seen = [], set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        chain.append(error)
+        error = error.__cause__ or error.__context__
+    for e in chain:
+        if isinstance(e, OSError) and e.strerror:
+            return f"{e.strerror} ({e.filename})" if e.filename else e.strerror
+    for e in chain:
+        text = _one_line(str(e))
+        code = _OS_CODE.search(text)
+        if code:
+            paths = _QUOTED_PATH.findall(text)
+            what = os.strerror(int(code.group(1)))
+            return f"{what} ({paths[-1]})" if paths else what
+    for e in chain:
+        text = _one_line(str(e))
+        if _STATUS.match(text):
+            return text
+    return f"{type(chain[0]).__name__}: {_one_line(str(chain[0]))}"
+
+
+def _one_line(text: str) -> str:
+    text = text.split(" See full TensorStore details")[0]
+    return " ".join(text.split())
+
+
+def _quiet_closed_loops() -> None:
+    """Drops the ``RuntimeError: Event loop is closed`` that TensorStore's callbacks raise
+    when a failed save or restore has closed the asyncio loop that awaited them, and the
+    errors of the Orbax coroutines such a failure leaves unfinished (they come through
+    ``sys.unraisablehook``, many times over; the failure itself reaches the caller once);
+    every other unraisable error is passed on to the hook that was there."""
+    previous = sys.unraisablehook
+    if getattr(previous, "_spikerl_jax", False):
+        return
+
+    def hook(unraisable):
+        frames = traceback.extract_tb(unraisable.exc_traceback or None)
+        closed = isinstance(unraisable.exc_value, RuntimeError) and any(
+            f.name == "_check_closed" and "asyncio" in f.filename for f in frames
+        )
+        orbax = any("/orbax/" in f.filename for f in frames)
+        if not (closed or orbax):
+            previous(unraisable)
+
+    hook._spikerl_jax = True
+    sys.unraisablehook = hook
 
 
 def latest_step(root: str) -> int | None:
@@ -232,6 +341,7 @@ def _json(path: str, item: str, cls=None):
 def _restore_item(path: str, item: str, target=None):
     """One item of a step directory onto ``target``'s shardings; None: as saved, on the
     default device whatever layout wrote it (numpy arrays as numpy, with their dtypes)."""
+    _quiet_closed_loops()
     checkpointer, absl = ocp.StandardCheckpointer(), logging.getLogger("absl")
     where, level = orbax_path(os.path.join(path, item)), absl.level
     absl.setLevel(logging.ERROR)  # Orbax's notes on metadata files that items do not have
@@ -249,7 +359,7 @@ def _restore_item(path: str, item: str, target=None):
         return checkpointer.restore(where, target)
     except Exception as e:  # orbax raises many types for bad files; name the checkpoint
         raise CheckpointError(
-            f"cannot restore {where} ({type(e).__name__}: {str(e)[:200]}); it was written "
+            f"cannot restore {where} ({_reason(e)}); it was written "
             "with a different configuration or it is corrupted: deleting that step "
             "directory falls back to the previous checkpoint"
         ) from None

@@ -5,14 +5,22 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
 
 import jax
 import numpy as np
 import pytest
-from helpers import TINY, assert_trees_equal, comparable, latest_state, rows, wait_for_checkpoint
+from helpers import (
+    TINY,
+    USER_TINY,
+    assert_trees_equal,
+    comparable,
+    latest_state,
+    rows,
+    user_cli,
+    user_cli_background,
+    wait_for_checkpoint,
+)
 
 from spikerl_jax.cli import main
 from spikerl_jax.envs.gymnasium_backend import VectorCollector
@@ -24,9 +32,16 @@ from spikerl_jax.rl.normalizer import Normalizer
 from spikerl_jax.rl.policy import make_policies
 from spikerl_jax.training import checkpoint
 
-# TINY without its length, with a larger buffer.
-CKPT = [*TINY[: TINY.index("--total-steps")], *TINY[TINY.index("--total-steps") + 2 :]]
-CKPT[CKPT.index("--replay-size") + 1] = "2000"
+
+def checkpointed(tiny: list[str]) -> list[str]:
+    """``tiny`` without its length, with a larger buffer."""
+    args = [*tiny[: tiny.index("--total-steps")], *tiny[tiny.index("--total-steps") + 2 :]]
+    args[args.index("--replay-size") + 1] = "2000"
+    return args
+
+
+CKPT = checkpointed(TINY)  # in-process runs: on one of conftest's 8 devices
+USER_CKPT = checkpointed(USER_TINY)  # the signals' runs, as a user starts them
 
 
 def train(out, *args):
@@ -110,9 +125,10 @@ def test_resume_rejects_changed_architecture_and_env(straight_run, capsys):
 
 def test_missing_and_corrupted_checkpoints(straight_run, tmp_path, capsys):
     assert main(["train", "--resume", str(tmp_path / "nothing")]) == 2
+    assert f"{tmp_path / 'nothing'} does not exist" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["eval", str(tmp_path / "empty")]) == 2
     assert "is not a run directory (no config.json)" in capsys.readouterr().err
-    assert main(["eval", str(tmp_path / "nothing")]) == 2
-    assert "is not a run directory" in capsys.readouterr().err
     # A run whose checkpoint files were damaged.
     broken = tmp_path / "broken"
     assert train(broken, "--total-steps", "300") == 0
@@ -127,23 +143,9 @@ def test_missing_and_corrupted_checkpoints(straight_run, tmp_path, capsys):
     assert len(err) == 1 and "cannot restore" in err[0] and "300" in err[0], err
     # The CLI process as a user runs it: Orbax's threads and asyncio's loop, shut down at
     # exit, add nothing to that one line (no "Event loop is closed", no ERROR:absl).
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "spikerl_jax.cli",
-            "train",
-            "--resume",
-            str(broken),
-            "--total-steps",
-            "600",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == err, proc.stderr
+    code, _, stderr = user_cli("train", "--resume", str(broken), "--total-steps", "600")
+    assert code == 2
+    assert stderr.strip().splitlines() == err, stderr
 
 
 def test_a_checkpoint_of_another_format_is_refused_in_one_line(tmp_path, capsys, monkeypatch):
@@ -211,12 +213,7 @@ def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, capsys)
 
 
 def run_cli_background(*args):
-    return subprocess.Popen(
-        [sys.executable, "-m", "spikerl_jax.cli", "train", *CKPT, *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return user_cli_background("train", *USER_CKPT, *args)
 
 
 def test_sigint_saves_and_exits_cleanly(tmp_path):
@@ -270,7 +267,8 @@ def test_sigkill_mid_save_loses_at_most_one_interval(tmp_path):
     proc.wait(timeout=60)
     assert in_flight is not None, "no save was caught in flight"
     killed_step = int(in_flight.split(".")[0])
-    assert main(["train", "--resume", str(out), "--total-steps", str(killed_step + 200)]) == 0
+    code, _, err = user_cli("train", "--resume", str(out), "--total-steps", str(killed_step + 200))
+    assert code == 0, err[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     # The half-written checkpoint is ignored; the one before it (one interval back) is used.
     assert killed_step - 100 <= summary["resumed_from"] < killed_step

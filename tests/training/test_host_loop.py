@@ -6,6 +6,7 @@ import dataclasses
 
 import jax
 import numpy as np
+import pytest
 from helpers import TINY, rows
 
 from spikerl_jax.cli import main
@@ -102,6 +103,7 @@ def test_evaluation_batches_members_and_counts_spikes_of_running_envs_only():
     assert second.spikes == {"encoder": 8.0, "output": 4.0}
 
 
+@pytest.mark.devices
 def test_act_device_follows_the_platform_and_the_batch(monkeypatch):
     cfg, cpu = TrainConfig(num_envs=1), jax.devices("cpu")[0]
     one, eight = Layout(None, 1, "single"), Layout(None, 8, "single")

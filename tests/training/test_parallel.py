@@ -24,6 +24,8 @@ from spikerl_jax.rl.td3 import make_td3
 from spikerl_jax.training.learner import make_learner
 from spikerl_jax.training.parallel import AXIS, make_layout, make_mesh
 
+pytestmark = pytest.mark.devices  # 8 forced CPU devices, and processes with their own counts
+
 SPEC = EnvSpec(obs_dim=3, action_dim=2, action_limit=1.0, max_episode_steps=1000)
 ACTOR, CRITIC = PopSANConfig(hidden_sizes=(16,)), CriticConfig(critic_hidden_sizes=(16,))
 # Deterministic updates: regular encoder, no target smoothing noise.

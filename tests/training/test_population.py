@@ -81,7 +81,11 @@ def assert_member_equals_single(population, single, member):
 
 @pytest.mark.parametrize(
     ("backend", "devices"),
-    [("gymnasium", 1), ("gymnasium", 2), pytest.param("mjx", 1, marks=pytest.mark.slow)],
+    [
+        ("gymnasium", 1),
+        pytest.param("gymnasium", 2, marks=pytest.mark.devices),
+        pytest.param("mjx", 1, marks=pytest.mark.slow),
+    ],
 )
 def test_member_equals_the_single_run_with_its_seed_and_learning_rate(
     backend, devices, monkeypatch
@@ -110,6 +114,7 @@ def test_a_ddpg_member_equals_the_single_run_with_its_seed_and_learning_rate():
         assert_member_equals_single(population, run_backend([configs[member]], 4), member)
 
 
+@pytest.mark.devices
 def test_members_split_across_devices_equal_members_on_one():
     """8 members on 8 devices (whole members per device) equal the same members on one
     device; 4 members on 8 devices split each member's data across them (the DDP update:

@@ -4,24 +4,34 @@ killed anywhere resumes to the straight sweep's results, and every damaged input
 """
 
 import json
+import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
 
 import jax
 import numpy as np
 import pytest
-from helpers import TINY, assert_trees_equal, latest_state, rows
+from helpers import (
+    USER_TINY,
+    assert_trees_equal,
+    latest_state,
+    rows,
+    user_cli,
+    user_cli_background,
+)
 
 import spikerl_jax as sj
 from spikerl_jax.cli import main
 from spikerl_jax.config import ConfigError, PopSANConfig, TrainConfig
 from spikerl_jax.training.checkpoint import read_checkpoint
 
-# TINY with evaluations and checkpoints every 100 steps, the buffer saved (exact resumes).
-KILLABLE = [*TINY[: TINY.index("--eval-every")], *TINY[TINY.index("--eval-every") + 2 :]]
+# USER_TINY with evaluations and checkpoints every 100 steps, the buffer saved (exact
+# resumes): the runs a user starts (``user_cli``: no --devices, no forced device count).
+KILLABLE = [
+    *USER_TINY[: USER_TINY.index("--eval-every")],
+    *USER_TINY[USER_TINY.index("--eval-every") + 2 :],
+]
 KILLABLE += [
     "--eval-every",
     "100",
@@ -30,17 +40,13 @@ KILLABLE += [
     "--keep-checkpoints",
     "10",
 ]
+# The in-process runs' (checks of what a resume refuses): on one of conftest's 8 devices.
+IN_PROCESS = [*KILLABLE, "--devices", "1"]
 SWEEP = ["--seeds", "0", "1"]
 
 
 def cli(*args, cwd=None):
-    return subprocess.Popen(
-        [sys.executable, "-m", "spikerl_jax.cli", *args],
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return user_cli_background(*args, cwd=cwd)
 
 
 def one_line(err: str) -> str:
@@ -51,9 +57,11 @@ def one_line(err: str) -> str:
 
 @pytest.fixture(scope="module")
 def straight(tmp_path_factory):
-    """The reference: a 2-member sweep, uninterrupted."""
+    """The reference: a 2-member sweep, uninterrupted (as the killed one: on the user's path,
+    whose CPU split gives each member a core)."""
     root = tmp_path_factory.mktemp("straight") / "root"
-    assert main(["sweep", *KILLABLE, *SWEEP, "--out", str(root)]) == 0
+    code, _, err = user_cli("sweep", *KILLABLE, *SWEEP, "--out", str(root))
+    assert code == 0, err[-3000:]
     return root
 
 
@@ -83,7 +91,8 @@ def steps_saved(root):
 def test_a_sweep_killed_anywhere_resumes_to_the_straight_sweep(straight, tmp_path):
     """kill -9 before the first checkpoint, during a save, right after one and between
     evaluations; each time ``sweep --resume`` goes on, and the end equals the straight
-    sweep: every member's metrics and the population's state."""
+    sweep: every member's metrics and the population's state. The resume after the first
+    kill (before any checkpoint) says so and starts over."""
     root = tmp_path / "root"
     moments = [
         lambda: (root / "sweep_spec.json").exists(),  # started, nothing saved yet
@@ -93,13 +102,14 @@ def test_a_sweep_killed_anywhere_resumes_to_the_straight_sweep(straight, tmp_pat
             (root / "base-s1" / "metrics.csv").exists() and len(rows(root / "base-s1")) >= 5
         ),  # between an evaluation and its checkpoint
     ]
-    proc = cli("sweep", *KILLABLE, *SWEEP, "--out", str(root))
+    proc, said = cli("sweep", *KILLABLE, *SWEEP, "--out", str(root)), []
     for moment in moments:
         wait_until(lambda m=moment, p=proc: m() or p.poll() is not None)
         proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=60)
+        said.append(proc.communicate(timeout=60)[1])
         proc = cli("sweep", "--resume", str(root))
     _, err = proc.communicate(timeout=600)
+    assert "has no checkpoint yet: it starts over" in said[1], said[1][-2000:]
     assert proc.returncode == 0, err[-2000:]
     for member in ("base-s0", "base-s1"):
         assert rows(root / member) == rows(straight / member)
@@ -119,7 +129,8 @@ def test_the_best_policy_is_always_that_of_the_best_recorded_evaluation(tmp_path
     wait_until(lambda: len(steps_saved(run)) >= 3 or proc.poll() is not None)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
-    assert main(["train", "--resume", str(run)]) == 0
+    code, _, err = user_cli("train", "--resume", str(run))
+    assert code == 0, err[-3000:]
     metrics = rows(run)
     path = run / "checkpoints"
     for step in steps_saved(run):
@@ -152,22 +163,24 @@ def read_checkpoint_at(run, step):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("where", ["default", "absolute", "relative", "unicode", "brackets"])
+@pytest.mark.parametrize("where", ["default", "absolute", "relative-unicode-brackets"])
 def test_sweep_outputs_anywhere_and_every_evaluation_line_names_its_member(where, tmp_path):
+    """As a user starts it (no --devices: the CPU split), with no --out (runs/sweep-ENV-TIME
+    in the working directory), an absolute root, and a relative one with unicode and glob
+    brackets (tests/test_readme.py runs README's plain relative runs/hopper-sweep)."""
     out = {
         "default": [],
         "absolute": ["--out", str(tmp_path / "abs")],
-        "relative": ["--out", "rel/root"],
-        "unicode": ["--out", "résumé-ß/株"],
-        "brackets": ["--out", str(tmp_path / "a[1]*?")],
+        "relative-unicode-brackets": ["--out", "résumé-ß/株/a[1]*?"],
     }[where]
-    short = [a if a != "--no-progress" else "--progress" for a in TINY]
-    proc = cli("sweep", *short, *SWEEP, "--no-energy", *out, cwd=tmp_path)
-    _, err = proc.communicate(timeout=600)
-    assert proc.returncode == 0 and "Traceback" not in err, err[-3000:]
+    short = [a if a != "--no-progress" else "--progress" for a in USER_TINY]
+    code, _, err = user_cli("sweep", *short, *SWEEP, "--no-energy", *out, cwd=tmp_path)
+    assert code == 0 and "Traceback" not in err, err[-3000:]
     roots = [p for p in tmp_path.rglob("sweep.json")]
     assert len(roots) == 1
     root = roots[0].parent
+    if where == "default":
+        assert root.parent == tmp_path / "runs" and root.name.startswith("sweep-InvertedPendulum")
     for member in ("base-s0", "base-s1"):
         assert (root / member / "summary.json").is_file()
         lines = [line for line in err.splitlines() if "eval" in line and "step 300" in line]
@@ -186,15 +199,13 @@ def test_a_second_ctrl_c_stops_in_one_line_and_leaves_nothing_half_written(tmp_p
     line = one_line(err)
     assert "SIGINT" in line and f"--resume {run}" in line
     assert not in_flight(run)
-    assert (
-        main(["train", "--resume", str(run), "--total-steps", str(steps_saved(run)[-1] + 100)]) == 0
-    )
+    assert latest_state(run)[2] == steps_saved(run)[-1]  # the newest checkpoint restores
 
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     out = tmp_path_factory.mktemp("finished") / "run"
-    assert main(["train", *KILLABLE, "--total-steps", "300", "--out", str(out)]) == 0
+    assert main(["train", *IN_PROCESS, "--total-steps", "300", "--out", str(out)]) == 0
     return out
 
 
@@ -269,7 +280,9 @@ def test_damaged_checkpoints_and_records_are_one_line_each(finished, tmp_path, c
     assert "summary.json's total_steps is not a number" in one_line(capsys.readouterr().err)
     # Far more evaluation episodes than memory holds.
     assert (
-        main(["train", *KILLABLE, "--eval-episodes", "100000000", "--out", str(tmp_path / "huge")])
+        main(
+            ["train", *IN_PROCESS, "--eval-episodes", "100000000", "--out", str(tmp_path / "huge")]
+        )
         == 2
     )
     assert "lower --eval-episodes" in one_line(capsys.readouterr().err)
@@ -304,7 +317,7 @@ def test_a_sweep_resumed_before_its_first_checkpoint_starts_over(tmp_path, capsy
     """A sweep stopped before it saved anything (here: its checkpoints and summaries gone,
     its rows left) starts again from the beginning, its rows written anew."""
     root = tmp_path / "root"
-    assert main(["sweep", *KILLABLE, *SWEEP, "--total-steps", "200", "--out", str(root)]) == 0
+    assert main(["sweep", *IN_PROCESS, *SWEEP, "--total-steps", "200", "--out", str(root)]) == 0
     shutil.rmtree(root / "checkpoints")
     for member in ("base-s0", "base-s1"):
         (root / member / "summary.json").unlink()
@@ -312,3 +325,17 @@ def test_a_sweep_resumed_before_its_first_checkpoint_starts_over(tmp_path, capsy
         assert main(["sweep", "--resume", str(root)]) == 0
     assert steps_saved(root) == [100, 200]
     assert [r["step"] for r in rows(root / "base-s0")] == ["100", "200"]
+
+
+def test_two_runs_started_in_the_same_second_get_their_own_directories(tmp_path, monkeypatch):
+    """Without --out: runs/ENV-sSEED-TIME, then -2, -3 (made atomically, here within one
+    second: the clock stopped)."""
+    from spikerl_jax.config import base
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(base.time, "strftime", lambda fmt: "20261207-080000")
+    cfg = TrainConfig(env="InvertedPendulum-v4")
+    made = [cfg.run_dir() for _ in range(3)]
+    stem = os.path.join("runs", "InvertedPendulum-v4-s0-20261207-080000")
+    assert made == [stem, f"{stem}-2", f"{stem}-3"]
+    assert all(os.path.isdir(p) for p in made)

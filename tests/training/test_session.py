@@ -55,11 +55,12 @@ def finished(tmp_path_factory):
     return out
 
 
-def test_a_resume_with_nothing_to_do_says_so_and_changes_nothing(finished, capsys):
+def test_a_resume_with_nothing_to_do_says_so_and_changes_nothing(finished):
     before = {name: (finished / name).read_bytes() for name in ("summary.json", "metrics.csv")}
-    assert main(["train", "--resume", str(finished)]) == 2
-    assert "nothing to do" in capsys.readouterr().err
-    assert main(["train", "--resume", str(finished), "--total-steps", "300"]) == 2
+    code, _, err = user_cli("train", "--resume", str(finished))
+    assert code == 2 and "nothing to do" in err, err[-3000:]
+    code, _, err = user_cli("train", "--resume", str(finished), "--total-steps", "300")
+    assert code == 2 and "Traceback" not in err, err[-3000:]
     assert {name: (finished / name).read_bytes() for name in before} == before
 
 
@@ -319,3 +320,28 @@ def test_a_failed_start_closes_what_it_opened_and_a_retry_starts(tmp_path, monke
             assert precision() == "highest"  # the session's programs: full float32
         assert sorted(closed) == ["Checkpointer", "EnergyMeter", "RunRecorder"]
         assert precision() == "bfloat16"  # and the session leaves the process's setting
+
+
+def test_a_tensorstore_write_error_is_reported_with_its_os_error_and_whole_path(tmp_path):
+    """TensorStore's errors are not OSErrors: the reason comes from its status text (the OS
+    error and the file being written, the path whole), and the loop-closed noise of its
+    callbacks is dropped."""
+    from spikerl_jax.training import checkpoint
+
+    deep = str(tmp_path / ("d" * 150) / "600.orbax-checkpoint-tmp" / "learner" / "_sharding")
+    status = (
+        f'RESOURCE_EXHAUSTED: Error writing local file "{deep}": Failed writing: "{deep}.__lock":'
+        " Failed to write 10007 bytes to file 12: No space left on device [os_error_code='28']"
+    )
+    saver = checkpoint.Checkpointer(str(tmp_path), 1, False)
+    line = saver._explain(600, ValueError(status))
+    saver.close()
+    assert f"No space left on device ({deep}.__lock)" in line and "os_error_code" not in line
+    assert "no complete checkpoint exists yet" in line
+    read = Exception(
+        "Encountered error while reading array index. See full TensorStore details: <bound"
+    )
+    read.__cause__ = ValueError('FAILED_PRECONDITION: Error reading "k/0" in OCDBT: Truncated')
+    assert (
+        checkpoint._reason(read) == 'FAILED_PRECONDITION: Error reading "k/0" in OCDBT: Truncated'
+    )

@@ -3,6 +3,7 @@ final and best evaluation returns, ranked; and the settings' learning curves."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -39,13 +40,37 @@ def sweep_rows(groups: dict[str, list[RunRecord]]) -> list[dict]:
     return [{"rank": i + 1, **row} for i, row in enumerate(rows)]
 
 
+SUMMARY_FILES = ("sweep.json", "sweep.csv", "learning_curves.png")
+
+
+def summary_written(root: str) -> bool:
+    """Whether ``root`` holds every file of a sweep's summary, none of them empty."""
+    paths = [os.path.join(root, name) for name in SUMMARY_FILES]
+    return all(os.path.isfile(p) and os.path.getsize(p) > 0 for p in paths)
+
+
+@contextlib.contextmanager
+def _replacing(path: str):
+    """A text file written whole or not at all: into a temporary file, then renamed (a full
+    disk leaves the previous file, not a torn one)."""
+    tmp = f"{path}.tmp"
+    try:
+        with open(tmp, "w", newline="") as f:
+            yield f
+        os.replace(tmp, path)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise OSError(e.errno, e.strerror, path) from None
+
+
 def write_sweep_summary(root: str, groups: dict[str, list[RunRecord]]) -> list[str]:
     """Writes ``sweep.json``, ``sweep.csv`` and ``learning_curves.png`` into ``root``."""
     rows = sweep_rows(groups)
     json_path, csv_path = os.path.join(root, "sweep.json"), os.path.join(root, "sweep.csv")
-    with open(json_path, "w") as f:
+    with _replacing(json_path) as f:
         json.dump({"settings": rows}, f, indent=2)
-    with open(csv_path, "w", newline="") as f:
+    with _replacing(csv_path) as f:
         writer = csv.DictWriter(f, COLUMNS)
         writer.writeheader()
         writer.writerows({**r, "runs": " ".join(r["runs"])} for r in rows)

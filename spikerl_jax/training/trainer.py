@@ -12,16 +12,19 @@ MJX) around the learner's round (``learner``: ingest, then the fused TD3 updates
 
 from __future__ import annotations
 
+import os
 import shlex
+import shutil
 
 import jax
 
 from spikerl_jax.config import TrainConfig
 from spikerl_jax.processes import Interrupted
 from spikerl_jax.reporting.runs import read_run
-from spikerl_jax.reporting.sweep import sweep_rows, write_sweep_summary
+from spikerl_jax.reporting.sweep import summary_written, sweep_rows, write_sweep_summary
 from spikerl_jax.sweep_spec import SweepSpec, save_spec, setting_label
 from spikerl_jax.training.build import check_run
+from spikerl_jax.training.checkpoint import SaveError, latest_step
 from spikerl_jax.training.session import Session
 
 
@@ -85,11 +88,12 @@ def train_sweep(spec: SweepSpec, resume: bool = False, console=None) -> list[dic
     primary = jax.process_index() == 0  # with several processes, process 0 writes the records
     if not resume and primary:
         save_spec(spec)
-    configs = spec.members()
+    configs, again = spec.members(), f"spikerl-jax sweep --resume {shlex.quote(spec.root)}"
     try:
-        train_members(configs, spec.root, resume=resume, console=console)
+        if not (resume and _finished_without_summary(spec, configs)):
+            train_members(configs, spec.root, resume=resume, console=console)
     except Interrupted as e:  # a sweep continues from its root
-        raise e.resumed_with(f"spikerl-jax sweep --resume {shlex.quote(spec.root)}") from None
+        raise e.resumed_with(again) from None
     if not primary:
         return []
     seeds = len(spec.seeds)
@@ -99,5 +103,25 @@ def train_sweep(spec: SweepSpec, resume: bool = False, console=None) -> list[dic
         ]
         for i, setting in enumerate(spec.settings())
     }
-    write_sweep_summary(spec.root, groups)
+    try:
+        write_sweep_summary(spec.root, groups)
+    except OSError as e:
+        free = shutil.disk_usage(spec.root).free // 2**20
+        raise SaveError(
+            f"cannot write the sweep's summary {e.filename}: {e.strerror} ({free} MB free); "
+            f"the members' results are kept: free space, then {again} writes it"
+        ) from None
     return sweep_rows(groups)
+
+
+def _finished_without_summary(spec: SweepSpec, configs: list[TrainConfig]) -> bool:
+    """Whether every member finished but the root's summary is missing or empty (a disk that
+    filled while it was written): a resume then writes it without training."""
+    step = latest_step(spec.root)
+    done = all(os.path.isfile(os.path.join(c.run_dir(), "summary.json")) for c in configs)
+    return (
+        done
+        and step is not None
+        and step >= spec.base.total_steps
+        and not (summary_written(spec.root))
+    )

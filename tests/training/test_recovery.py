@@ -339,3 +339,39 @@ def test_two_runs_started_in_the_same_second_get_their_own_directories(tmp_path,
     stem = os.path.join("runs", "InvertedPendulum-v4-s0-20261207-080000")
     assert made == [stem, f"{stem}-2", f"{stem}-3"]
     assert all(os.path.isdir(p) for p in made)
+
+
+def test_a_full_disk_at_the_sweep_summary_is_one_line_and_a_resume_writes_it(
+    tmp_path, monkeypatch, capsys
+):
+    """The disk fills while sweep.csv is written: one line, no torn file, the members' results
+    kept; once there is space, ``sweep --resume`` writes the summary without training."""
+    import errno
+    import types
+
+    from spikerl_jax.reporting import sweep
+
+    class FullDisk(sweep.csv.DictWriter):  # the summary's writer only, not the runs'
+        def writeheader(self):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    root = tmp_path / "root"
+    args = [*IN_PROCESS[: IN_PROCESS.index("--eval-every")], "--eval-every", "300"]
+    args += IN_PROCESS[IN_PROCESS.index("--eval-every") + 2 :]
+    with monkeypatch.context() as patch:
+        patch.setattr(sweep, "csv", types.SimpleNamespace(DictWriter=FullDisk))
+        assert main(["sweep", *args, *SWEEP, "--out", str(root)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(
+        f"spikerl-jax: error: cannot write the sweep's summary {root}/sweep.csv: No space left "
+        "on device ("
+    ), err
+    assert err[0].endswith(f"free space, then spikerl-jax sweep --resume {root} writes it")
+    assert not (root / "sweep.csv").exists() and not (root / "sweep.csv.tmp").exists()
+    metrics = (root / "base-s0" / "metrics.csv").read_text()
+    assert main(["sweep", "--resume", str(root)]) == 0
+    assert (root / "base-s0" / "metrics.csv").read_text() == metrics  # not trained again
+    ranked = json.loads((root / "sweep.json").read_text())["settings"]
+    assert (root / "sweep.csv").read_text().count("\n") == len(ranked) + 1
+    assert main(["sweep", "--resume", str(root)]) == 2  # now there is nothing to do
+    assert "nothing to do" in capsys.readouterr().err

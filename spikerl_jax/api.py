@@ -25,7 +25,7 @@ from spikerl_jax.config import PopSANConfig as PopSANConfig
 from spikerl_jax.config import TD3Config as TD3Config
 from spikerl_jax.config import TrainConfig as TrainConfig
 from spikerl_jax.config import preset_for as preset_for
-from spikerl_jax.export.deploy import deploy_run
+from spikerl_jax.export.deploy import deploy as deploy
 from spikerl_jax.export.nir import export_nir as export_nir
 from spikerl_jax.export.nir import popsan_to_nir as popsan_to_nir
 from spikerl_jax.export.policy import Policy as Policy
@@ -104,20 +104,3 @@ def evaluate(
     ``render`` also records the first episode as an mp4, ``raster`` draws every layer's spikes
     over its first steps as a PNG. What ``spikerl-jax eval`` prints."""
     return evaluate_run(run_dir, episodes, checkpoint, seed, render, raster)
-
-
-def deploy(
-    run_dir: str,
-    chip: str = "loihi",
-    episodes: int = 10,
-    checkpoint: str = "best",
-    seed: int = 0,
-    weight_exp: int | tuple[int, ...] = 0,
-    out: str | None = None,
-) -> dict:
-    """A run's policy quantized for ``chip`` and run closed loop beside the float actor
-    (the same episode seeds): returns, spike and action agreement, and a decision's energy
-    on the chip against the MLP actor on a CPU and a GPU, written to ``out`` (default
-    ``RUN_DIR/deploy.json``) and returned. What ``spikerl-jax deploy`` runs
-    (``spikerl_jax.export.deploy``)."""
-    return deploy_run(run_dir, chip, episodes, checkpoint, seed, weight_exp, out)

@@ -219,12 +219,12 @@ class Deploy:
     """The JSON file written (default: RUN_DIR/deploy.json)."""
 
     def run(self) -> int:
-        from spikerl_jax.export.deploy import deploy_run
+        from spikerl_jax.export.deploy import deploy
 
         args = (self.run_dir, self.chip, self.episodes, self.checkpoint, self.seed)
         result = _writing(
             f"--out {self.out or 'RUN_DIR/deploy.json'}",
-            deploy_run,
+            deploy,
             *args,
             self.weight_exp,
             self.out,

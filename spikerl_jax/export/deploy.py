@@ -1,7 +1,7 @@
 """A run's policy deployed on a simulated Loihi chip, closed loop: ``spikerl-jax deploy``.
 
-    from spikerl_jax.export.deploy import deploy_run
-    report = deploy_run("runs/hopper", episodes=10)      # writes runs/hopper/deploy.json
+    from spikerl_jax.export.deploy import deploy
+    report = deploy("runs/hopper", episodes=10)      # writes runs/hopper/deploy.json
 
 The run's best policy is quantized (``export.loihi.quantize``) and run in its task twice,
 over the same episode seeds, each batch of episodes one actor call per step
@@ -237,7 +237,7 @@ def decision_cost(spike_totals: dict, decisions: int, obs_dim: int, action_dim: 
     }
 
 
-def deploy_run(
+def deploy(
     run_dir: str,
     chip: str = "loihi",
     episodes: int = 10,

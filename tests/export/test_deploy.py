@@ -9,7 +9,7 @@ from helpers import TINY
 
 from spikerl_jax.cli import main
 from spikerl_jax.config import ConfigError
-from spikerl_jax.export.deploy import ENERGY_PER_OP, decision_cost, deploy_run
+from spikerl_jax.export.deploy import ENERGY_PER_OP, decision_cost, deploy
 
 
 @pytest.fixture(scope="module")
@@ -96,4 +96,4 @@ def test_bad_input_is_one_line_and_writes_nothing(run, tmp_path, capsys, case, m
     if case in ("mlp", "no checkpoint"):
         assert sorted(p.name for p in target.iterdir()) == ["config.json"]
     with pytest.raises(ConfigError):
-        deploy_run(str(target), episodes=int(case != "episodes"), weight_exp=9 * (case == "layer"))
+        deploy(str(target), episodes=int(case != "episodes"), weight_exp=9 * (case == "layer"))

@@ -4,7 +4,6 @@ PopSAN's float actor, its quantization limits, and against Lava itself where a P
 
 import dataclasses
 import importlib.util
-import itertools
 from pathlib import Path
 
 import jax
@@ -17,7 +16,6 @@ from spikerl_jax.cli import main
 from spikerl_jax.config import PopSANConfig
 from spikerl_jax.export.loihi import (
     VTH_MAX,
-    ChipLayer,
     chip_apply,
     chip_forward,
     chip_headroom,
@@ -40,38 +38,7 @@ def load_script():
     return module
 
 
-def random_chip(seed, sizes, regime):
-    """Random integer layers: ``active`` (every layer fires sometimes; weight exponents 0, 1,
-    -2), ``v-bias`` (with compartment biases) or ``overflow`` (exponent 7: the current wraps,
-    the voltage saturates)."""
-    rng = np.random.default_rng(seed)
-    chip = []
-    for k, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
-        zeros = np.zeros(n_out, np.int32)
-        if regime == "overflow":
-            exp, weight, vth = 7, rng.integers(-64, 256, (n_in, n_out)), VTH_MAX
-        else:
-            exp, weight = [0, 1, -2][k % 3], rng.integers(-160, 256, (n_in, n_out))
-            vth = int(max(1.0, 0.3 * n_in * weight.mean() * 2.0**exp) * rng.uniform(0.5, 2))
-        v_bias = regime == "v-bias"
-        chip.append(
-            ChipLayer(
-                weight=jnp.asarray(weight, jnp.int32),
-                bias_weight=jnp.asarray(rng.integers(-255, 256, n_out), jnp.int32),
-                bias_mant=jnp.asarray(rng.integers(-4096, 4096, n_out) if v_bias else zeros),
-                bias_exp=jnp.asarray(rng.integers(0, 8, n_out) if v_bias else zeros),
-                vth=jnp.asarray(vth, jnp.int32),
-                du=int(rng.choice([2047, 1000, 4095])),
-                dv=int(rng.choice([1024, 300, 0])),
-                weight_exp=exp,
-            )
-        )
-    return tuple(chip)
-
-
-def input_spikes(seed, steps, batch, n_in):
-    rng = np.random.default_rng(seed)
-    return (rng.random((steps, batch, n_in)) < 0.3).astype(np.float32)
+CHECK = load_script()  # benchmarks/loihi_check.py: random layers, the Lava runs
 
 
 def loihi_reference(chip, spikes_TBI):
@@ -128,8 +95,7 @@ def test_the_chip_model_is_loihis_integer_arithmetic(regime):
     """Every spike, current and voltage of the JAX model equals the integer reference, on
     layers using both shift directions, compartment biases, and the 24-bit limits."""
     sizes = (30, 24, 16, 8)
-    chip = random_chip(1, sizes, regime)
-    spikes = input_spikes(2, 6, 5, sizes[0])
+    chip, spikes = CHECK.random_chip(1, sizes, 6, 5, regime)
     traces = jax.jit(chip_forward)(chip, spikes)
     for trace, (s, u, v) in zip(traces, loihi_reference(chip, spikes), strict=True):
         np.testing.assert_array_equal(np.asarray(trace.spikes), s)
@@ -143,8 +109,7 @@ def test_the_chip_model_is_loihis_integer_arithmetic(regime):
 
 
 def test_the_chip_runs_under_jit_and_vmap():
-    chip = random_chip(3, (20, 12, 6), "active")
-    spikes = input_spikes(4, 5, 6, 20)
+    chip, spikes = CHECK.random_chip(3, (20, 12, 6), 5, 6, "active")
     batched = chip_forward(chip, spikes)
     # One observation at a time, mapped over the batch: the same integers.
     one = jax.jit(jax.vmap(lambda s: chip_forward(chip, s[:, None]), in_axes=1, out_axes=2))
@@ -250,33 +215,30 @@ def test_unrepresentable_layers_are_refused_in_one_line(actor):
 # ---------------------------------------------------------------- against Lava itself
 
 
-@pytest.fixture(scope="module")
-def lava():
-    script = load_script()
-    python = script.lava_python()
-    if python is None:
-        pytest.skip(
-            "no Python with lava-nc (Lava 0.10 needs Python 3.10): make /work/lava310 "
-            "(benchmarks/loihi_check.py) or set SPIKERL_JAX_LAVA_PYTHON"
-        )
-    return script, python
+# Lava 0.10 runs on Python 3.10 only: its tests run where such a Python has it.
+LAVA_PYTHON = CHECK.lava_python()
+needs_lava = pytest.mark.skipif(
+    LAVA_PYTHON is None,
+    reason="no Python with lava-nc (Lava 0.10 needs Python 3.10): make /work/lava310 "
+    "(benchmarks/loihi_check.py) or set SPIKERL_JAX_LAVA_PYTHON",
+)
 
 
+@needs_lava
 @pytest.mark.parametrize("regime", ["active", "v-bias", "overflow"])
-def test_lava_equals_the_chip_model_on_random_layers(lava, regime, tmp_path):
-    script, python = lava
-    chip = random_chip(5, (40, 32, 24, 10), regime)
-    report = script.lava_check(chip, input_spikes(6, 5, 4, 40), python, str(tmp_path))
+def test_lava_equals_the_chip_model_on_random_layers(regime, tmp_path):
+    chip, spikes = CHECK.random_chip(5, (40, 32, 24, 10), 5, 4, regime)
+    report = CHECK.lava_check(chip, spikes, LAVA_PYTHON, str(tmp_path))
     assert report["identical"], report
     assert {"LIF:PyLifModelBitAcc", "Dense:PyDenseModelBitAcc"} <= set(report["lava_models"])
     assert all(layer["spikes"] > 0 for layer in report["layers"])
 
 
-def test_lava_equals_the_chip_model_on_a_trained_actor(lava, tmp_path):
-    script, python = lava
+@needs_lava
+def test_lava_equals_the_chip_model_on_a_trained_actor(tmp_path):
     run = tmp_path / "run"
     assert main(["train", *TINY, "--no-energy", "--out", str(run)]) == 0
-    _, chip, spikes, _ = script.trained_spikes(str(run), observations=6)
-    report = script.lava_check(chip, spikes, python, str(tmp_path))
+    _, chip, spikes, _ = CHECK.trained_spikes(str(run), observations=6)
+    report = CHECK.lava_check(chip, spikes, LAVA_PYTHON, str(tmp_path))
     assert report["identical"], report
     assert all(layer["spikes"] > 0 for layer in report["layers"])

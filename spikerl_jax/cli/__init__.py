@@ -116,6 +116,7 @@ def _run(args: list[str]) -> int:
     absl.logging.set_verbosity(absl.logging.FATAL)
     logging.getLogger("asyncio").setLevel(logging.CRITICAL)
     threading.excepthook = _quiet_checkpoint_threads
+    sys.unraisablehook = _quiet_checkpoint_unraisable
     warnings.formatwarning = _one_line  # a warning is one line on the terminal
     if args == ["--version"]:
         print(f"spikerl-jax {__version__}")
@@ -175,17 +176,31 @@ def _use_compile_cache() -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 
-_THREAD_HOOK = threading.excepthook
+_THREAD_HOOK, _UNRAISABLE_HOOK = threading.excepthook, sys.unraisablehook
+
+
+def _from_checkpoint_io(exc_traceback) -> bool:
+    """Whether an exception came from Orbax's or asyncio's machinery: a failing save's errors
+    reach the main thread once, as one SaveError or CheckpointError line."""
+    frames = traceback.extract_tb(exc_traceback) if exc_traceback else []
+    return any("/orbax/" in f.filename or "/asyncio/" in f.filename for f in frames)
 
 
 def _quiet_checkpoint_threads(args) -> None:
-    """Drops the exceptions of Orbax's and asyncio's worker threads (their errors reach the
-    main thread, which reports them); any other thread's exception is printed as usual."""
-    frames = traceback.extract_tb(args.exc_traceback) if args.exc_traceback else []
-    if any("/orbax/" in f.filename or "/asyncio/" in f.filename for f in frames):
+    """Drops the exceptions of Orbax's and asyncio's worker threads; any other thread's
+    exception is printed as usual."""
+    if _from_checkpoint_io(args.exc_traceback):
         logging.getLogger("spikerl_jax").debug("checkpoint thread: %r", args.exc_value)
         return
     _THREAD_HOOK(args)
+
+
+def _quiet_checkpoint_unraisable(unraisable) -> None:
+    """Drops what a failed save leaves behind at exit (TensorStore's callbacks on a closed
+    event loop, Orbax's unfinished coroutines: many times over); anything else as usual."""
+    if _from_checkpoint_io(unraisable.exc_traceback):
+        return
+    _UNRAISABLE_HOOK(unraisable)
 
 
 def _one_line(message, category, filename, lineno, line=None) -> str:

@@ -19,11 +19,9 @@ import logging
 import os
 import re
 import shutil
-import sys
 import tempfile
 import threading
 import time
-import traceback
 import warnings
 
 import jax
@@ -81,7 +79,6 @@ def _manager(root: str, keep: int | None = None, create: bool = True) -> ocp.Che
     # have one cleaner, ``Checkpointer.remove_temporary`` (run by the process that holds the
     # run's lock): Orbax's own runs in a thread of every manager, readers' included, and two
     # cleaners race on the same directory.
-    _quiet_closed_loops()
     options = ocp.CheckpointManagerOptions(
         max_to_keep=keep,
         cleanup_tmp_directories=False,
@@ -257,29 +254,6 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def _quiet_closed_loops() -> None:
-    """Drops the ``RuntimeError: Event loop is closed`` that TensorStore's callbacks raise
-    when a failed save or restore has closed the asyncio loop that awaited them, and the
-    errors of the Orbax coroutines such a failure leaves unfinished (they come through
-    ``sys.unraisablehook``, many times over; the failure itself reaches the caller once);
-    every other unraisable error is passed on to the hook that was there."""
-    previous = sys.unraisablehook
-    if getattr(previous, "_spikerl_jax", False):
-        return
-
-    def hook(unraisable):
-        frames = traceback.extract_tb(unraisable.exc_traceback or None)
-        closed = isinstance(unraisable.exc_value, RuntimeError) and any(
-            f.name == "_check_closed" and "asyncio" in f.filename for f in frames
-        )
-        orbax = any("/orbax/" in f.filename for f in frames)
-        if not (closed or orbax):
-            previous(unraisable)
-
-    hook._spikerl_jax = True
-    sys.unraisablehook = hook
-
-
 def latest_step(root: str) -> int | None:
     """The newest complete checkpoint step under ``root`` (None: none)."""
     if not os.path.isdir(os.path.join(root, "checkpoints")):
@@ -341,7 +315,6 @@ def _json(path: str, item: str, cls=None):
 def _restore_item(path: str, item: str, target=None):
     """One item of a step directory onto ``target``'s shardings; None: as saved, on the
     default device whatever layout wrote it (numpy arrays as numpy, with their dtypes)."""
-    _quiet_closed_loops()
     checkpointer, absl = ocp.StandardCheckpointer(), logging.getLogger("absl")
     where, level = orbax_path(os.path.join(path, item)), absl.level
     absl.setLevel(logging.ERROR)  # Orbax's notes on metadata files that items do not have

@@ -7,14 +7,12 @@ import csv
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
 import typing
 
 import orbax.checkpoint as ocp
 import pytest
-from helpers import TIMING, TINY
+from helpers import TIMING, TINY, USER_TINY, user_cli_background
 
 from spikerl_jax.cli import main
 from spikerl_jax.cli.training import Precision
@@ -24,26 +22,7 @@ from spikerl_jax.precision import POLICIES
 from spikerl_jax.sweep_spec import SweepSpec, save_spec
 from spikerl_jax.training.checkpoint import orbax_path
 
-USER = [arg for arg in TINY if arg not in ("--devices", "1")]  # the user's default devices
-
-
-def user_env() -> dict:
-    """The environment of a user's shell: no host device count forced (the suite's is)."""
-    env = dict(os.environ)
-    flags = [f for f in env.get("XLA_FLAGS", "").split() if "device_count" not in f]
-    env["XLA_FLAGS"] = " ".join(flags)
-    return env
-
-
-def cli(*args, **popen):
-    return subprocess.Popen(
-        [sys.executable, "-m", "spikerl_jax.cli", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=user_env(),
-        **popen,
-    )
+USER = USER_TINY  # the user's default devices
 
 
 def test_a_sweep_counts_its_members_before_it_has_a_root():
@@ -120,7 +99,7 @@ def sigterm_caught(pid: int) -> bool:
 def test_sigterm_during_start_up_is_one_line_and_status_143(tmp_path):
     """SIGTERM as soon as the command can take it (imports and compiles still ahead): the
     shell's status for SIGTERM and one line, not a silent death by the signal."""
-    proc = cli("train", *USER, "--out", str(tmp_path / "run"))
+    proc = user_cli_background("train", *USER, "--out", str(tmp_path / "run"))
     deadline = time.time() + 60
     while not sigterm_caught(proc.pid) and proc.poll() is None and time.time() < deadline:
         time.sleep(0.005)
@@ -132,7 +111,7 @@ def test_sigterm_during_start_up_is_one_line_and_status_143(tmp_path):
 
 def test_help_into_a_closed_pipe_exits_quietly():
     """``spikerl-jax sweep --help | head``: the reader gone before the help is written."""
-    proc = cli("sweep", "--help")
+    proc = user_cli_background("sweep", "--help")
     proc.stdout.close()
     err = proc.stderr.read()
     assert proc.wait(timeout=60) == 128 + signal.SIGPIPE and err == ""
@@ -214,7 +193,7 @@ def test_wrong_types_through_the_python_api_name_the_argument(call, message, tmp
 def test_processes_that_never_all_start_end_in_one_line(tmp_path):
     """Process 0 of 2 alone: a line saying it waits, then one error line at --init-timeout
     (JAX's own wait blocks signals, then aborts with a C++ dump); nothing written."""
-    proc = cli(
+    proc = user_cli_background(
         "sweep",
         *USER,
         "--coordinator-address",

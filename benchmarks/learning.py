@@ -90,6 +90,11 @@ VARIANTS = {
     # "LIF", which has no synaptic current (current decay 0).
     "lif-paper": PROXY_PAPER_SETTING,
     "lif-paper-proxy": [*PROXY_PAPER_SETTING, "--target-actor", "proxy"],
+    # The other algorithms of PopSAN's code, with its settings (``--paper``), for both actors.
+    "popsan-ddpg": ["--algo", "ddpg"],
+    "mlp-ddpg": ["--algo", "ddpg", "--actor", "mlp"],
+    "popsan-sac": ["--algo", "sac"],
+    "mlp-sac": ["--algo", "sac", "--actor", "mlp"],
 }
 # Published anchors (see docs/learning.md for their settings): TD3 with an ANN actor, the
 # TD3 authors' evaluations at 100k and 300k steps (gym v1, 10 seeds, mean, std).

@@ -126,10 +126,40 @@ def cheapen(model: mujoco.MjModel) -> mujoco.MjModel:
     return model
 
 
-def solve_inverted_pendulum(tmp_path, options: list[str], seeds: tuple[int, ...]):
+def train_inverted_pendulum(tmp_path, options: list[str], seed: int):
     """Trains InvertedPendulum-v4 from its preset (20k steps) with ``LEARNING_NETS`` and
-    ``options``, stopping at an evaluation of 950, for each of ``seeds`` in turn until one
-    solves it.
+    ``options``, stopping at an evaluation of 950.
+
+    Returns:
+      The run's directory and its ``summary.json``.
+    """
+    import json
+
+    from spikerl_jax.cli import main
+
+    out = tmp_path / f"s{seed}"
+    args = [
+        "train",
+        "--env",
+        "InvertedPendulum-v4",
+        "--seed",
+        str(seed),
+        "--target-return",
+        "950",
+        *LEARNING_NETS,
+        *options,
+        "--out",
+        str(out),
+        "--no-progress",
+        "--devices",
+        "1",
+    ]
+    assert main(args) == 0
+    return out, json.loads((out / "summary.json").read_text())
+
+
+def solve_inverted_pendulum(tmp_path, options: list[str], seeds: tuple[int, ...]):
+    """``train_inverted_pendulum`` for each of ``seeds`` in turn until one solves it.
 
     64x64 networks solve this task within 20k steps for some seeds only, and which seeds
     depends on the CPU: XLA's kernels differ between CPU models, and with them each seed's
@@ -138,33 +168,24 @@ def solve_inverted_pendulum(tmp_path, options: list[str], seeds: tuple[int, ...]
     Returns:
       The last run's directory and its ``summary.json``.
     """
-    import json
-
-    from spikerl_jax.cli import main
-
     for seed in seeds:
-        out = tmp_path / f"s{seed}"
-        args = [
-            "train",
-            "--env",
-            "InvertedPendulum-v4",
-            "--seed",
-            str(seed),
-            "--target-return",
-            "950",
-            *LEARNING_NETS,
-            *options,
-            "--out",
-            str(out),
-            "--no-progress",
-            "--devices",
-            "1",
-        ]
-        assert main(args) == 0
-        summary = json.loads((out / "summary.json").read_text())
+        out, summary = train_inverted_pendulum(tmp_path, options, seed)
         if summary["best_eval_return"] >= 950:
             break
     return out, summary
+
+
+def solved_seeds(tmp_path, options: list[str], seeds: tuple[int, ...], needed: int) -> dict:
+    """``train_inverted_pendulum`` for ``seeds`` in order, until ``needed`` of them solve it
+    or too few are left to: ``{seed: the step it reached 950 at, or None}``."""
+    reached: dict[int, int | None] = {}
+    for i, seed in enumerate(seeds):
+        solved = sum(step is not None for step in reached.values())
+        if solved >= needed or solved + len(seeds) - i < needed:
+            break
+        _, summary = train_inverted_pendulum(tmp_path, options, seed)
+        reached[seed] = summary["target_reached_at"]
+    return reached
 
 
 def init_td3(td3, networks, obs_dim: int, td3_cfg, key=None, encoder_std: float = 0.15**0.5):
@@ -272,3 +293,13 @@ def read_scalars(run_dir):
             for value in event.summary.value:
                 scalars.setdefault(value.tag, []).append((event.step, value.simple_value))
     return scalars
+
+
+def mlp_numpy(params: dict, x: np.ndarray) -> np.ndarray:
+    """A ReLU MLP from its Flax parameters ``{Dense_i: {kernel, bias}}``, in float64 (the
+    algorithms' tests' reference for critics and MLP actors)."""
+    layers = [params[f"Dense_{i}"] for i in range(len(params))]
+    for i, layer in enumerate(layers):
+        x = x @ np.asarray(layer["kernel"], np.float64) + np.asarray(layer["bias"], np.float64)
+        x = np.maximum(x, 0.0) if i < len(layers) - 1 else x
+    return x

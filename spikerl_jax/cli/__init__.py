@@ -29,6 +29,7 @@ from spikerl_jax.cli.options import ALIASES, near_miss
 from spikerl_jax.cli.runs import CommandError, Compare, Deploy, Eval, ExportNir, Plot
 from spikerl_jax.cli.training import Preset, Sweep, Train, _sweep_default, _train_default
 from spikerl_jax.config import ConfigError
+from spikerl_jax.config.algorithms import ALGOS
 from spikerl_jax.version import __version__
 
 
@@ -40,6 +41,7 @@ class _Selection:
     resume: str | None = None
     actor: str | None = None
     paper: bool = False
+    algo: str | None = None
 
 
 def parse(args: list[str]):
@@ -54,7 +56,12 @@ def parse(args: list[str]):
     except SystemExit:  # e.g. --env without a value: the full parse says so
         sel = _Selection()
     command = args[0] if args else None
-    preset = Preset(sel.env, sel.actor if sel.actor in ("popsan", "mlp") else "popsan", sel.paper)
+    preset = Preset(
+        sel.env,
+        sel.actor if sel.actor in ("popsan", "mlp") else "popsan",
+        sel.paper,
+        sel.algo if sel.algo in ALGOS else "td3",  # a bad one: the full parse says so
+    )
     train = _train_default(sel.resume if command == "train" else None, preset)
     sweep = _sweep_default(sel.resume if command == "sweep" else None, preset)
     commands = Union[  # noqa: UP007 (tyro reads the Union's members as subcommands)

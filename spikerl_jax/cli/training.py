@@ -80,14 +80,15 @@ PAPER_HELP = (
 
 @dataclasses.dataclass(frozen=True)
 class Preset:
-    """What a new run's defaults follow: the task, the actor kind and --paper."""
+    """What a new run's defaults follow: the task, the actor kind, --paper and the algorithm."""
 
     env: str | None = None
     actor_kind: str = "popsan"
     paper: bool = False
+    algo: str = "td3"
 
     def config(self) -> TrainConfig:
-        return preset_for(self.env or TrainConfig.env, self.actor_kind, self.paper)
+        return preset_for(self.env or TrainConfig.env, self.actor_kind, self.paper, self.algo)
 
 
 def _no_paper_on_resume(paper: bool, resume: str | None) -> None:

@@ -31,6 +31,7 @@ from spikerl_jax.config.presets import PRESETS as PRESETS
 from spikerl_jax.config.presets import preset_for as preset_for
 from spikerl_jax.config.sections import CriticConfig as CriticConfig
 from spikerl_jax.config.sections import PopSANConfig as PopSANConfig
+from spikerl_jax.config.sections import SACConfig as SACConfig
 from spikerl_jax.config.sections import TD3Config as TD3Config
 from spikerl_jax.config.train import RESUME_MUTABLE as RESUME_MUTABLE
 from spikerl_jax.config.train import TrainConfig as TrainConfig

@@ -37,12 +37,15 @@ class AlgoTraits:
     check: Callable = lambda cfg: None
 
 
-def _check_ddpg(cfg) -> None:
-    if cfg.td3.target_actor != "snn":
-        raise ConfigError(
-            "--target-actor proxy is TD3's (its smoothed targets); --algo ddpg bootstraps "
-            "on its target actor"
-        )
+def _no_proxy(algo: str, bootstrap: str) -> Callable:
+    def check(cfg) -> None:
+        if cfg.td3.target_actor != "snn":
+            raise ConfigError(
+                f"--target-actor proxy is TD3's (its smoothed targets); --algo {algo} "
+                f"bootstraps on {bootstrap}"
+            )
+
+    return check
 
 
 ALGOS: dict[str, AlgoTraits] = {
@@ -65,7 +68,14 @@ ALGOS: dict[str, AlgoTraits] = {
             **ACTOR_SWEEPABLE,
         },
         policy_delay=lambda cfg: 1,
-        check=_check_ddpg,
+        check=_no_proxy("ddpg", "its target actor"),
+    ),
+    # PopSAN's SAC: twin critics, a tanh-Gaussian policy, an entropy bonus; --policy-delay
+    # critic steps then as many policy steps (PopSAN: 1; CleanRL: 2).
+    "sac": AlgoTraits(
+        sweepable={**dict.fromkeys(SHARED_RULE, "td3"), "alpha": "sac", **ACTOR_SWEEPABLE},
+        policy_delay=lambda cfg: cfg.td3.policy_delay,
+        check=_no_proxy("sac", "its current policy's samples"),
     ),
 }
 

@@ -13,6 +13,7 @@ import dataclasses
 import itertools
 from typing import NamedTuple
 
+from spikerl_jax.config.algorithms import ALGOS
 from spikerl_jax.config.base import ConfigError, flag
 from spikerl_jax.config.train import TrainConfig
 from spikerl_jax.envs.registry import EnvSpec
@@ -64,7 +65,8 @@ def run_needs(cfg: TrainConfig, spec: EnvSpec, members: int = 1) -> list[Need]:
     # evaluation episodes'.
     rows = max(td3.batch_size, cfg.num_envs, cfg.eval_episodes)
     floats = d * 2 + a + 2  # a transition: obs, next_obs, action, reward, done
-    blocks = cfg.updates_per_round // td3.policy_delay
+    delay = ALGOS[cfg.algo].policy_delay(cfg)
+    blocks = cfg.updates_per_round // delay
     each = f" x {members} members" if members > 1 else ""
     needs = [
         Need(
@@ -93,10 +95,10 @@ def run_needs(cfg: TrainConfig, spec: EnvSpec, members: int = 1) -> list[Need]:
             cfg.update_every * floats * FLOAT,
         ),
         Need(
-            f"a round's update steps ({blocks} blocks of {td3.policy_delay} critic steps, "
+            f"a round's update steps ({blocks} blocks of {delay} critic steps, "
             f"{td3.batch_size} observations kept per step{each})",
             blocks * (KEY_BYTES + METRIC_BYTES)
-            + td3.policy_delay * (KEY_BYTES + METRIC_BYTES + td3.batch_size * d * FLOAT),
+            + delay * (KEY_BYTES + METRIC_BYTES + td3.batch_size * d * FLOAT),
         ),
     ]
     if proxy:

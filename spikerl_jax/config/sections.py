@@ -1,4 +1,5 @@
-"""The sections of a run's config: the spiking actor, the critics and TD3's learning rule."""
+"""The sections of a run's config: the spiking actor, the critics, the learning rule they
+share (TD3's section) and SAC's entropy settings."""
 
 from __future__ import annotations
 
@@ -146,3 +147,23 @@ class TD3Config:
             raise ConfigError(f"--proxy-steps must be positive, got {self.proxy_steps}")
         if not self.proxy_hidden_sizes or min(self.proxy_hidden_sizes) <= 0:
             raise ConfigError("--proxy-hidden-sizes must be one or more positive layer widths")
+
+
+@dataclasses.dataclass(frozen=True)
+class SACConfig:
+    """SAC's entropy regularisation (--algo sac; its other settings are the shared learning
+    rule's: learning rates, batch, discount, Polyak, --policy-delay)."""
+
+    alpha: float = 0.2
+    """The entropy coefficient (PopSAN's 0.2), or its initial value with --learn-alpha."""
+    learn_alpha: bool = False
+    """Learn the entropy coefficient towards --target-entropy (as CleanRL's autotune and SB3's
+    ent_coef='auto'), at --critic-lr; off: a fixed --alpha, as PopSAN."""
+    target_entropy: float | None = None
+    """--learn-alpha: the policy entropy the coefficient aims at (None: -action dims, as
+    CleanRL and SB3)."""
+
+    def validate(self) -> None:
+        _finite("alpha", self.alpha, 0.0, low_open=True)
+        if self.target_entropy is not None:
+            _finite("target_entropy", self.target_entropy)

@@ -21,7 +21,7 @@ from spikerl_jax.config.base import (
     leaf_items,
     new_run_dir,
 )
-from spikerl_jax.config.sections import CriticConfig, PopSANConfig, TD3Config
+from spikerl_jax.config.sections import CriticConfig, PopSANConfig, SACConfig, TD3Config
 from spikerl_jax.envs.registry import MJX_ENVS, UnknownEnv, check_known, resolve
 from spikerl_jax.schema import SchemaError, from_jsonable, type_problems
 
@@ -121,13 +121,15 @@ class TrainConfig:
     actor_kind: Annotated[Literal["popsan", "mlp"], tyro.conf.arg(name="actor")] = "popsan"
     """The actor: 'popsan' (the spiking PopSAN) or 'mlp' (a deterministic ReLU MLP of the same
     hidden sizes with a tanh output: the ANN baseline, trained by the same TD3)."""
-    algo: Literal["td3", "ddpg"] = "td3"
-    """The learning algorithm: 'td3' (TD3 as PopSAN trains its actor) or 'ddpg' (PopSAN's
+    algo: Literal["td3", "ddpg", "sac"] = "td3"
+    """The learning algorithm: 'td3' (TD3 as PopSAN trains its actor), 'ddpg' (PopSAN's
     DDPG: one critic, no target smoothing or policy delay; the same learning rates, batch
-    and noise)."""
+    and noise) or 'sac' (PopSAN's SAC: the actor gives a tanh-Gaussian's mean, a ReLU
+    network its log-std; twin critics, an entropy bonus --alpha)."""
     actor: PopSANConfig = PopSANConfig()
     critic: CriticConfig = CriticConfig()
     td3: TD3Config = TD3Config()
+    sac: SACConfig = SACConfig()
 
     def __post_init__(self):
         # ISO 3166 codes are upper case; accept them in any case.
@@ -148,6 +150,7 @@ class TrainConfig:
         self.actor.validate()
         self.critic.validate()
         self.td3.validate()  # before the schedule, which divides by --policy-delay
+        self.sac.validate()
         ALGOS[self.algo].check(self)
         self._check_schedule()
         if self.td3.batch_size > self.replay_size:
@@ -295,6 +298,8 @@ class TrainConfig:
         """
         if isinstance(data, dict) and "algo" not in data:
             data = {**data, "algo": "td3"}  # written before --algo (f02ead7): TD3, the only one
+        if isinstance(data, dict) and "sac" not in data:  # written before SAC: unused settings
+            data = {**data, "sac": dataclasses.asdict(SACConfig())}
         try:
             return from_jsonable(cls, data, complete=True)
         except SchemaError as e:

@@ -7,11 +7,11 @@ from __future__ import annotations
 from types import ModuleType
 
 from spikerl_jax.config import TrainConfig
-from spikerl_jax.rl import ddpg, td3
+from spikerl_jax.rl import ddpg, sac, td3
 from spikerl_jax.rl.algorithm import Algorithm
 from spikerl_jax.rl.networks import Networks
 
-ALGORITHMS: dict[str, ModuleType] = {"td3": td3, "ddpg": ddpg}
+ALGORITHMS: dict[str, ModuleType] = {"td3": td3, "ddpg": ddpg, "sac": sac}
 # The key under which checkpoints of format 2 (f02ead7 and before) hold the learner's
 # algorithm state: TD3 was then the only algorithm.
 FORMAT_2_STATE_KEY = "td3"

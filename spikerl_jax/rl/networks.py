@@ -69,12 +69,18 @@ class MLPActor(nn.Module):
 
     @nn.compact
     def __call__(
-        self, obs_BD: jax.Array, key: jax.Array | None = None, return_spike_counts: bool = False
+        self,
+        obs_BD: jax.Array,
+        key: jax.Array | None = None,
+        return_spike_counts: bool = False,
+        squash: bool = True,
     ):
+        """Actions ``(B, A)``; ``squash`` False: the outputs before tanh and the limit (the
+        mean of SAC's Gaussian)."""
         if return_spike_counts:
             raise ValueError("the MLP actor has no spikes; spike statistics are PopSAN's")
         pre_tanh = MLP(self.hidden_sizes, self.precision, self.action_dim, name="mlp")(obs_BD)
-        return self.action_limit * jnp.tanh(pre_tanh)
+        return self.action_limit * jnp.tanh(pre_tanh) if squash else pre_tanh
 
 
 class TwinQ(nn.Module):
@@ -118,9 +124,10 @@ class Networks(NamedTuple):
       critic: the twin Q networks.
       init_actor: ``(key, obs_dim, encoder_std) -> params``; ``encoder_std`` (a traced
         float) is PopSAN's initial receptive-field width (the MLP has none).
-      actor_with_penalty: ``(params, obs_BD, key, all_mean) -> (action_BA, penalty)``: the
-        actor's forward pass in the actor's loss and the actor's own regulariser (PopSAN's
-        drive penalty; 0 otherwise); ``all_mean`` averages over data-parallel devices.
+      actor_with_penalty: ``(params, obs_BD, key, all_mean, squash=True) -> (action_BA,
+        penalty)``: the actor's forward pass in the actor's loss and the actor's own
+        regulariser (PopSAN's drive penalty; 0 otherwise); ``all_mean`` averages over
+        data-parallel devices; ``squash`` False gives the action before tanh and the limit.
     """
 
     actor: PopSAN | MLPActor
@@ -153,11 +160,13 @@ def make_networks(
         settings = {"encoder_std": encoder_std} if spiking else {}
         return actor.init(key, jnp.zeros((1, obs_dim)), key, **settings)
 
-    def actor_with_penalty(params, obs_BD: jax.Array, key: jax.Array, all_mean: Callable):
+    def actor_with_penalty(
+        params, obs_BD: jax.Array, key: jax.Array, all_mean: Callable, squash: bool = True
+    ):
         if not (spiking and weight):
-            return actor.apply(params, obs_BD, key), 0.0
+            return actor.apply(params, obs_BD, key, squash=squash), 0.0
         # The spike trains give the output layer's input drive.
-        action, trains = actor.apply(params, obs_BD, key, method=PopSAN.spike_trains)
+        action, trains = actor.apply(params, obs_BD, key, squash=squash, method=PopSAN.spike_trains)
         return action, weight * output_drive_penalty(actor, params, trains, all_mean)
 
     critic = TwinQ(critic_config.critic_hidden_sizes, critic_config.critic_precision)

@@ -137,13 +137,12 @@ def make_losses(networks: Networks, proxy: Proxy | None, all_mean: Callable):
     return critic_loss, actor_loss
 
 
-def make_steps(losses, proxy: Proxy | None, all_mean: Callable):
-    """One critic step and one actor step (with the Polyak update of the targets), each an
-    Adam step on gradients averaged over ``all_mean``'s devices:
-    ``(state, batch or obs_BD, key) -> (state, metrics)``."""
-    critic_loss, actor_loss = losses
+def make_critic_step(critic_loss: Callable, all_mean: Callable) -> Callable:
+    """One Adam step of the critics on ``critic_loss``'s gradient averaged over ``all_mean``'s
+    devices: ``(state, batch, key) -> (state, metrics)`` for any state with ``critic_params``,
+    ``critic_opt_state`` and ``hparams.critic_lr``."""
 
-    def critic_step(state: TD3State, batch: Transition, key: jax.Array):
+    def critic_step(state, batch: Transition, key: jax.Array):
         grads, metrics = jax.grad(critic_loss, has_aux=True)(state.critic_params, state, batch, key)
         grads, metrics = all_mean((grads, metrics))
         metrics["critic_grad_norm"] = optax.tree.norm(grads).astype(jnp.float32)
@@ -151,6 +150,16 @@ def make_steps(losses, proxy: Proxy | None, all_mean: Callable):
             grads, state.critic_opt_state, state.critic_params, state.hparams.critic_lr
         )
         return state.replace(critic_params=params, critic_opt_state=opt_state), metrics
+
+    return critic_step
+
+
+def make_steps(losses, proxy: Proxy | None, all_mean: Callable):
+    """One critic step (``make_critic_step``) and one actor step (with the Polyak update of
+    the targets), each an Adam step on gradients averaged over ``all_mean``'s devices:
+    ``(state, batch or obs_BD, key) -> (state, metrics)``."""
+    critic_loss, actor_loss = losses
+    critic_step = make_critic_step(critic_loss, all_mean)
 
     def actor_step(state: TD3State, obs_BD: jax.Array, key: jax.Array):
         hp = state.hparams

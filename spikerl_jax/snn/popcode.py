@@ -133,11 +133,13 @@ class PopulationDecoder(nn.Module):
     param_dtype: jnp.dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, spikes_TBN: jax.Array) -> jax.Array:
-        """Maps output spikes ``(T, B, A*P)`` to actions ``(B, A)`` in ``[-limit, limit]``."""
+    def __call__(self, spikes_TBN: jax.Array, squash: bool = True) -> jax.Array:
+        """Maps output spikes ``(T, B, A*P)`` to actions ``(B, A)`` in ``[-limit, limit]``
+        (``squash`` False: the weighted sums before tanh and the limit, a Gaussian's mean
+        for SAC)."""
         init = torch_uniform_init(self.pop_size)
         weight_AP = self.param("weight", init, (self.action_dim, self.pop_size), self.param_dtype)
         bias_A = self.param("bias", init, (self.action_dim,), self.param_dtype)
         rate_BAP = spikes_TBN.mean(axis=0).reshape(-1, self.action_dim, self.pop_size)
         pre_tanh = (rate_BAP * weight_AP.astype(jnp.float32)).sum(-1) + bias_A.astype(jnp.float32)
-        return self.action_limit * jnp.tanh(pre_tanh)
+        return self.action_limit * jnp.tanh(pre_tanh) if squash else pre_tanh

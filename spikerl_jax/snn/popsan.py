@@ -105,6 +105,7 @@ class PopSAN(nn.Module):
         key: jax.Array | None = None,
         return_spike_counts: bool = False,
         encoder_std: jax.Array | None = None,
+        squash: bool = True,
     ):
         """Maps normalized observations ``(B, D)`` to actions ``(B, A)``.
 
@@ -116,18 +117,25 @@ class PopSAN(nn.Module):
             A static flag: the plain forward computes no counts.
           encoder_std: the receptive fields' initial width when the parameters are created
             (None: the config's).
+          squash: False: the decoder's sums before tanh and the limit (``(B, A)``, the mean
+            of SAC's Gaussian), a static flag.
         """
-        action, spikes = self.spike_trains(obs_BD, key, encoder_std)
+        action, spikes = self.spike_trains(obs_BD, key, encoder_std, squash)
         if not return_spike_counts:
             return action
         return action, {name: s.sum(0) for name, s in spikes.items()}
 
     @nn.compact
     def spike_trains(
-        self, obs_BD: jax.Array, key: jax.Array | None = None, encoder_std: jax.Array | None = None
+        self,
+        obs_BD: jax.Array,
+        key: jax.Array | None = None,
+        encoder_std: jax.Array | None = None,
+        squash: bool = True,
     ):
-        """Actions ``(B, A)`` and every layer's spikes over time ``{layer: (T, B, N)}`` (for
-        rasters and exports; ``__call__`` is this with counts or nothing)."""
+        """Actions ``(B, A)`` (``squash`` False: before tanh, as ``__call__``) and every
+        layer's spikes over time ``{layer: (T, B, N)}`` (for rasters and exports;
+        ``__call__`` is this with counts or nothing)."""
         cfg = self.config
         policy = get_policy(cfg.actor_precision)
         if cfg.encoder_input == "tanh":
@@ -155,6 +163,6 @@ class PopSAN(nn.Module):
             param_dtype=policy.param,
             name="decoder",
         )
-        action = decoder(layer_spikes[-1])
+        action = decoder(layer_spikes[-1], squash)
         trains = [spikes_in, *layer_spikes]
         return action, dict(zip(layer_names(cfg), trains, strict=True))

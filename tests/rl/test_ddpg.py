@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import mlp_numpy
 
 from spikerl_jax.config import CriticConfig, PopSANConfig, TD3Config, TrainConfig
 from spikerl_jax.rl.ddpg import hparams_of, make_algorithm, make_losses, make_q
@@ -39,15 +40,6 @@ def setup():
         terminated=jnp.array([0.0, 1.0, 0.0, 0.0, 1.0, 0.0])
     )
     return nets, ddpg, state, batch
-
-
-def mlp_numpy(params: dict, x: np.ndarray) -> np.ndarray:
-    """A ReLU MLP from its Flax parameters ``{Dense_i: {kernel, bias}}``, in float64."""
-    layers = [params[f"Dense_{i}"] for i in range(len(params))]
-    for i, layer in enumerate(layers):
-        x = x @ np.asarray(layer["kernel"], np.float64) + np.asarray(layer["bias"], np.float64)
-        x = np.maximum(x, 0.0) if i < len(layers) - 1 else x
-    return x
 
 
 def test_critic_target_against_numpy(setup):

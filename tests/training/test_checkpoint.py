@@ -94,6 +94,22 @@ def test_resume_with_buffer_is_exact(straight_run, tmp_path):
     )
 
 
+@pytest.mark.parametrize("algo", ["ddpg", "sac"])
+def test_every_algorithm_resumes_exactly(algo, tmp_path):
+    """A run of another algorithm cut at its first checkpoint and resumed equals its straight
+    run: records, learner (its own state: SAC's log-std network and alpha) and loop."""
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    common = ("--algo", algo, "--checkpoint-buffer", "--no-energy", "--no-tensorboard")
+    assert train(straight, "--total-steps", "600", *common) == 0
+    assert train(resumed, "--total-steps", "300", *common) == 0
+    assert main(["train", "--resume", str(resumed), "--total-steps", "600"]) == 0
+    assert rows(resumed) == rows(straight)
+    (items, loop, step), (ref, ref_loop, _) = latest_state(resumed), latest_state(straight)
+    assert step == 600
+    assert_trees_equal([items[k] for k in DEVICE_ITEMS], [ref[k] for k in DEVICE_ITEMS])
+    assert comparable(items, loop) == comparable(ref, ref_loop)
+
+
 def test_resume_without_buffer_refills_before_updating(straight_run, tmp_path):
     """Without the buffer the resumed run restarts it empty: updates pause until it holds
     update_after (100) transitions again, so the round ending at step 350 makes no updates and

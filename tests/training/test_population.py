@@ -105,10 +105,11 @@ def test_member_equals_the_single_run_with_its_seed_and_learning_rate(
         assert_member_equals_single(population, single, member)
 
 
-def test_a_ddpg_member_equals_the_single_run_with_its_seed_and_learning_rate():
-    """The algorithm seam's promise for a second algorithm: its traced settings differ per
-    member in one program."""
-    configs = [dataclasses.replace(c, algo="ddpg") for c in MEMBERS[:2]]
+@pytest.mark.parametrize("algo", ["ddpg", "sac"])
+def test_a_member_of_another_algorithm_equals_its_single_run(algo):
+    """The algorithm seam's promise for every algorithm: its traced settings differ per
+    member in one program (the seeds and actor learning rates of ``MEMBERS``)."""
+    configs = [dataclasses.replace(c, algo=algo) for c in MEMBERS[:2]]
     population = run_backend(configs, 4)
     for member in (0, 1):
         assert_member_equals_single(population, run_backend([configs[member]], 4), member)

@@ -1,12 +1,12 @@
-"""The training loop: every compiled program is traced once per run, and PopSAN-TD3 learns
-(InvertedPendulum-v4 solved from its preset by one of two fixed seeds).
+"""The training loop: every compiled program is traced once per run, and PopSAN learns with
+each algorithm (InvertedPendulum-v4 solved from its preset by fixed seeds).
 
 Learning budget: the preset's 20k env steps (1k random, updates from 1k, 50 per 50 steps),
 the command README shows: ``spikerl-jax train --env InvertedPendulum-v4 --total-steps 20000``.
 """
 
 import pytest
-from helpers import TINY, solve_inverted_pendulum
+from helpers import TINY, solve_inverted_pendulum, solved_seeds
 
 from spikerl_jax.batching import TRACES
 from spikerl_jax.cli import main
@@ -38,10 +38,18 @@ def test_popsan_td3_solves_inverted_pendulum(tmp_path):
 
 
 @pytest.mark.slow
-def test_popsan_ddpg_solves_inverted_pendulum(tmp_path):
-    # PopSAN's DDPG reached 950 at 15k, 20k and 25k steps on seeds 0, 1 and 2 (2-core Intel
-    # Xeon, 64x64 networks): three chances within 30k, the first that solves it ends the test.
-    options = ["--algo", "ddpg", "--total-steps", "30000"]
-    _, summary = solve_inverted_pendulum(tmp_path, options, seeds=(0, 1, 2))
-    assert summary["final_eval_return"] >= 950, summary
-    assert summary["target_reached_at"] == summary["total_steps"] <= 30_000
+@pytest.mark.parametrize(
+    ("algo", "budget"),
+    [
+        # PopSAN's DDPG reached 950 at 15k, 20k and 25k steps on seeds 0, 1 and 2 (2-core
+        # Intel Xeon); PopSAN's SAC at 10k on each (2-core AMD EPYC Zen 4); 64x64 networks.
+        ("ddpg", 30_000),
+        ("sac", 30_000),
+    ],
+)
+def test_popsan_ddpg_and_sac_solve_inverted_pendulum(algo, budget, tmp_path):
+    """Solved (a mean deterministic return over 10 episodes of 950 or more, the maximum being
+    1000) within the budget by at least 2 of the seeds 0, 1, 2, tried in that order."""
+    options = ["--algo", algo, "--total-steps", str(budget)]
+    reached = solved_seeds(tmp_path, options, seeds=(0, 1, 2), needed=2)
+    assert sum(step is not None and step <= budget for step in reached.values()) >= 2, reached

@@ -111,8 +111,16 @@ class SweepSpec:
         return dataclasses.replace(self, base=dataclasses.replace(self.base, out="ROOT"))
 
     def validate(self) -> None:
+        """Raises ``ConfigError`` for a bad grid (``validate_grid``) or a bad value of a
+        member (``TrainConfig.validate``, once per member)."""
+        self.validate_grid()
+        for cfg in self.placed().members():
+            cfg.validate()
+
+    def validate_grid(self) -> None:
         """Raises ``ConfigError`` for an empty or duplicated seed list, an unknown or
-        repeated setting, or an empty output directory (None: ``with_root`` makes one)."""
+        repeated setting, or an empty output directory (None: ``with_root`` makes one);
+        the members' values are ``validate``'s."""
         if self.root is not None and not self.root.strip():
             raise ConfigError("--out must name a directory (it is empty)")
         if not self.seeds:
@@ -131,8 +139,6 @@ class SweepSpec:
                 raise ConfigError(f"{flag(name)} has repeated values: {list(values)}")
         if len(set(names)) != len(names):
             raise ConfigError("a setting is given twice")
-        for cfg in self.placed().members():
-            cfg.validate()
 
 
 def check_population(configs: list[TrainConfig]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 import jax
 import mujoco
 import numpy as np
+import pytest
 from mujoco import mjx
 
 # A tiny InvertedPendulum run: 16x16 networks, short phases, two evaluation episodes.
@@ -303,3 +305,20 @@ def mlp_numpy(params: dict, x: np.ndarray) -> np.ndarray:
         x = x @ np.asarray(layer["kernel"], np.float64) + np.asarray(layer["bias"], np.float64)
         x = np.maximum(x, 0.0) if i < len(layers) - 1 else x
     return x
+
+
+@contextlib.contextmanager
+def validations():
+    """Collects every ``TrainConfig`` that ``TrainConfig.validate`` checks inside the block
+    (a run's path validates each member once)."""
+    from spikerl_jax.config import TrainConfig
+
+    checked, validate = [], TrainConfig.validate
+
+    def counted(cfg):
+        checked.append(cfg)
+        return validate(cfg)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(TrainConfig, "validate", counted)
+        yield checked

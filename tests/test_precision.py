@@ -7,13 +7,13 @@ import jax.extend
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import init_td3, solve_inverted_pendulum
+from helpers import solve_inverted_pendulum
 
-from spikerl_jax.config import CriticConfig, PopSANConfig, TD3Config
+from spikerl_jax.config import CriticConfig, PopSANConfig, TD3Config, TrainConfig
 from spikerl_jax.precision import get_policy, in_full_precision
+from spikerl_jax.rl.algorithms import hparams_of, make_algorithm
 from spikerl_jax.rl.networks import make_networks
 from spikerl_jax.rl.replay import random_transitions
-from spikerl_jax.rl.td3 import make_td3
 from spikerl_jax.snn.popsan import PopSAN
 
 OBS, ACT = 11, 3  # Hopper sizes, the paper's network
@@ -119,24 +119,39 @@ def test_bf16_matmul_gradients_are_the_closed_form_on_bf16_operands():
     np.testing.assert_allclose(policy.matmul(x, w), rounded(x) @ rounded(w), rtol=1e-6, atol=1e-5)
 
 
-@pytest.mark.parametrize("precision", ["bf16", "bf16-pure"])
-def test_td3_update_gradients_finite(precision):
-    nets = make_networks(
-        ACT,
-        1.0,
-        PopSANConfig(hidden_sizes=(32, 32), actor_precision=precision),
-        CriticConfig(critic_hidden_sizes=(32, 32), critic_precision=precision),
+@pytest.mark.parametrize(
+    ("algo", "precision"),
+    [("td3", "bf16"), ("td3", "bf16-pure"), ("ddpg", "bf16-pure"), ("sac", "bf16-pure")],
+)
+def test_every_algorithms_update_is_finite_and_keeps_the_dtypes(algo, precision):
+    """Through the algorithm seam: finite metrics and parameters, every learned parameter
+    (SAC's log-std network too) in the policy's dtype after 4 updates."""
+    cfg = TrainConfig(
+        algo=algo,
+        updates_per_round=4,
+        actor=PopSANConfig(hidden_sizes=(32, 32), actor_precision=precision),
+        critic=CriticConfig(critic_hidden_sizes=(32, 32), critic_precision=precision),
+        td3=TD3Config(batch_size=16),
     )
-    td3 = make_td3(nets, TD3Config(batch_size=16))
-    state = init_td3(td3, nets, OBS, TD3Config(batch_size=16))
+    nets = make_networks(ACT, 1.0, cfg.actor, cfg.critic)
+    algorithm = make_algorithm(nets, cfg)
+    key = jax.random.key(0)
+    actor = nets.init_actor(jax.random.split(key)[0], OBS, 0.15**0.5)
+    state = algorithm.init(key, actor, OBS, hparams_of(cfg))
     batch = random_transitions(jax.random.key(1), 16, OBS, ACT)
-    new, metrics = td3.update(state, lambda k: batch, jax.random.key(2), 5)
-    assert all(np.isfinite(float(v)) for v in metrics.values())
-    for before, after in zip(
-        jax.tree.leaves(state.actor_params), jax.tree.leaves(new.actor_params), strict=True
-    ):
-        assert np.all(np.isfinite(np.asarray(after, np.float32)))
-        assert after.dtype == before.dtype  # master params keep the policy's dtype
+    new, metrics = jax.jit(lambda s, k: algorithm.update(s, lambda _: batch, k))(
+        state, jax.random.key(2)
+    )
+    assert all(np.isfinite(float(v)) for v in metrics.values()), metrics
+    params = [name for name in vars(state) if name.endswith("_params")]
+    for name in params:
+        for before, after in zip(
+            jax.tree.leaves(getattr(state, name)), jax.tree.leaves(getattr(new, name)), strict=True
+        ):
+            assert np.all(np.isfinite(np.asarray(after, np.float32))), name
+            assert after.dtype == before.dtype, name  # master params keep the policy's dtype
+    expected = jnp.bfloat16 if precision == "bf16-pure" else jnp.float32
+    assert jax.tree.leaves(new.actor_params)[0].dtype == expected
     assert float(metrics["critic_loss"]) > 0
 
 

@@ -177,7 +177,7 @@ class Sweep:
         from spikerl_jax.training.trainer import train_sweep
 
         spec = self.spec()
-        spec.validate()  # before a default root is made
+        spec.validate_grid()  # its size splits the CPU; train_sweep validates the members
         if self.processes.start():  # several processes, each with the devices it has
             if spec.root is None:  # each process would name its own default root
                 raise ConfigError("a sweep over several processes needs --out ROOT")

@@ -19,11 +19,12 @@ from spikerl_jax.training.parallel import check_divisible, make_layout, make_mes
 from spikerl_jax.training.state import RunState, committed
 
 
-def check_run(configs: list[TrainConfig]) -> None:
-    """Raises ``ConfigError`` for anything that would fail later: each config's values, the
-    grid of the carbon figures, a population's shared settings, the process and device
-    counts and the memory of the replay buffers."""
-    for cfg in configs:
+def check_run(configs: list[TrainConfig], validated: bool = False) -> None:
+    """Raises ``ConfigError`` for anything that would fail later: each config's values (but
+    where ``validated``: a sweep's spec has checked them), the grid of the carbon figures, a
+    population's shared settings, the process and device counts and the memory of the
+    replay buffers."""
+    for cfg in () if validated else configs:
         cfg.validate()
     cfg = configs[0]
     if cfg.energy:

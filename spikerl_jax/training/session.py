@@ -62,6 +62,8 @@ class Session:
       root: the population's checkpoint directory (None: the single member's run directory).
       resume: continue from the newest checkpoint in ``root``.
       console: the rich console of the progress bar (None: stderr).
+      checked: the caller has run ``check_run`` on ``configs`` (a sweep, before writing its
+        spec): each member is validated once.
 
     Raises:
       ConfigError: a bad configuration (before anything is written), or a missing,
@@ -74,8 +76,10 @@ class Session:
         root: str | None = None,
         resume: bool = False,
         console=None,
+        checked: bool = False,
     ):
-        check_run(configs)
+        if not checked:
+            check_run(configs)
         self.cfg, self.configs, self.members = configs[0], configs, len(configs)
         self.primary = jax.process_index() == 0  # only process 0 writes the records
         self.run_dirs = [c.run_dir() for c in configs]

@@ -45,12 +45,18 @@ def train(cfg: TrainConfig, resume: bool = False, console=None) -> dict:
 
 
 def train_members(
-    configs: list[TrainConfig], root: str | None = None, resume: bool = False, console=None
+    configs: list[TrainConfig],
+    root: str | None = None,
+    resume: bool = False,
+    console=None,
+    checked: bool = False,
 ):
     """The algorithm for a population of ``configs`` (one run: a population of one), whose
-    checkpoints go to ``root`` (None: the single run's directory). Returns the members'
-    summaries and the final ``RunState`` (member axis first)."""
-    with Session(configs, root, resume, console) as run:  # build, restore, open the records
+    checkpoints go to ``root`` (None: the single run's directory); ``checked``: ``configs``
+    have passed ``check_run``. Returns the members' summaries and the final ``RunState``
+    (member axis first)."""
+    # Build, restore, open the records.
+    with Session(configs, root, resume, console, checked) as run:
         state, loop, cfg = run.state, run.loop, run.cfg
         while loop.step < cfg.total_steps:
             # Plan, collect and learn, round by round up to the next stop: acting (at random
@@ -82,8 +88,8 @@ def train_sweep(spec: SweepSpec, resume: bool = False, console=None) -> list[dic
     Returns:
       The ranked rows of ``sweep.json`` (per setting: mean and std over seeds).
     """
-    spec.validate()  # nothing is written for a bad spec, not even a default root
-    check_run(spec.placed().members())
+    spec.validate()  # each member's values; nothing is written for a bad spec
+    check_run(spec.placed().members(), validated=True)
     spec = spec.with_root()
     primary = jax.process_index() == 0  # with several processes, process 0 writes the records
     if not resume and primary:
@@ -91,7 +97,7 @@ def train_sweep(spec: SweepSpec, resume: bool = False, console=None) -> list[dic
     configs, again = spec.members(), f"spikerl-jax sweep --resume {shlex.quote(spec.root)}"
     try:
         if not (resume and _finished_without_summary(spec, configs)):
-            train_members(configs, spec.root, resume=resume, console=console)
+            train_members(configs, spec.root, resume=resume, console=console, checked=True)
     except Interrupted as e:  # a sweep continues from its root
         raise e.resumed_with(again) from None
     if not primary:

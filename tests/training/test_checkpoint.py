@@ -19,6 +19,7 @@ from helpers import (
     rows,
     user_cli,
     user_cli_background,
+    validations,
     wait_for_checkpoint,
 )
 
@@ -60,7 +61,9 @@ def latest_learner(run_dir):
 def straight_run(tmp_path_factory):
     """900 steps in one go, buffer checkpointed (the reference for resumes)."""
     out = tmp_path_factory.mktemp("straight") / "run"
-    assert train(out, "--total-steps", "900", "--checkpoint-buffer") == 0
+    with validations() as checked:
+        assert train(out, "--total-steps", "900", "--checkpoint-buffer") == 0
+    assert len(checked) == 1  # validated once on the command line's path
     return out
 
 

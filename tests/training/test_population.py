@@ -18,6 +18,7 @@ from helpers import (
     latest_state,
     loop_physics,
     rows,
+    validations,
 )
 
 from spikerl_jax.cli import main
@@ -105,14 +106,28 @@ def test_member_equals_the_single_run_with_its_seed_and_learning_rate(
         assert_member_equals_single(population, single, member)
 
 
-@pytest.mark.parametrize("algo", ["ddpg", "sac"])
-def test_a_member_of_another_algorithm_equals_its_single_run(algo):
+@pytest.mark.parametrize(
+    ("algo", "backend", "devices"),
+    [
+        ("ddpg", "gymnasium", 1),
+        ("sac", "gymnasium", 1),
+        pytest.param("sac", "gymnasium", 2, marks=pytest.mark.devices),
+        pytest.param("sac", "mjx", 1, marks=pytest.mark.slow),
+    ],
+)
+def test_a_member_of_another_algorithm_equals_its_single_run(algo, backend, devices, monkeypatch):
     """The algorithm seam's promise for every algorithm: its traced settings differ per
-    member in one program (the seeds and actor learning rates of ``MEMBERS``)."""
-    configs = [dataclasses.replace(c, algo=algo) for c in MEMBERS[:2]]
-    population = run_backend(configs, 4)
+    member in one program (the seeds and actor learning rates of ``MEMBERS``), on either
+    backend, the members split over devices too (SAC's stochastic acting policy included)."""
+    configs = [dataclasses.replace(c, algo=algo, backend=backend) for c in MEMBERS[:2]]
+    if backend == "mjx":
+        monkeypatch.setattr(device_loop, "make", loop_physics(device_loop.make))
+        configs = [dataclasses.replace(c, env="InvertedPendulum-v5", num_envs=2) for c in configs]
+    evaluate = backend == "gymnasium"
+    population = run_backend(configs, 4, devices, evaluate=evaluate)
     for member in (0, 1):
-        assert_member_equals_single(population, run_backend([configs[member]], 4), member)
+        single = run_backend([configs[member]], 4, evaluate=evaluate)
+        assert_member_equals_single(population, single, member)
 
 
 @pytest.mark.devices
@@ -183,7 +198,10 @@ SWEEP = [
 @pytest.fixture(scope="module")
 def sweep_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("sweep") / "root"
-    assert main(["sweep", *SWEEP, "--out", str(root)]) == 0
+    with validations() as checked:
+        assert main(["sweep", *SWEEP, "--out", str(root)]) == 0
+    # Each of the 4 members validated once, on the command line's path.
+    assert len(checked) == 4 and len({c.run_dir() for c in checked}) == 4, checked
     return root
 
 

@@ -19,7 +19,7 @@ import resource
 import subprocess
 import sys
 
-POLICIES = ("fp32", "bf16", "bf16-pure")
+PRECISIONS = ("fp32", "bf16", "bf16-pure")
 
 
 def updates_per_second(precision: str) -> float:
@@ -114,9 +114,9 @@ def plot(rows: list[dict], path: str) -> None:
         ("energy_kwh", "energy (kWh)"),
     ]
     for ax, (key, title) in zip(axes, panels, strict=True):
-        values = [[r[key] for r in rows if r["precision"] == p] for p in POLICIES]
+        values = [[r[key] for r in rows if r["precision"] == p] for p in PRECISIONS]
         means = [sum(v) / len(v) for v in values]
-        ax.bar(POLICIES, means, color=["#4c72b0", "#dd8452", "#55a868"])
+        ax.bar(PRECISIONS, means, color=["#4c72b0", "#dd8452", "#55a868"])
         ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -134,7 +134,7 @@ def main() -> None:
         return
     rows = []
     for seed in args.seeds:
-        for precision in POLICIES:
+        for precision in PRECISIONS:
             cmd = [
                 sys.executable,
                 __file__,

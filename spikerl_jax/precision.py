@@ -1,4 +1,5 @@
-"""Precision policies, in one place; every module asks this one.
+"""The precisions (which dtypes compute and store what), in one place; every module asks
+this one. ("Policy" in this library means the acting policy only.)
 
 - ``fp32``: everything float32.
 - ``bf16``: matmul inputs (weights, spikes, activations) in bfloat16 with float32 accumulation,
@@ -8,7 +9,7 @@
 
 bfloat16 needs no loss scaling: it keeps float32's 8-bit exponent (range ~1e-38..3e38), so
 gradients do not underflow the way float16's (5-bit exponent, smallest normal 6e-5) do; loss
-scaling exists for float16, which no policy here uses.
+scaling exists for float16, which no precision here uses.
 
 On GPUs JAX's default matmul precision for float32 is TF32 on Ampere and newer (10-bit
 mantissa), which has broken RL training elsewhere; ``full_precision_matmuls`` pins it to full
@@ -25,12 +26,12 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-POLICIES = ("fp32", "bf16", "bf16-pure")
+PRECISIONS = ("fp32", "bf16", "bf16-pure")
 
 
 @dataclasses.dataclass(frozen=True)
 class Precision:
-    """A policy's dtypes: ``compute`` for matmul inputs, ``param`` for stored parameters."""
+    """A precision's dtypes: ``compute`` for matmul inputs, ``param`` for stored parameters."""
 
     name: str
     compute: jnp.dtype
@@ -82,15 +83,15 @@ def _narrow_matmul_bwd(residuals, cotangent):
 narrow_matmul.defvjp(_narrow_matmul_fwd, _narrow_matmul_bwd)
 
 
-def get_policy(name: str) -> Precision:
-    """The named policy; raises ``ValueError`` naming the choices for an unknown one."""
+def get_precision(name: str) -> Precision:
+    """The named precision; raises ``ValueError`` naming the choices for an unknown one."""
     if name == "fp32":
         return Precision(name, jnp.float32, jnp.float32)
     if name == "bf16":
         return Precision(name, jnp.bfloat16, jnp.float32)
     if name == "bf16-pure":
         return Precision(name, jnp.bfloat16, jnp.bfloat16)
-    raise ValueError(f"unknown precision {name!r}; choose one of {', '.join(POLICIES)}")
+    raise ValueError(f"unknown precision {name!r}; choose one of {', '.join(PRECISIONS)}")
 
 
 def in_full_precision(fn: Callable) -> Callable:

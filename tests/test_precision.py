@@ -10,7 +10,7 @@ import pytest
 from helpers import solve_inverted_pendulum
 
 from spikerl_jax.config import CriticConfig, PopSANConfig, TD3Config, TrainConfig
-from spikerl_jax.precision import get_policy, in_full_precision
+from spikerl_jax.precision import get_precision, in_full_precision
 from spikerl_jax.rl.algorithms import hparams_of, make_algorithm
 from spikerl_jax.rl.networks import make_networks
 from spikerl_jax.rl.replay import random_transitions
@@ -58,11 +58,11 @@ def test_bf16_pure_stores_bf16_params_and_matmuls_accumulate_in_f32():
     assert {x.dtype for x in jax.tree.leaves(params)} == {jnp.dtype(jnp.bfloat16)}
     out = actor.apply(params, jnp.ones((4, OBS)))
     assert out.dtype == jnp.float32
-    policy = get_policy("bf16")
+    precision = get_precision("bf16")
     x, w = jnp.ones((2, 3), jnp.float32), jnp.full((3, 2), 1 / 3, jnp.float32)
-    assert policy.matmul(x, w).dtype == jnp.float32
+    assert precision.matmul(x, w).dtype == jnp.float32
     with pytest.raises(ValueError, match="choose one of fp32, bf16, bf16-pure"):
-        get_policy("fp16")
+        get_precision("fp16")
 
 
 def _dot_operand_dtypes(fn, *args):
@@ -84,13 +84,13 @@ def _dot_operand_dtypes(fn, *args):
 def test_bf16_backward_matmuls_run_in_bf16(layerwise):
     """Forward and backward, every matmul of a bf16 spiking layer takes bf16 operands (JAX's
     own transpose would pair a float32 cotangent with a bf16 operand: a float32 matmul)."""
-    policy = get_policy("bf16")
+    precision = get_precision("bf16")
     spikes = (jax.random.uniform(jax.random.key(0), (5, 8, 16)) < 0.3).astype(jnp.float32)
     w = jax.random.normal(jax.random.key(1), (16, 4))
 
     def loss(w, spikes):
         x = spikes if layerwise else spikes[0]
-        return jnp.sum(jnp.sin(policy.matmul(x, w)))
+        return jnp.sum(jnp.sin(precision.matmul(x, w)))
 
     dots = _dot_operand_dtypes(jax.grad(loss, argnums=(0, 1)), w, spikes)
     assert len(dots) == 3  # forward, input gradient, weight gradient
@@ -100,12 +100,12 @@ def test_bf16_backward_matmuls_run_in_bf16(layerwise):
 def test_bf16_matmul_gradients_are_the_closed_form_on_bf16_operands():
     """d/dx sum(g * x@w) = g @ w.T and d/dw = x.T @ g, each from bf16-rounded operands with
     float32 accumulation: exact up to the final bf16 rounding of the result."""
-    policy = get_policy("bf16")
+    precision = get_precision("bf16")
     keys = jax.random.split(jax.random.key(2), 3)
     x = jax.random.normal(keys[0], (3, 7, 16))
     w = jax.random.normal(keys[1], (16, 4))
     g = jax.random.normal(keys[2], (3, 7, 4))
-    dx, dw = jax.grad(lambda x, w: jnp.sum(g * policy.matmul(x, w)), argnums=(0, 1))(x, w)
+    dx, dw = jax.grad(lambda x, w: jnp.sum(g * precision.matmul(x, w)), argnums=(0, 1))(x, w)
     assert dx.dtype == dw.dtype == jnp.float32
 
     def rounded(a):
@@ -116,7 +116,8 @@ def test_bf16_matmul_gradients_are_the_closed_form_on_bf16_operands():
     np.testing.assert_allclose(dx, want_dx, rtol=2**-8, atol=1e-6)
     np.testing.assert_allclose(dw, want_dw, rtol=2**-8, atol=1e-6)
     # the forward: float32 accumulation of bf16 operands
-    np.testing.assert_allclose(policy.matmul(x, w), rounded(x) @ rounded(w), rtol=1e-6, atol=1e-5)
+    forward = precision.matmul(x, w)
+    np.testing.assert_allclose(forward, rounded(x) @ rounded(w), rtol=1e-6, atol=1e-5)
 
 
 @pytest.mark.parametrize(

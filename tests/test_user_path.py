@@ -18,7 +18,7 @@ from spikerl_jax.cli import main
 from spikerl_jax.cli.training import Precision
 from spikerl_jax.config import TrainConfig
 from spikerl_jax.envs.registry import env_spec
-from spikerl_jax.precision import POLICIES
+from spikerl_jax.precision import PRECISIONS
 from spikerl_jax.sweep_spec import SweepSpec, save_spec
 from spikerl_jax.training.checkpoint import orbax_path
 
@@ -57,7 +57,7 @@ def test_sweep_refuses_seed_in_one_line_and_writes_nothing(tmp_path, capsys):
 
 
 def test_precision_choices_are_the_precision_policies():
-    assert set(typing.get_args(Precision)) == set(POLICIES)
+    assert set(typing.get_args(Precision)) == set(PRECISIONS)
 
 
 def non_timing(path) -> list[dict]:

@@ -16,7 +16,7 @@ from spikerl_jax.cli.options import GridConfig, TrainOptions, from_grid, from_op
 from spikerl_jax.config import ConfigError, TrainConfig, flag, preset_for
 from spikerl_jax.sweep_spec import SWEEPABLE, SweepSpec
 
-# ``precision.POLICIES`` (a test keeps them equal): importing it would start JAX before the
+# ``precision.PRECISIONS`` (a test keeps them equal): importing it would start JAX before the
 # command runs, and the CLI handles signals from its first line on.
 Precision = Literal["fp32", "bf16", "bf16-pure"]
 

@@ -41,7 +41,7 @@ class PopSANConfig:
     surrogate: Literal["rectangular", "fast_sigmoid", "arctan"] = "rectangular"
     """Surrogate gradient shape of the LIF spike."""
     actor_precision: Literal["fp32", "bf16", "bf16-pure"] = "fp32"
-    """Actor dtype policy: fp32; bf16 (bf16 matmuls, f32 params and LIF state); bf16-pure
+    """Actor precision: fp32; bf16 (bf16 matmuls, f32 params and LIF state); bf16-pure
     (bf16 params too). See spikerl_jax/precision.py."""
     layer_by_layer: bool | None = None
     """Run the LIF layers layer by layer (one matmul over all T per layer: fastest for acting
@@ -90,7 +90,7 @@ class CriticConfig:
     critic_hidden_sizes: tuple[int, ...] = (256, 256)
     """ReLU units per hidden layer of each critic."""
     critic_precision: Literal["fp32", "bf16", "bf16-pure"] = "fp32"
-    """Critic dtype policy (as --actor-precision); losses and targets stay float32."""
+    """Critic precision (as --actor-precision); losses and targets stay float32."""
 
     def validate(self) -> None:
         if not self.critic_hidden_sizes or min(self.critic_hidden_sizes) <= 0:

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 
 from spikerl_jax.config import CriticConfig, PopSANConfig
 from spikerl_jax.initializers import torch_uniform_init
-from spikerl_jax.precision import get_policy
+from spikerl_jax.precision import get_precision
 from spikerl_jax.snn.popsan import PopSAN, output_drive_penalty
 
 
@@ -33,7 +33,7 @@ class MLP(nn.Module):
 
     @nn.compact
     def __call__(self, x_BF: jax.Array) -> jax.Array:
-        policy = get_policy(self.precision)
+        precision = get_precision(self.precision)
 
         def dense(size, x):
             init = torch_uniform_init(x.shape[-1])
@@ -41,8 +41,8 @@ class MLP(nn.Module):
                 size,
                 kernel_init=init,
                 bias_init=init,
-                dtype=policy.compute,
-                param_dtype=policy.param,
+                dtype=precision.compute,
+                param_dtype=precision.param,
             )(x)
 
         for size in self.hidden_sizes:
@@ -59,7 +59,7 @@ class MLPActor(nn.Module):
       action_limit: actions lie in ``[-action_limit, action_limit]``.
       hidden_sizes: ReLU units per hidden layer (the PopSAN config's, for a like-for-like
         comparison).
-      precision: dtype policy name.
+      precision: precision name.
     """
 
     action_dim: int

@@ -18,10 +18,10 @@ import jax
 import jax.numpy as jnp
 
 from spikerl_jax.initializers import torch_uniform_init
-from spikerl_jax.precision import Precision, get_policy
+from spikerl_jax.precision import Precision, get_precision
 from spikerl_jax.snn.surrogate import Rectangular, Surrogate, spike
 
-FP32 = get_policy("fp32")
+FP32 = get_precision("fp32")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,7 +103,7 @@ def spiking_mlp_layerwise(
       neuron: the LIF constants, shared by every layer.
       layers: ``(kernel (n_in, n_out), bias (n_out,))`` per layer.
       spikes_TBN: input spikes ``(T, B, n_in)``.
-      precision: dtype policy of the matmuls (the LIF state stays float32).
+      precision: precision of the matmuls (the LIF state stays float32).
 
     Returns:
       The spikes of every layer, each ``(T, B, n_out)``.
@@ -167,7 +167,7 @@ class SpikingMLP(nn.Module):
       neuron: LIF constants.
       layerwise: the layer-by-layer formulation (``False``: timestep by timestep; ``None``: the
         faster one for the batch, ``layerwise_is_faster``). Both give identical spikes.
-      precision: dtype policy name (``spikerl_jax.precision``).
+      precision: precision name (``spikerl_jax.precision``).
     """
 
     layer_sizes: Sequence[int]
@@ -178,17 +178,17 @@ class SpikingMLP(nn.Module):
     @nn.compact
     def __call__(self, spikes_TBN: jax.Array) -> list[jax.Array]:
         """Maps input spikes ``(T, B, n_in)`` to every layer's spikes ``[(T, B, n_k)]``."""
-        policy = get_policy(self.precision)
+        precision = get_precision(self.precision)
         layers = []
         fan_in = spikes_TBN.shape[-1]
         for i, size in enumerate(self.layer_sizes):
             init = torch_uniform_init(fan_in)
-            kernel = self.param(f"kernel_{i}", init, (fan_in, size), policy.param)
-            bias = self.param(f"bias_{i}", init, (size,), policy.param)
+            kernel = self.param(f"kernel_{i}", init, (fan_in, size), precision.param)
+            bias = self.param(f"bias_{i}", init, (size,), precision.param)
             layers.append((kernel, bias))
             fan_in = size
         layerwise = self.layerwise
         if layerwise is None:
             layerwise = layerwise_is_faster(spikes_TBN.shape[1])
         run = spiking_mlp_layerwise if layerwise else spiking_mlp_stepwise
-        return run(self.neuron, layers, spikes_TBN, policy)
+        return run(self.neuron, layers, spikes_TBN, precision)

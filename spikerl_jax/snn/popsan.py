@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from spikerl_jax.config import PopSANConfig
-from spikerl_jax.precision import get_policy
+from spikerl_jax.precision import get_precision
 from spikerl_jax.snn.lif import LIFNeuron, SpikingMLP, lif_scan
 from spikerl_jax.snn.popcode import PopulationDecoder, PopulationEncoder
 from spikerl_jax.snn.surrogate import make_surrogate
@@ -137,7 +137,7 @@ class PopSAN(nn.Module):
         layer's spikes over time ``{layer: (T, B, N)}`` (for rasters and exports;
         ``__call__`` is this with counts or nothing)."""
         cfg = self.config
-        policy = get_policy(cfg.actor_precision)
+        precision = get_precision(cfg.actor_precision)
         if cfg.encoder_input == "tanh":
             obs_BD = jnp.tanh(obs_BD)
         spikes_in = PopulationEncoder(
@@ -146,7 +146,7 @@ class PopSAN(nn.Module):
             mean_range=cfg.encoder_mean_range,
             std=cfg.encoder_std,
             mode=cfg.encoder,
-            param_dtype=policy.param,
+            param_dtype=precision.param,
             name="encoder",
         )(obs_BD, key, encoder_std)
         layer_spikes = SpikingMLP(
@@ -160,7 +160,7 @@ class PopSAN(nn.Module):
             self.action_dim,
             cfg.pop_out,
             self.action_limit,
-            param_dtype=policy.param,
+            param_dtype=precision.param,
             name="decoder",
         )
         action = decoder(layer_spikes[-1], squash)

@@ -170,6 +170,26 @@ def test_the_simulated_nir_graph_acts_and_spikes_as_the_jax_actor(run, exported)
     assert all(count.sum() > 0 for count in counts.values())  # the comparison is not vacuous
 
 
+def test_a_sac_run_exports_its_deterministic_policy_the_spiking_network_alone(tmp_path):
+    """SAC's deterministic action (evaluation, the best policy, exports) is the actor's own
+    pass, ``limit tanh(mean)``: the NIR graph of a SAC run acts as its loaded policy, and the
+    log-std network stays behind."""
+    out = tmp_path / "sac"
+    assert main(["train", *TINY, "--algo", "sac", "--no-energy", "--out", str(out)]) == 0
+    path, side_path = export_nir(str(out), str(tmp_path / "sac.nir"))
+    policy = load_policy(str(out))
+    assert set(policy.actor_params["params"]) == {"encoder", "snn", "decoder"}
+    with np.load(side_path) as f:
+        side = dict(f)
+    rng = np.random.default_rng(1)
+    std = np.sqrt(np.asarray(policy.normalizer.var))
+    obs = np.asarray(policy.normalizer.mean) + 2 * std * rng.standard_normal((50, 4))
+    actions, counts = simulate(nir.read(path), side, obs.astype(np.float32))
+    np.testing.assert_allclose(actions, policy(obs.astype(np.float32)), rtol=0, atol=1e-5)
+    assert all(count.sum() > 0 for count in counts.values())
+    assert main(["eval", str(out), "--episodes", "1"]) == 0
+
+
 def test_the_poisson_encoder_and_the_mlp_actor_are_refused(run):
     policy = load_policy(str(run))
     cfg = policy.config

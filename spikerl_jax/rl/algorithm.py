@@ -13,6 +13,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 class Algorithm(NamedTuple):
@@ -60,3 +61,17 @@ def gaussian_exploration(actor) -> Callable:
 def actor_params_of(state):
     """The ``explorer`` of an algorithm that acts with its actor alone."""
     return state.actor_params
+
+
+def shared_rule(cfg) -> dict[str, np.float32]:
+    """The learning rule every algorithm here shares (``cfg.td3``), as the float32 values of
+    its ``HParams``: ``gamma``, ``target_step`` (1 - polyak, computed in float64 before
+    rounding), ``actor_lr`` and ``critic_lr``."""
+    rule = cfg.td3
+    values = dict(
+        gamma=rule.gamma,
+        target_step=1.0 - rule.polyak,
+        actor_lr=rule.actor_lr,
+        critic_lr=rule.critic_lr,
+    )
+    return {k: np.float32(v) for k, v in values.items()}

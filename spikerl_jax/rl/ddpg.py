@@ -16,11 +16,15 @@ from collections.abc import Callable
 import flax.struct
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from spikerl_jax.config import TrainConfig
-from spikerl_jax.rl.algorithm import Algorithm, actor_params_of, gaussian_exploration
+from spikerl_jax.rl.algorithm import (
+    Algorithm,
+    actor_params_of,
+    gaussian_exploration,
+    shared_rule,
+)
 from spikerl_jax.rl.networks import MLP, Networks
 from spikerl_jax.rl.optim import ADAM
 from spikerl_jax.rl.replay import Transition
@@ -41,14 +45,7 @@ class HParams:
 
 def hparams_of(cfg: TrainConfig) -> HParams:
     """A run's ``HParams`` (``Algorithm.init``'s ``hparams``)."""
-    rule = cfg.td3
-    values = dict(
-        gamma=rule.gamma,
-        target_step=1.0 - rule.polyak,
-        actor_lr=rule.actor_lr,
-        critic_lr=rule.critic_lr,
-    )
-    return HParams(**{k: np.float32(v) for k, v in values.items()})
+    return HParams(**shared_rule(cfg))
 
 
 @flax.struct.dataclass

@@ -27,7 +27,7 @@ import numpy as np
 import optax
 
 from spikerl_jax.config import TrainConfig
-from spikerl_jax.rl.algorithm import Algorithm
+from spikerl_jax.rl.algorithm import Algorithm, shared_rule
 from spikerl_jax.rl.networks import MLP, Networks
 from spikerl_jax.rl.optim import ADAM, adam_step
 from spikerl_jax.rl.replay import Transition
@@ -52,15 +52,7 @@ class HParams:
 
 def hparams_of(cfg: TrainConfig) -> HParams:
     """A run's ``HParams`` (``Algorithm.init``'s ``hparams``)."""
-    rule = cfg.td3
-    values = dict(
-        gamma=rule.gamma,
-        target_step=1.0 - rule.polyak,
-        actor_lr=rule.actor_lr,
-        critic_lr=rule.critic_lr,
-        alpha=cfg.sac.alpha,
-    )
-    return HParams(**{k: np.float32(v) for k, v in values.items()})
+    return HParams(**shared_rule(cfg), alpha=np.float32(cfg.sac.alpha))
 
 
 @flax.struct.dataclass

@@ -7,6 +7,7 @@ import os
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import jax
@@ -322,3 +323,31 @@ def validations():
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(TrainConfig, "validate", counted)
         yield checked
+
+
+def one_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def wait_until(condition, timeout=240.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(0.002)
+    raise TimeoutError("the moment to kill at never came")
+
+
+def in_flight(root):
+    folder = root / "checkpoints"
+    return folder.is_dir() and any("tmp" in p.name for p in folder.iterdir())
+
+
+def steps_saved(root):
+    folder = root / "checkpoints"
+    return (
+        sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) if folder.is_dir() else []
+    )

@@ -183,7 +183,7 @@ def test_unwritable_out_dir(tmp_path):
 
 def test_unknown_command():
     code, _, err = run_cli("fly")
-    assert code == 2 and "Unrecognized options: fly" in err and "train, sweep, eval" in err
+    assert code == 2 and "Unrecognized options: fly" in err and "train, sweep, pbt, eval" in err
 
 
 @pytest.mark.parametrize("command", ["train", "sweep"])

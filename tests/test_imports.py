@@ -26,6 +26,7 @@ LAYERS = [
     BASE,
     {"spikerl_jax.config"},
     {"spikerl_jax.sweep_spec", "spikerl_jax.processes"},
+    {"spikerl_jax.pbt_spec"},
     {"spikerl_jax.snn", "spikerl_jax.envs"},
     {"spikerl_jax.rl"},
     {"spikerl_jax.reporting"},
@@ -186,7 +187,7 @@ def algorithm_names(path: Path) -> set[str]:
 
 def test_the_shared_layers_name_no_algorithm():
     paths = [p for package in ALGORITHM_FREE for p in sorted((ROOT / package).rglob("*.py"))]
-    paths.append(ROOT / "sweep_spec.py")
+    paths += [ROOT / "sweep_spec.py", ROOT / "pbt_spec.py"]
     assert len(paths) > 20
     named = {str(p.relative_to(ROOT)): sorted(algorithm_names(p)) for p in paths}
     assert {p: n for p, n in named.items() if n} == {}

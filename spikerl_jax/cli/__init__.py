@@ -2,6 +2,7 @@
 
     spikerl-jax train [--env Hopper-v4] [--total-steps N] [...]   # see --help
     spikerl-jax sweep --env Hopper-v4 --seeds 0 1 2 --actor-lr 1e-4 3e-4 --out runs/sweep
+    spikerl-jax pbt --env Hopper-v4 --members 8 --actor-lr 1e-5:1e-3:log --out runs/pbt
 
 Each command is a small dataclass whose fields (and their docstrings) are its options.
 Defaults depend on the task: ``--env`` selects a preset (the paper's schedule for locomotion,
@@ -27,7 +28,15 @@ import tyro
 
 from spikerl_jax.cli.options import ALIASES, near_miss
 from spikerl_jax.cli.runs import CommandError, Compare, Deploy, Eval, ExportNir, Plot
-from spikerl_jax.cli.training import Preset, Sweep, Train, _sweep_default, _train_default
+from spikerl_jax.cli.training import (
+    Pbt,
+    Preset,
+    Sweep,
+    Train,
+    _pbt_default,
+    _sweep_default,
+    _train_default,
+)
 from spikerl_jax.config import ConfigError
 from spikerl_jax.config.algorithms import ALGOS
 from spikerl_jax.version import __version__
@@ -47,7 +56,7 @@ class _Selection:
 def parse(args: list[str]):
     """The command of ``args``, parsed by tyro over defaults that follow ``--env`` and
     ``--resume`` (tyro prints help and parse errors itself, and exits)."""
-    if args[:1] in (["train"], ["sweep"]) and near_miss(args):
+    if args[:1] in (["train"], ["sweep"], ["pbt"]) and near_miss(args):
         raise CommandError(near_miss(args))
     try:
         sel, _ = tyro.cli(
@@ -64,9 +73,11 @@ def parse(args: list[str]):
     )
     train = _train_default(sel.resume if command == "train" else None, preset)
     sweep = _sweep_default(sel.resume if command == "sweep" else None, preset)
+    pbt = _pbt_default(sel.resume if command == "pbt" else None, preset)
     commands = Union[  # noqa: UP007 (tyro reads the Union's members as subcommands)
         Annotated[Train, tyro.conf.subcommand("train", default=train)],
         Annotated[Sweep, tyro.conf.subcommand("sweep", default=sweep)],
+        Annotated[Pbt, tyro.conf.subcommand("pbt", default=pbt)],
         Annotated[Eval, tyro.conf.subcommand("eval")],
         Annotated[Compare, tyro.conf.subcommand("compare")],
         Annotated[Plot, tyro.conf.subcommand("plot")],
@@ -77,7 +88,7 @@ def parse(args: list[str]):
         commands,
         args=args,
         prog="spikerl-jax",
-        description="Spiking actors (PopSAN) trained with TD3: train, sweep, "
+        description="Spiking actors (PopSAN) trained with TD3, DDPG or SAC: train, sweep, pbt, "
         "evaluate, compare, plot and export runs.",
         config=(tyro.conf.OmitArgPrefixes, tyro.conf.OmitSubcommandPrefixes),
     )
@@ -130,7 +141,7 @@ def _run(args: list[str]) -> int:
         return 0
     try:
         command = parse(args)
-        if isinstance(command, Train | Sweep | Eval):
+        if isinstance(command, Train | Sweep | Pbt | Eval):
             _use_compile_cache()
         return command.run()
     except SystemExit as e:  # tyro's help (0) or parse error (2), already printed

@@ -1,7 +1,8 @@
 """The training commands' views of ``TrainConfig``: the same fields with their docstrings as
 help (one paragraph each) and the common CleanRL spellings as aliases, for ``train``
-(``TrainOptions``) and for ``sweep``, whose sweepable settings take several values
-(``GridConfig``); and the conversions between a view and ``TrainConfig``."""
+(``TrainOptions``), for ``sweep``, whose sweepable settings take several values
+(``GridConfig``), and for ``pbt``, whose sweepable settings take a range (``RangeConfig``);
+and the conversions between a view and ``TrainConfig``."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from typing import Annotated
 import tyro
 
 from spikerl_jax.config import TrainConfig
+from spikerl_jax.pbt_spec import Range, parse_range
 from spikerl_jax.sweep_spec import SWEEPABLE
 
 # Other libraries' flags that mean exactly what a field means (CleanRL's TD3 and SB3's zoo).
@@ -43,16 +45,31 @@ NEAR_MISSES = {
 SWEEP_REPLACES = {"seed": "--seeds (the seeds of every setting, e.g. --seeds 0 1 2)"}
 
 
+# ``sweep``'s option that ``pbt`` replaces with its own.
+PBT_REPLACES = {"seeds": "--seed (members take SEED, SEED + 1, ...) and --members"}
+
+
 def near_miss(args: list[str]) -> str | None:
     """The line refusing the first of ``NEAR_MISSES`` in ``args`` (for ``sweep``, also of
-    ``SWEEP_REPLACES``), or None."""
-    replaced = {f"--{k}": v for k, v in SWEEP_REPLACES.items()} if args[:1] == ["sweep"] else {}
-    for arg in args:
-        name = arg.split("=")[0]
+    ``SWEEP_REPLACES``; for ``pbt``, of ``PBT_REPLACES`` and a range given to a setting that
+    changes shapes), or None."""
+    command = args[0] if args else None
+    replaced = {"sweep": SWEEP_REPLACES, "pbt": PBT_REPLACES}.get(command, {})
+    replaced = {f"--{k}": v for k, v in replaced.items()}
+    for arg, after in zip(args, [*args[1:], ""], strict=True):
+        name, _, value = arg.partition("=")
         if name in NEAR_MISSES:
             return f"{name} is not a spikerl-jax option; use {NEAR_MISSES[name]}"
         if name in replaced:
-            return f"a sweep does not take {name}; use {replaced[name]}"
+            return f"a {command} run does not take {name}; use {replaced[name]}"
+        value = value or after
+        field = name[2:].replace("-", "_")
+        if command == "pbt" and ":" in value and field in SHAPED and field not in SWEEPABLE:
+            return (
+                f"{name} cannot be searched by PBT: it changes the compiled program's shapes "
+                "(every member shares one program); searchable: the settings whose --help "
+                "says 'A range LOW:HIGH'"
+            )
     return None
 
 
@@ -68,17 +85,18 @@ def field_docs(cls) -> dict[str, str]:
     return docs
 
 
-def options_view(cls, several: bool):
+def options_view(cls, several: bool, ranges: bool = False):
     """``cls`` (a config dataclass, its sections too) as a command's options: each field
-    with its help and aliases, and with ``several`` every ``SWEEPABLE`` field taking several
-    values, ``tuple[float, ...]`` (one setting each)."""
+    with its help and aliases; with ``several`` every ``SWEEPABLE`` field taking several
+    values, ``tuple[float, ...]`` (one setting each); with ``ranges`` a number or a range
+    ``LOW:HIGH[:log]``, as text (``pbt_spec.parse_range``)."""
     hints, docs, fields = typing.get_type_hints(cls, include_extras=True), field_docs(cls), []
     for f in dataclasses.fields(cls):
         if several and f.name in SWEEP_REPLACES:
             continue
         kind, default = hints[f.name], f.default
         if dataclasses.is_dataclass(kind):
-            kind = options_view(kind, several)
+            kind = options_view(kind, several, ranges)
             fields.append((f.name, kind, dataclasses.field(default=to_view(f.default, kind))))
             continue
         arg, doc = tyro.conf.arg(), docs.get(f.name, "")
@@ -87,10 +105,13 @@ def options_view(cls, several: bool):
         if several and f.name in SWEEPABLE:
             kind, default = tuple[float, ...], (default,)
             doc += " Several values sweep it: one setting each."
+        elif ranges and f.name in SWEEPABLE:
+            kind, default = str, repr(default)
+            doc += " A range LOW:HIGH (or LOW:HIGH:log, log-uniform) searches it."
         arg = dataclasses.replace(arg, help=doc, aliases=ALIASES.get(f.name))
         fields.append((f.name, Annotated[kind, arg], dataclasses.field(default=default)))
     # ``several`` is a class attribute, not a field: the view's conversions read it.
-    namespace = {"several": several, "__doc__": cls.__doc__}
+    namespace = {"several": several, "ranges": ranges, "__doc__": cls.__doc__}
     return dataclasses.make_dataclass(cls.__name__, fields, frozen=True, namespace=namespace)
 
 
@@ -109,10 +130,21 @@ def convert(value, cls, leaf):
     )
 
 
-def to_view(cfg, view):
+def to_view(cfg, view, ranges=()):
     """A ``TrainConfig`` (or a section of it) as ``view`` (a grid's sweepable settings with
-    one value each)."""
-    return convert(cfg, view, lambda name, v: (v,) if view.several and name in SWEEPABLE else v)
+    one value each; a range view's as text, those of ``ranges`` as their ranges)."""
+    searched = {r.name: f"{r.low!r}:{r.high!r}{':log' if r.log else ''}" for r in ranges}
+
+    def leaf(name, v):
+        if name not in SWEEPABLE:
+            return v
+        if view.several:
+            return (v,)
+        if view.ranges:
+            return searched.get(name, repr(v))
+        return v
+
+    return convert(cfg, view, leaf)
 
 
 def from_options(options) -> TrainConfig:
@@ -136,5 +168,40 @@ def from_grid(grid) -> tuple[TrainConfig, tuple[tuple[str, tuple[float, ...]], .
     return cfg, tuple((name, several[name]) for name in SWEEPABLE if name in several)
 
 
+def from_ranges(view) -> tuple[TrainConfig, tuple[Range, ...]]:
+    """The base ``TrainConfig`` of a parsed ``RangeConfig`` (a searched setting at the low
+    end of its range) and the ranges, in ``SWEEPABLE``'s order.
+
+    Raises:
+      ConfigError: a value that is neither a number nor a range, or a bad range.
+    """
+    found = {}
+
+    def leaf(name, value):
+        if name not in SWEEPABLE:
+            return value
+        parsed = parse_range(name, value)
+        if isinstance(parsed, Range):
+            found[name] = parsed
+            return parsed.low
+        return parsed
+
+    cfg = convert(view, TrainConfig, leaf)
+    return cfg, tuple(found[name] for name in SWEEPABLE if name in found)
+
+
+def _fields(cls) -> set[str]:
+    hints = typing.get_type_hints(cls)
+    return {
+        name
+        for f in dataclasses.fields(cls)
+        for name in (
+            _fields(hints[f.name]) if dataclasses.is_dataclass(hints[f.name]) else {f.name}
+        )
+    }
+
+
+SHAPED = _fields(TrainConfig)  # every config field (the non-sweepable keep their types)
 TrainOptions = options_view(TrainConfig, several=False)
 GridConfig = options_view(TrainConfig, several=True)
+RangeConfig = options_view(TrainConfig, several=False, ranges=True)

@@ -12,7 +12,15 @@ from typing import Annotated, Literal
 
 import tyro
 
-from spikerl_jax.cli.options import GridConfig, TrainOptions, from_grid, from_options, to_view
+from spikerl_jax.cli.options import (
+    GridConfig,
+    RangeConfig,
+    TrainOptions,
+    from_grid,
+    from_options,
+    from_ranges,
+    to_view,
+)
 from spikerl_jax.config import ConfigError, TrainConfig, flag, preset_for
 from spikerl_jax.sweep_spec import SWEEPABLE, SweepSpec
 
@@ -172,18 +180,12 @@ class Sweep:
     def run(self) -> int:
         from rich.console import Console
 
-        from spikerl_jax.processes import split_cpu_for_members
         from spikerl_jax.reporting.sweep import sweep_table
         from spikerl_jax.training.trainer import train_sweep
 
         spec = self.spec()
         spec.validate_grid()  # its size splits the CPU; train_sweep validates the members
-        if self.processes.start():  # several processes, each with the devices it has
-            if spec.root is None:  # each process would name its own default root
-                raise ConfigError("a sweep over several processes needs --out ROOT")
-        elif spec.base.devices is None:  # before JAX starts: whole members on the CPU's cores
-            split_cpu_for_members(spec.size)
-        spec = spec.with_root()
+        spec = _start_population(spec, self.processes, "a sweep")
         rows = train_sweep(spec, resume=self.continuing.resume is not None)
         if not rows:  # not process 0: it prints the table
             return 0
@@ -191,6 +193,89 @@ class Sweep:
         console.print(sweep_table(rows))
         console.print(
             f"written: {spec.root}/sweep.json, sweep.csv, learning_curves.png", markup=False
+        )
+        return 0
+
+
+def _start_population(spec, processes: Processes, what: str):
+    """Starts the processes of a population's run (a sweep's or PBT's ``spec``), or splits
+    the CPU into whole members; returns the spec with its root."""
+    from spikerl_jax.processes import split_cpu_for_members
+
+    if processes.start():  # several processes, each with the devices it has
+        if spec.root is None:  # each process would name its own default root
+            raise ConfigError(f"{what} over several processes needs --out ROOT")
+    elif spec.base.devices is None:  # before JAX starts: whole members on the CPU's cores
+        split_cpu_for_members(spec.size)
+    return spec.with_root()
+
+
+@dataclasses.dataclass(frozen=True)
+class Pbt:
+    """Population-based training: --members members start from settings drawn from the
+    ranges given (e.g. --actor-lr 1e-5:1e-3:log) and train as one population; every
+    --every steps the bottom --quantile copy a top member's networks, optimizers and
+    normalizer and explore its settings (x0.8 or x1.2, or redrawn with probability
+    --resample). Each member writes ROOT/mI-sSEED; ROOT holds the checkpoints,
+    lineage.csv, pbt.json and pbt.png; eval, export-nir and deploy take ROOT for the best
+    member."""
+
+    config: Annotated[RangeConfig, tyro.conf.arg(name="")]  # type: ignore[valid-type]
+    members: int = 8
+    """Members of the population (seeds --seed, --seed + 1, ...)."""
+    every: int | None = None
+    """Env steps between exploit steps, a multiple of --eval-every (default: twice it)."""
+    quantile: float = 0.25
+    """The fraction of members that copy one of the same fraction at the top (0: none, a
+    random search over the same draws; at most 0.5)."""
+    resample: float = 0.25
+    """The probability that an explored setting is redrawn from its range."""
+    copy_buffer: bool = False
+    """A copier takes its source's replay buffer too (by default it keeps its own, still
+    valid off-policy data, and the copy's memory traffic is spared)."""
+    continuing: Annotated[Resuming, tyro.conf.arg(name="")] = Resuming()
+    processes: Annotated[Processes, tyro.conf.arg(name="")] = Processes()
+    paper: Annotated[bool, tyro.conf.arg(help=PAPER_HELP)] = False
+
+    def spec(self):
+        from spikerl_jax.pbt_spec import PBTSpec, load_spec
+
+        base, ranges = from_ranges(self.config)
+        base, resume = self.continuing.apply(base), self.continuing.resume
+        _no_paper_on_resume(self.paper, resume)
+        every = self.every if self.every is not None else 2 * base.eval_every
+        given = PBTSpec(
+            base, self.members, every, ranges, self.quantile, self.resample, self.copy_buffer
+        )
+        if resume is None:
+            return given
+        saved = load_spec(resume)
+        if base.out != resume:
+            raise ConfigError("--resume ROOT continues that PBT run in place: drop --out")
+        mine, theirs = (dataclasses.replace(s, base=None) for s in (given, saved))
+        if self.every is None:  # the default follows --eval-every, which a resume may change
+            mine = dataclasses.replace(mine, every=saved.every)
+        if mine != theirs:
+            raise ConfigError(
+                f"cannot resume {resume} with other PBT settings (--members, --every, the "
+                "ranges, --quantile, --resample, --copy-buffer): drop them to keep the run's"
+            )
+        _resumable(base, saved.base, resume)
+        return dataclasses.replace(saved, base=base)
+
+    def run(self) -> int:
+        from spikerl_jax.training.trainer import train_pbt
+
+        spec = self.spec()
+        spec = _start_population(spec, self.processes, "a PBT run")
+        summary = train_pbt(spec, resume=self.continuing.resume is not None)
+        if not summary:  # not process 0
+            return 0
+        best = summary["members"][0]
+        print(
+            f"done: best member {summary['best_member']} (best eval return "
+            f"{best['best_eval_return']:.2f}, final {best['final_eval_return']:.2f}) after "
+            f"{summary['copies']} copies; written: {spec.root}/pbt.json, lineage.csv, pbt.png"
         )
         return 0
 
@@ -224,3 +309,22 @@ def _with_grid_values(grid, name: str, values: tuple[float, ...]):
         return dataclasses.replace(grid, **{name: values})
     inner = dataclasses.replace(getattr(grid, section), **{name: values})
     return dataclasses.replace(grid, **{section: inner})
+
+
+def _pbt_default(resume: str | None, preset: Preset) -> Pbt:
+    """``pbt``'s defaults: the resumed run's spec, or the preset."""
+    from spikerl_jax.pbt_spec import load_spec
+
+    if resume is None:
+        return Pbt(config=to_view(preset.config(), RangeConfig))
+    spec = load_spec(resume)
+    view = to_view(dataclasses.replace(spec.base, out=resume), RangeConfig, spec.ranges)
+    return Pbt(
+        config=view,
+        members=spec.members,
+        every=spec.every,
+        quantile=spec.quantile,
+        resample=spec.resample,
+        copy_buffer=spec.copy_buffer,
+        continuing=Resuming(resume=resume),
+    )

@@ -30,11 +30,15 @@ class AlgoTraits:
         multiple of it).
       check: ``cfg -> None``, raising ``ConfigError`` for a setting the algorithm cannot
         train with.
+      starts_only: ``cfg -> names`` of its sweepable settings that only set a starting
+        point (a learned value's initial one): population-based training cannot search
+        them, as a copy overwrites what they set.
     """
 
     sweepable: dict[str, str | None]
     policy_delay: Callable
     check: Callable = lambda cfg: None
+    starts_only: Callable = lambda cfg: ()
 
 
 def _no_proxy(algo: str, bootstrap: str) -> Callable:
@@ -76,6 +80,7 @@ ALGOS: dict[str, AlgoTraits] = {
         sweepable={**dict.fromkeys(SHARED_RULE, "td3"), "alpha": "sac", **ACTOR_SWEEPABLE},
         policy_delay=lambda cfg: cfg.td3.policy_delay,
         check=_no_proxy("sac", "its current policy's samples"),
+        starts_only=lambda cfg: ("alpha",) if cfg.sac.learn_alpha else (),
     ),
 }
 
@@ -85,3 +90,9 @@ def sweepable(algo: str | None = None) -> dict[str, str | None]:
     if algo is not None:
         return ALGOS[algo].sweepable
     return {name: s for traits in ALGOS.values() for name, s in traits.sweepable.items()}
+
+
+def init_only(cfg) -> tuple[str, ...]:
+    """The sweepable settings of ``cfg``'s algorithm that only set where training starts:
+    the encoder's initial width (learned after) and the algorithm's ``starts_only``."""
+    return (*ACTOR_SWEEPABLE, *ALGOS[cfg.algo].starts_only(cfg))

@@ -52,6 +52,7 @@ from spikerl_jax.export.loihi import (
 from spikerl_jax.export.policy import CHECKPOINTS, load_policy
 from spikerl_jax.precision import in_full_precision
 from spikerl_jax.reporting.activity import layer_shapes
+from spikerl_jax.reporting.pbt import resolve_run
 from spikerl_jax.reporting.records import eval_results
 from spikerl_jax.reporting.runs import load_run_config
 from spikerl_jax.snn.popsan import layer_names
@@ -255,7 +256,7 @@ def deploy(
         checkpoint there, an MLP actor, a layer the chip cannot represent, a bad argument.
     """
     _check_arguments(run_dir, chip, episodes, checkpoint, seed, weight_exp)
-    run_dir = os.fspath(run_dir)
+    run_dir = resolve_run(os.fspath(run_dir))  # a PBT root: its best member
     cfg = load_run_config(run_dir)
     if cfg.actor_kind != "popsan":
         raise ConfigError(

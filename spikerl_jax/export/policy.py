@@ -22,6 +22,7 @@ from spikerl_jax.envs.registry import EnvSpec, env_spec
 from spikerl_jax.export.video import record_video
 from spikerl_jax.precision import in_full_precision
 from spikerl_jax.reporting.activity import spike_report
+from spikerl_jax.reporting.pbt import resolve_run
 from spikerl_jax.reporting.population import population_of
 from spikerl_jax.reporting.records import eval_results
 from spikerl_jax.reporting.runs import load_run_config
@@ -134,7 +135,8 @@ class Policy:
 
 
 def load_policy(run_dir: str, checkpoint: str = "best") -> Policy:
-    """Loads the actor and normalizer of ``run_dir``'s ``best`` or ``latest`` checkpoint.
+    """Loads the actor and normalizer of ``run_dir``'s ``best`` or ``latest`` checkpoint
+    (for a PBT run's root: its best member's).
 
     Raises:
       ConfigError: no run there, an unknown ``checkpoint``, or a checkpoint that cannot be
@@ -143,6 +145,7 @@ def load_policy(run_dir: str, checkpoint: str = "best") -> Policy:
     expect_path("load_policy(run_dir)", run_dir)
     if checkpoint not in CHECKPOINTS:
         raise ConfigError(f"checkpoint must be 'best' or 'latest', got {checkpoint!r}")
+    run_dir = resolve_run(run_dir)
     cfg = load_run_config(run_dir)
     item = "best" if checkpoint == "best" else "learner"  # the latest policy: the learner's
     items, _, step = read_checkpoint(run_dir, [item])
@@ -185,6 +188,7 @@ def evaluate_run(
     if not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"--seed must be a non-negative integer, got {seed!r}")
 
+    run_dir = resolve_run(run_dir)  # a PBT root: its best member, named in the result
     policy = load_policy(run_dir, checkpoint)
     cfg, spec = policy.config, policy.spec
     if raster and cfg.actor_kind != "popsan":

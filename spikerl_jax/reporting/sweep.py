@@ -43,14 +43,14 @@ def sweep_rows(groups: dict[str, list[RunRecord]]) -> list[dict]:
 SUMMARY_FILES = ("sweep.json", "sweep.csv", "learning_curves.png")
 
 
-def summary_written(root: str) -> bool:
-    """Whether ``root`` holds every file of a sweep's summary, none of them empty."""
-    paths = [os.path.join(root, name) for name in SUMMARY_FILES]
+def summary_written(root: str, files: tuple[str, ...] = SUMMARY_FILES) -> bool:
+    """Whether ``root`` holds every file of a summary (a sweep's), none of them empty."""
+    paths = [os.path.join(root, name) for name in files]
     return all(os.path.isfile(p) and os.path.getsize(p) > 0 for p in paths)
 
 
 @contextlib.contextmanager
-def _replacing(path: str):
+def replacing(path: str):
     """A text file written whole or not at all: into a temporary file, then renamed (a full
     disk leaves the previous file, not a torn one)."""
     tmp = f"{path}.tmp"
@@ -68,9 +68,9 @@ def write_sweep_summary(root: str, groups: dict[str, list[RunRecord]]) -> list[s
     """Writes ``sweep.json``, ``sweep.csv`` and ``learning_curves.png`` into ``root``."""
     rows = sweep_rows(groups)
     json_path, csv_path = os.path.join(root, "sweep.json"), os.path.join(root, "sweep.csv")
-    with _replacing(json_path) as f:
+    with replacing(json_path) as f:
         json.dump({"settings": rows}, f, indent=2)
-    with _replacing(csv_path) as f:
+    with replacing(csv_path) as f:
         writer = csv.DictWriter(f, COLUMNS)
         writer.writeheader()
         writer.writerows({**r, "runs": " ".join(r["runs"])} for r in rows)

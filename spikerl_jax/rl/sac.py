@@ -122,8 +122,9 @@ def make_policy(networks: Networks, cfg: TrainConfig) -> tuple[Callable, Callabl
     return sample, init_log_std, log_std_of
 
 
-def make_losses(networks: Networks, sample: Callable, all_mean: Callable):
-    """SAC's two losses: ``(critic_loss, policy_loss)``.
+def make_losses(networks: Networks, sample: Callable, all_mean: Callable, alpha_of: Callable):
+    """SAC's two losses: ``(critic_loss, policy_loss)``, with the entropy coefficient
+    ``alpha_of(state)``.
 
     ``critic_loss(critic_params, state, batch, key) -> (loss, metrics)``: both critics'
     regression onto ``r + gamma (1 - terminated) (min Q_targ(s', a') - alpha log pi(a'|s'))``,
@@ -134,7 +135,7 @@ def make_losses(networks: Networks, sample: Callable, all_mean: Callable):
     critic = networks.critic
 
     def critic_loss(critic_params, state: SACState, batch: Transition, key: jax.Array):
-        alpha = jnp.exp(state.log_alpha)
+        alpha = alpha_of(state)
         next_action, next_logp, _ = sample(
             state.actor_params, state.log_std_params, batch.next_obs, key
         )
@@ -150,7 +151,7 @@ def make_losses(networks: Networks, sample: Callable, all_mean: Callable):
         actor_params, log_std_params = params
         action, logp, penalty = sample(actor_params, log_std_params, obs_BD, key, all_mean)
         q = critic.apply(state.critic_params, obs_BD, action).min(0)
-        alpha = jnp.exp(state.log_alpha)
+        alpha = alpha_of(state)
         return (alpha * logp - q).mean() + penalty, logp
 
     return critic_loss, policy_loss
@@ -165,10 +166,16 @@ def make_algorithm(networks: Networks, cfg: TrainConfig, axis_name: str | None =
     def all_mean(tree):
         return tree if axis_name is None else jax.lax.pmean(tree, axis_name)
 
-    sample, init_log_std, _ = make_policy(networks, cfg)
-    critic_loss, policy_loss = make_losses(networks, sample, all_mean)
-    critic_step = make_critic_step(critic_loss, all_mean)
     delay, learn_alpha = cfg.td3.policy_delay, cfg.sac.learn_alpha
+
+    def alpha_of(state: SACState) -> jax.Array:
+        # A fixed alpha is the traced setting itself, so that a population's exploit step
+        # (which sets the settings) changes it; a learned one lives in the state.
+        return jnp.exp(state.log_alpha) if learn_alpha else state.hparams.alpha
+
+    sample, init_log_std, _ = make_policy(networks, cfg)
+    critic_loss, policy_loss = make_losses(networks, sample, all_mean, alpha_of)
+    critic_step = make_critic_step(critic_loss, all_mean)
     target_entropy = cfg.sac.target_entropy
     if target_entropy is None:
         target_entropy = -float(networks.actor.action_dim)
@@ -227,7 +234,7 @@ def make_algorithm(networks: Networks, cfg: TrainConfig, axis_name: str | None =
         return state, {
             "actor_loss": loss,
             "actor_grad_norm": optax.tree.norm(actor_grads).astype(jnp.float32),
-            "alpha": jnp.exp(log_alpha),
+            "alpha": alpha_of(state),
             "entropy": -mean_logp,
         }
 

@@ -22,9 +22,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from spikerl_jax.config import ConfigError, TrainConfig
+from spikerl_jax.pbt_spec import PBTSpec
 from spikerl_jax.precision import full_precision_matmuls
 from spikerl_jax.processes import Interrupted, StopRequest
 from spikerl_jax.reporting.energy import EnergyMeter
+from spikerl_jax.reporting.pbt import pbt_line, write_lineage
 from spikerl_jax.reporting.population import write_population_file
 from spikerl_jax.reporting.progress import TrainProgress
 from spikerl_jax.reporting.records import (
@@ -46,6 +48,7 @@ from spikerl_jax.training.checkpoint import (
     legacy_checkpoints,
     restore_population,
 )
+from spikerl_jax.training.exploit import make_copy, with_settings
 from spikerl_jax.training.schedule import Stops, after_round
 from spikerl_jax.training.state import LoopState, MemberRecord, RunState, keep_best
 
@@ -64,6 +67,7 @@ class Session:
       console: the rich console of the progress bar (None: stderr).
       checked: the caller has run ``check_run`` on ``configs`` (a sweep, before writing its
         spec): each member is validated once.
+      pbt: population-based training's spec (``configs`` are its members'), or None.
 
     Raises:
       ConfigError: a bad configuration (before anything is written), or a missing,
@@ -77,7 +81,9 @@ class Session:
         resume: bool = False,
         console=None,
         checked: bool = False,
+        pbt: PBTSpec | None = None,
     ):
+        self.pbt = pbt
         if not checked:
             check_run(configs)
         self.cfg, self.configs, self.members = configs[0], configs, len(configs)
@@ -98,9 +104,15 @@ class Session:
         stack.enter_context(full_precision_matmuls())
         self.spec, self.learner, self.backend, self.state = build(self.configs)
         stack.callback(self.backend.close)
-        self.loop = LoopState(members=(MemberRecord(),) * self.members)
+        self.loop = LoopState(
+            members=(MemberRecord(),) * self.members,
+            pbt=self.pbt.initial_record() if self.pbt else None,
+        )
         self.resume_step = self.target_reached_at = None
         records_from = self._restore() if resume else None
+        if self.pbt:
+            self.copy = make_copy(self.state.learner, self.pbt.copy_buffer)
+            self._take_settings(self.loop.pbt)  # a resumed run's: they may have changed
         for note in cfg.schedule_notes() if primary else []:
             warnings.warn(note, stacklevel=3)
         self.stops, self.last_checkpoint = Stops.at(cfg, self.loop.step), self.resume_step
@@ -219,7 +231,34 @@ class Session:
             improved.append(records[-1].best_step == loop.step)
         if any(improved):
             state = keep_best(state, jnp.array(improved))
-        return state, dataclasses.replace(loop, members=tuple(records)), any(improved)
+        loop = dataclasses.replace(loop, members=tuple(records))
+        if self.pbt:
+            loop = dataclasses.replace(loop, pbt=loop.pbt.evaluated([r.mean for r in results]))
+        return state, loop, any(improved)
+
+    def exploit_due(self, loop: LoopState) -> bool:
+        """Whether PBT's exploit step is due (after this step's evaluation)."""
+        return self.pbt is not None and self.pbt.due(loop.step)
+
+    def exploit(self, state: RunState, loop: LoopState) -> tuple[RunState, LoopState]:
+        """PBT's exploit step: the bottom members copy top ones and explore
+        (``pbt_spec.PBTSpec.exploit``, ``training.exploit``); ``lineage.csv`` rewritten."""
+        sources, record = self.pbt.exploit(loop.step, loop.pbt)
+        if record.lineage != loop.pbt.lineage:
+            hparams = self._take_settings(record)
+            state = state.replace(learner=self.copy(state.learner, sources, hparams))
+        for copy in record.lineage[len(loop.pbt.lineage) :]:
+            self.progress.announce(pbt_line(self.pbt, copy))
+        return state, dataclasses.replace(loop, pbt=record)
+
+    def _take_settings(self, record):
+        """Puts ``record``'s settings into the acting members (exploration noise) and the
+        records; returns the algorithm's traced settings for the state."""
+        configs = self.pbt.configs(record.settings)
+        self.backend.members, hparams = with_settings(self.backend.members, configs)
+        if self.primary:
+            write_lineage(self.root, self.pbt, record)
+        return hparams
 
     def log(self, loop: LoopState) -> None:
         """Writes each member's train.csv row: the training episodes since the last row,

@@ -14,6 +14,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
+from spikerl_jax.pbt_spec import PBTRecord
 from spikerl_jax.rl.normalizer import Normalizer
 from spikerl_jax.rl.replay import ReplayBuffer
 from spikerl_jax.training.schedule import Counters
@@ -106,6 +107,8 @@ class LoopState:
       logged: per member, the training episodes ended by the last train.csv row, their
         returns and lengths summed (``(M, 3)``; empty in checkpoints that predate it), so a
         resumed run's next row counts from that row, as the uninterrupted run's does.
+      pbt: population-based training's settings, score windows and lineage (None: not a
+        PBT run).
     """
 
     counters: Counters = dataclasses.field(default_factory=Counters)
@@ -114,6 +117,7 @@ class LoopState:
     wall_s: float = 0.0
     segments: tuple[tuple[int, int, float], ...] = ()
     logged: tuple[tuple[float, ...], ...] = ()
+    pbt: PBTRecord | None = None
 
     @property
     def step(self) -> int:

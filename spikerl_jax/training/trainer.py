@@ -19,9 +19,17 @@ import shutil
 import jax
 
 from spikerl_jax.config import TrainConfig
+from spikerl_jax.pbt_spec import PBTSpec
+from spikerl_jax.pbt_spec import save_spec as save_pbt_spec
 from spikerl_jax.processes import Interrupted
+from spikerl_jax.reporting.pbt import PBT_SUMMARY_FILES, write_pbt_summary
 from spikerl_jax.reporting.runs import read_run
-from spikerl_jax.reporting.sweep import summary_written, sweep_rows, write_sweep_summary
+from spikerl_jax.reporting.sweep import (
+    SUMMARY_FILES,
+    summary_written,
+    sweep_rows,
+    write_sweep_summary,
+)
 from spikerl_jax.sweep_spec import SweepSpec, save_spec, setting_label
 from spikerl_jax.training.build import check_run
 from spikerl_jax.training.checkpoint import SaveError, latest_step
@@ -50,13 +58,14 @@ def train_members(
     resume: bool = False,
     console=None,
     checked: bool = False,
+    pbt: PBTSpec | None = None,
 ):
     """The algorithm for a population of ``configs`` (one run: a population of one), whose
     checkpoints go to ``root`` (None: the single run's directory); ``checked``: ``configs``
-    have passed ``check_run``. Returns the members' summaries and the final ``RunState``
-    (member axis first)."""
+    have passed ``check_run``; ``pbt``: population-based training's spec. Returns the
+    members' summaries and the final ``RunState`` (member axis first)."""
     # Build, restore, open the records.
-    with Session(configs, root, resume, console, checked) as run:
+    with Session(configs, root, resume, console, checked, pbt) as run:
         state, loop, cfg = run.state, run.loop, run.cfg
         while loop.step < cfg.total_steps:
             # Plan, collect and learn, round by round up to the next stop: acting (at random
@@ -73,6 +82,8 @@ def train_members(
                 results = run.evaluate(state, loop.step)  # deterministic episodes
                 state, loop, improved = run.record(state, loop, results)  # rows, best policy
                 solved = run.reached_target(loop)  # --target-return: stop here
+                if run.exploit_due(loop):  # PBT: the worst copy the best members, explore
+                    state, loop = run.exploit(state, loop)
             if run.due("checkpoint", loop) or improved or solved or run.stop.requested:
                 run.checkpoint(state, loop)  # state, best policy and records together
             if run.stop.requested:
@@ -120,14 +131,43 @@ def train_sweep(spec: SweepSpec, resume: bool = False, console=None) -> list[dic
     return sweep_rows(groups)
 
 
-def _finished_without_summary(spec: SweepSpec, configs: list[TrainConfig]) -> bool:
-    """Whether every member finished but the root's summary is missing or empty (a disk that
-    filled while it was written): a resume then writes it without training."""
+def train_pbt(spec: PBTSpec, resume: bool = False, console=None) -> dict:
+    """Population-based training of ``spec`` (``pbt_spec``); writes ``pbt.json`` and
+    ``pbt.png`` into its root and returns ``pbt.json``'s content."""
+    spec.validate()  # nothing is written for a bad spec
+    check_run(spec.placed().configs(), validated=True)
+    spec = spec.with_root()
+    primary = jax.process_index() == 0
+    if not resume and primary:
+        save_pbt_spec(spec)
+    again = f"spikerl-jax pbt --resume {shlex.quote(spec.root)}"
+    configs = spec.configs()
+    try:
+        if not (resume and _finished_without_summary(spec, configs, PBT_SUMMARY_FILES)):
+            train_members(configs, spec.root, resume, console, checked=True, pbt=spec)
+    except Interrupted as e:
+        raise e.resumed_with(again) from None
+    if not primary:
+        return {}
+    try:
+        return write_pbt_summary(spec, [read_run(c.run_dir()) for c in configs])
+    except OSError as e:
+        free = shutil.disk_usage(spec.root).free // 2**20
+        raise SaveError(
+            f"cannot write the PBT summary {e.filename}: {e.strerror} ({free} MB free); "
+            f"the members' results are kept: free space, then {again} writes it"
+        ) from None
+
+
+def _finished_without_summary(spec, configs: list[TrainConfig], files=SUMMARY_FILES) -> bool:
+    """Whether every member of ``spec`` (a sweep's or PBT's) finished but the root's
+    summary ``files`` are missing or empty (a disk that filled while they were written): a
+    resume then writes them without training."""
     step = latest_step(spec.root)
     done = all(os.path.isfile(os.path.join(c.run_dir(), "summary.json")) for c in configs)
     return (
         done
         and step is not None
         and step >= spec.base.total_steps
-        and not (summary_written(spec.root))
+        and not summary_written(spec.root, files)
     )

@@ -111,7 +111,7 @@ def test_critic_target_against_numpy(setup):
     target = reward + 0.9 * (1 - done) * (next_q - 0.3 * logp)
     q = twin(state.critic_params, obs, action)
     sample, _, _ = make_policy(nets, CFG)
-    critic_loss, _ = make_losses(nets, sample, lambda tree: tree)
+    critic_loss, _ = make_losses(nets, sample, lambda tree: tree, lambda s: s.hparams.alpha)
     loss, metrics = critic_loss(state.critic_params, state, batch, key)
     np.testing.assert_allclose(float(loss), ((q - target) ** 2).mean(1).sum(), rtol=1e-4)
     np.testing.assert_allclose(float(metrics["q"]), q[0].mean(), rtol=1e-5, atol=1e-6)

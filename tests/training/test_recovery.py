@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import signal
-import time
 
 import jax
 import numpy as np
@@ -15,10 +14,14 @@ import pytest
 from helpers import (
     USER_TINY,
     assert_trees_equal,
+    in_flight,
     latest_state,
+    one_line,
     rows,
+    steps_saved,
     user_cli,
     user_cli_background,
+    wait_until,
 )
 
 import spikerl_jax as sj
@@ -49,12 +52,6 @@ def cli(*args, cwd=None):
     return user_cli_background(*args, cwd=cwd)
 
 
-def one_line(err: str) -> str:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
-
-
 @pytest.fixture(scope="module")
 def straight(tmp_path_factory):
     """The reference: a 2-member sweep, uninterrupted (as the killed one: on the user's path,
@@ -63,28 +60,6 @@ def straight(tmp_path_factory):
     code, _, err = user_cli("sweep", *KILLABLE, *SWEEP, "--out", str(root))
     assert code == 0, err[-3000:]
     return root
-
-
-def wait_until(condition, timeout=240.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        found = condition()
-        if found:
-            return found
-        time.sleep(0.002)
-    raise TimeoutError("the moment to kill at never came")
-
-
-def in_flight(root):
-    folder = root / "checkpoints"
-    return folder.is_dir() and any("tmp" in p.name for p in folder.iterdir())
-
-
-def steps_saved(root):
-    folder = root / "checkpoints"
-    return (
-        sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) if folder.is_dir() else []
-    )
 
 
 @pytest.mark.slow

@@ -61,7 +61,8 @@ def near_miss(args: list[str]) -> str | None:
         if name in NEAR_MISSES:
             return f"{name} is not a spikerl-jax option; use {NEAR_MISSES[name]}"
         if name in replaced:
-            return f"a {command} run does not take {name}; use {replaced[name]}"
+            what = "a sweep" if command == "sweep" else "PBT"
+            return f"{what} does not take {name}; use {replaced[name]}"
         value = value or after
         field = name[2:].replace("-", "_")
         if command == "pbt" and ":" in value and field in SHAPED and field not in SWEEPABLE:

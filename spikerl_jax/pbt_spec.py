@@ -23,7 +23,6 @@ This module imports no JAX: the command line checks a spec before anything start
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 
@@ -32,8 +31,7 @@ import numpy as np
 from spikerl_jax.config import ConfigError, TrainConfig, flag
 from spikerl_jax.config.algorithms import init_only, sweepable
 from spikerl_jax.config.base import new_run_dir
-from spikerl_jax.schema import SchemaError, from_jsonable, write_json
-from spikerl_jax.sweep_spec import check_population, with_setting
+from spikerl_jax.sweep_spec import check_population, read_spec, with_setting, write_spec
 
 SPEC_FILE = "pbt_spec.json"
 PERTURB = (0.8, 1.2)  # Ray Tune's multiplicative perturbation of a continuous setting
@@ -341,20 +339,8 @@ def _why_not(cfg: TrainConfig, name: str) -> str:
 
 
 def save_spec(spec: PBTSpec) -> None:
-    """Writes ``ROOT/pbt_spec.json`` (refusing a root that already holds a run)."""
-    path = os.path.join(spec.root, SPEC_FILE)
-    if os.path.exists(path):
-        raise ConfigError(
-            f"{spec.root} already holds a PBT run; choose another --out, or continue it with "
-            f"spikerl-jax pbt --resume {spec.root}"
-        )
-    try:
-        os.makedirs(spec.root, exist_ok=True)
-        write_json(path, spec)
-    except OSError as e:
-        raise ConfigError(
-            f"cannot write the PBT directory --out {spec.root}: {e.strerror}"
-        ) from None
+    """Writes ``ROOT/pbt_spec.json`` (refusing a root that already holds a PBT run)."""
+    write_spec(spec, SPEC_FILE, "pbt")
 
 
 def is_pbt_root(path: str) -> bool:
@@ -362,18 +348,5 @@ def is_pbt_root(path: str) -> bool:
 
 
 def load_spec(root: str) -> PBTSpec:
-    """Reads ``ROOT/pbt_spec.json``.
-
-    Raises:
-      ConfigError: no PBT run there, or a spec that does not read back.
-    """
-    path = os.path.join(root, SPEC_FILE)
-    if not os.path.exists(root):
-        raise ConfigError(f"{root} does not exist; --resume takes the root of a PBT run")
-    if not os.path.isfile(path):
-        raise ConfigError(f"{root} is not a PBT run's root (no {SPEC_FILE})")
-    try:
-        with open(path) as f:
-            return from_jsonable(PBTSpec, json.load(f))
-    except (OSError, json.JSONDecodeError, SchemaError) as e:
-        raise ConfigError(f"{path} is not a valid PBT spec: {e}") from None
+    """Reads ``ROOT/pbt_spec.json`` (``sweep_spec.read_spec``)."""
+    return read_spec(root, PBTSpec, SPEC_FILE, "pbt")

@@ -158,34 +158,54 @@ def check_population(configs: list[TrainConfig]) -> None:
 
 def save_spec(spec: SweepSpec) -> None:
     """Writes ``ROOT/sweep_spec.json`` (refusing a root that already holds a sweep)."""
-    path = os.path.join(spec.root, SPEC_FILE)
+    write_spec(spec, SPEC_FILE, "sweep")
+
+
+def load_spec(root: str) -> SweepSpec:
+    """Reads ``ROOT/sweep_spec.json`` (``read_spec``)."""
+    return read_spec(root, SweepSpec, SPEC_FILE, "sweep")
+
+
+# The command and the name of a population's run, by what its spec file holds.
+RUN_NAMES = {"sweep": "a sweep", "pbt": "a PBT run"}
+
+
+def write_spec(spec, file: str, command: str) -> None:
+    """Writes a population's ``spec`` (a sweep's, PBT's) as ``ROOT/FILE`` for
+    ``spikerl-jax COMMAND --resume``, refusing a root that already holds one.
+
+    Raises:
+      ConfigError: the root holds a run already, or cannot be written.
+    """
+    path, what = os.path.join(spec.root, file), RUN_NAMES[command]
     if os.path.exists(path):
         raise ConfigError(
-            f"{spec.root} already holds a sweep; choose another --out, or continue it with "
-            f"spikerl-jax sweep --resume {spec.root}"
+            f"{spec.root} already holds {what}; choose another --out, or continue it with "
+            f"spikerl-jax {command} --resume {spec.root}"
         )
     try:
         os.makedirs(spec.root, exist_ok=True)
         write_json(path, spec)
     except OSError as e:
         raise ConfigError(
-            f"cannot write the sweep directory --out {spec.root}: {e.strerror}"
+            f"cannot write the {command} directory --out {spec.root}: {e.strerror}"
         ) from None
 
 
-def load_spec(root: str) -> SweepSpec:
-    """Reads ``ROOT/sweep_spec.json``.
+def read_spec(root: str, cls, file: str, command: str):
+    """Reads ``ROOT/FILE`` as ``cls`` (a population's spec, written by ``write_spec``).
 
     Raises:
-      ConfigError: no sweep there, or a spec that does not validate (one entry per problem).
+      ConfigError: no such run there, or a spec that does not validate (one entry per
+        problem).
     """
-    path = os.path.join(root, SPEC_FILE)
+    path, what = os.path.join(root, file), RUN_NAMES[command]
     if not os.path.exists(root):
-        raise ConfigError(f"{root} does not exist; --resume takes the root of a sweep")
+        raise ConfigError(f"{root} does not exist; --resume takes the root of {what}")
     if not os.path.isfile(path):
-        raise ConfigError(f"{root} is not a sweep directory (no {SPEC_FILE})")
+        raise ConfigError(f"{root} is not the root of {what} (no {file})")
     try:
         with open(path) as f:
-            return from_jsonable(SweepSpec, json.load(f))
+            return from_jsonable(cls, json.load(f))
     except (OSError, json.JSONDecodeError, SchemaError) as e:
-        raise ConfigError(f"{path} is not a valid sweep spec: {e}") from None
+        raise ConfigError(f"{path} is not a valid {command} spec: {e}") from None

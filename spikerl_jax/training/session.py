@@ -244,21 +244,23 @@ class Session:
         """PBT's exploit step: the bottom members copy top ones and explore
         (``pbt_spec.PBTSpec.exploit``, ``training.exploit``); ``lineage.csv`` rewritten."""
         sources, record = self.pbt.exploit(loop.step, loop.pbt)
-        if record.lineage != loop.pbt.lineage:
+        copies = record.lineage[len(loop.pbt.lineage) :]
+        if copies:  # (none with --quantile 0: the state stays as it is)
             hparams = self._take_settings(record)
             state = state.replace(learner=self.copy(state.learner, sources, hparams))
-        for copy in record.lineage[len(loop.pbt.lineage) :]:
+        for copy in copies:
             self.progress.announce(pbt_line(self.pbt, copy))
         return state, dataclasses.replace(loop, pbt=record)
 
     def _take_settings(self, record):
         """Puts ``record``'s settings into the acting members (exploration noise) and the
         records; returns the algorithm's traced settings for the state."""
-        configs = self.pbt.configs(record.settings)
-        self.backend.members, hparams = with_settings(self.backend.members, configs)
+        self.backend.members = with_settings(
+            self.backend.members, self.pbt.configs(record.settings)
+        )
         if self.primary:
             write_lineage(self.root, self.pbt, record)
-        return hparams
+        return self.backend.members.hparams
 
     def log(self, loop: LoopState) -> None:
         """Writes each member's train.csv row: the training episodes since the last row,

@@ -102,33 +102,21 @@ def train_sweep(spec: SweepSpec, resume: bool = False, console=None) -> list[dic
     spec.validate()  # each member's values; nothing is written for a bad spec
     check_run(spec.placed().members(), validated=True)
     spec = spec.with_root()
-    primary = jax.process_index() == 0  # with several processes, process 0 writes the records
-    if not resume and primary:
+    if not resume and jax.process_index() == 0:
         save_spec(spec)
-    configs, again = spec.members(), f"spikerl-jax sweep --resume {shlex.quote(spec.root)}"
-    try:
-        if not (resume and _finished_without_summary(spec, configs)):
-            train_members(configs, spec.root, resume=resume, console=console, checked=True)
-    except Interrupted as e:  # a sweep continues from its root
-        raise e.resumed_with(again) from None
-    if not primary:
-        return []
-    seeds = len(spec.seeds)
+    configs, seeds = spec.members(), len(spec.seeds)
     groups = {
-        setting_label(setting): [
-            read_run(c.run_dir()) for c in configs[i * seeds : (i + 1) * seeds]
-        ]
+        setting_label(setting): configs[i * seeds : (i + 1) * seeds]
         for i, setting in enumerate(spec.settings())
     }
-    try:
-        write_sweep_summary(spec.root, groups)
-    except OSError as e:
-        free = shutil.disk_usage(spec.root).free // 2**20
-        raise SaveError(
-            f"cannot write the sweep's summary {e.filename}: {e.strerror} ({free} MB free); "
-            f"the members' results are kept: free space, then {again} writes it"
-        ) from None
-    return sweep_rows(groups)
+
+    def summarize():
+        runs = {label: [read_run(c.run_dir()) for c in group] for label, group in groups.items()}
+        write_sweep_summary(spec.root, runs)
+        return sweep_rows(runs)
+
+    rows = _train_population(spec, configs, resume, console, "sweep", SUMMARY_FILES, summarize)
+    return [] if rows is None else rows
 
 
 def train_pbt(spec: PBTSpec, resume: bool = False, console=None) -> dict:
@@ -137,25 +125,43 @@ def train_pbt(spec: PBTSpec, resume: bool = False, console=None) -> dict:
     spec.validate()  # nothing is written for a bad spec
     check_run(spec.placed().configs(), validated=True)
     spec = spec.with_root()
-    primary = jax.process_index() == 0
-    if not resume and primary:
+    if not resume and jax.process_index() == 0:
         save_pbt_spec(spec)
-    again = f"spikerl-jax pbt --resume {shlex.quote(spec.root)}"
     configs = spec.configs()
-    try:
-        if not (resume and _finished_without_summary(spec, configs, PBT_SUMMARY_FILES)):
-            train_members(configs, spec.root, resume, console, checked=True, pbt=spec)
-    except Interrupted as e:
-        raise e.resumed_with(again) from None
-    if not primary:
-        return {}
-    try:
+
+    def summarize():
         return write_pbt_summary(spec, [read_run(c.run_dir()) for c in configs])
+
+    summary = _train_population(
+        spec, configs, resume, console, "pbt", PBT_SUMMARY_FILES, summarize, pbt=spec
+    )
+    return {} if summary is None else summary
+
+
+def _train_population(spec, configs, resume, console, command, files, summarize, pbt=None):
+    """Trains the members ``configs`` of a sweep's or PBT's ``spec`` (``spikerl-jax
+    COMMAND``), unless a resume finds them finished with only the summary ``files``
+    missing; then, on process 0, returns ``summarize()`` (None on the others).
+
+    Raises:
+      Interrupted: naming ``COMMAND --resume ROOT`` to continue.
+      SaveError: the summary could not be written (the members' results are kept).
+    """
+    again = f"spikerl-jax {command} --resume {shlex.quote(spec.root)}"
+    try:
+        if not (resume and _finished_without_summary(spec, configs, files)):
+            train_members(configs, spec.root, resume, console, checked=True, pbt=pbt)
+    except Interrupted as e:  # a population continues from its root
+        raise e.resumed_with(again) from None
+    if jax.process_index() != 0:  # with several processes, process 0 writes the records
+        return None
+    try:
+        return summarize()
     except OSError as e:
         free = shutil.disk_usage(spec.root).free // 2**20
         raise SaveError(
-            f"cannot write the PBT summary {e.filename}: {e.strerror} ({free} MB free); "
-            f"the members' results are kept: free space, then {again} writes it"
+            f"cannot write the {command}'s summary {e.filename}: {e.strerror} ({free} MB "
+            f"free); the members' results are kept: free space, then {again} writes it"
         ) from None
 
 
